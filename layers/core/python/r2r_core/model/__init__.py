@@ -1,0 +1,1 @@
+"""The canonical model (entities, money, events)."""

@@ -1,0 +1,149 @@
+"""Canonical events: the envelope every event travels in, and the registry of event types.
+
+Webhook bodies follow the Standard Webhooks payload convention ``{type, timestamp, data}``;
+the ingest function turns them into an :class:`EventEnvelope` (adding the event id,
+source system, source record id and version, and the correlation id) and puts it on the
+bus with ``DetailType`` = the event type.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+
+from r2r_core.model.entities import (
+    Assignment,
+    CanonicalId,
+    Client,
+    ClosedWonDeal,
+    Expense,
+    Invoice,
+    Milestone,
+    Project,
+    RateCard,
+    Resource,
+    RevenueEvent,
+    SourceRecord,
+    TimeEntry,
+)
+
+EVENT_SOURCE = "r2r.canonical"
+# Namespace for deterministic event ids: the same delivery always gets the same event id.
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1c2f4e-8a59-4f7e-9d0b-2f1f3c1a7b10")
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    data_model: type[SourceRecord]
+    schema_version: str
+    description: str
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    t.name: t
+    for t in (
+        EventType("client.upserted", Client, "1.0", "A client (customer account) was created or changed."),
+        EventType(
+            "opportunity.closed_won",
+            ClosedWonDeal,
+            "1.0",
+            "An opportunity reached Closed Won: client, engagement (contract) and project to set up.",
+        ),
+        EventType("project.upserted", Project, "1.0", "A project was created or changed in the PSA."),
+        EventType("resource.upserted", Resource, "1.0", "A worker was created or changed in the HRIS."),
+        EventType("assignment.upserted", Assignment, "1.0", "A resource was assigned to a project."),
+        EventType("rate_card.upserted", RateCard, "1.0", "A rate card was created or changed."),
+        EventType("time_entry.approved", TimeEntry, "1.0", "Time was approved in the PSA."),
+        EventType("expense.approved", Expense, "1.0", "An expense was approved in the PSA."),
+        EventType("milestone.completed", Milestone, "1.0", "A project milestone was completed."),
+        EventType("invoice.created", Invoice, "1.0", "An invoice was created in the ERP."),
+        EventType("revenue.recognized", RevenueEvent, "1.0", "Revenue was recognised."),
+    )
+}
+
+
+class UnknownEventType(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown event type {name!r}; known types: {', '.join(sorted(EVENT_TYPES))}")
+        self.name = name
+
+
+def event_type(name: str) -> EventType:
+    try:
+        return EVENT_TYPES[name]
+    except KeyError:
+        raise UnknownEventType(name) from None
+
+
+class WebhookPayload(BaseModel):
+    """The body of a delivery to the generic signed webhook (Standard Webhooks convention)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Canonical event type, e.g. time_entry.approved.")
+    timestamp: AwareDatetime = Field(description="When the change happened in the source system.")
+    data: dict[str, Any]
+    correlation_id: str | None = Field(default=None, max_length=128)
+
+
+class EventEnvelope(BaseModel):
+    """A canonical event as it travels on the bus and through the queues."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    schema_version: str
+    event_id: str
+    source_system: str
+    source_record_id: CanonicalId
+    source_record_version: int
+    correlation_id: str
+    occurred_at: AwareDatetime
+    data: dict[str, Any]
+
+    def parsed(self) -> SourceRecord:
+        """The data validated against its event type's model."""
+        return event_type(self.type).data_model.model_validate(self.data)
+
+
+def event_id_for(source_system: str, delivery_id: str) -> str:
+    """Deterministic event id for a delivery, so a duplicate delivery maps to the same event."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{source_system}/{delivery_id}"))
+
+
+def build_envelope(
+    *, source_system: str, delivery_id: str, payload: WebhookPayload, record: SourceRecord
+) -> EventEnvelope:
+    kind = event_type(payload.type)
+    event_id = event_id_for(source_system, delivery_id)
+    return EventEnvelope(
+        type=kind.name,
+        schema_version=kind.schema_version,
+        event_id=event_id,
+        source_system=source_system,
+        source_record_id=record.id,
+        source_record_version=record.version,
+        correlation_id=payload.correlation_id or event_id,
+        occurred_at=payload.timestamp,
+        data=record.model_dump(mode="json"),
+    )
+
+
+@cache
+def typed_envelope_model(name: str) -> type[BaseModel]:
+    """An envelope model whose ``type`` and ``data`` are pinned to one event type (for JSON Schema)."""
+    kind = event_type(name)
+    model_name = "".join(part.capitalize() for part in name.replace(".", "_").split("_")) + "Event"
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        model_name,
+        __base__=EventEnvelope,
+        __doc__=f"{kind.description} (schema version {kind.schema_version}).",
+        type=(Literal[name], ...),  # type: ignore[valid-type]
+        schema_version=(Literal[kind.schema_version], ...),  # type: ignore[valid-type]
+        data=(kind.data_model, ...),
+    )

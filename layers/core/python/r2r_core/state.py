@@ -1,0 +1,250 @@
+"""Integration state in DynamoDB: crosswalk, engagement terms, charges, invoice drafts, exceptions, audit.
+
+Single-table design on ``StateTable`` (``pk``/``sk``):
+
+==============================  =====================  ==========================================
+pk                              sk                     what
+==============================  =====================  ==========================================
+``XWALK#<kind>#<canonical id>``  ``SYS#netsuite``       ERP internal id and external id
+``ENG#<engagement id>``          ``TERMS``              the closed-won deal (client, engagement, project)
+``ENG#<engagement id>``          ``CHARGE#<entry id>``  one billing decision per time entry
+``ENG#<engagement id>``          ``MILESTONE#<id>``     a completed milestone
+``ENG#<engagement id>``          ``INVOICE#<ms id>``    the invoice drafted for a milestone
+``EXC#<exception id>``           ``EXC``                an exception for finance
+==============================  =====================  ==========================================
+
+``AuditTable`` is append-only: ``<kind>#<id>`` / ``<event id>#<action>``, the time in ``at``.
+Writes that must not happen twice are conditional; versions guard against stale updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from r2r_core.runtime import aws_client
+
+_SER = TypeSerializer()
+_DES = TypeDeserializer()
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _SER.serialize(value) for key, value in values.items() if value is not None}
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _DES.deserialize(value) for key, value in item.items()}
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in {
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class StateStore:
+    """Typed access to ``StateTable``. The boto3 client is injectable for tests."""
+
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("dynamodb")
+        return self._client
+
+    # -- generic ------------------------------------------------------------------
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.table_name, Key=_to_item({"pk": pk, "sk": sk}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _from_item(item) if item else None
+
+    def put_new(self, item: Mapping[str, Any]) -> bool:
+        """Put an item unless it exists; True when this call created it."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_to_item(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def put_versioned(self, item: Mapping[str, Any]) -> bool:
+        """Put an item unless a version at least as new is stored; True when written."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=_to_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues=_to_item({":v": item["version"]}),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def query_prefix(self, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _to_item({":pk": pk, ":prefix": sk_prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan_prefix(self, pk_prefix: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": _to_item({":prefix": pk_prefix}),
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def update_if(
+        self, pk: str, sk: str, *, set_values: Mapping[str, Any], condition: str, values: Mapping[str, Any]
+    ) -> bool:
+        names = {f"#{key}": key for key in set_values}
+        expression = "SET " + ", ".join(f"#{key} = :set_{key}" for key in set_values)
+        attribute_values = {f":set_{key}": value for key, value in set_values.items()} | dict(values)
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_to_item({"pk": pk, "sk": sk}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names | _names_in(condition),
+                ExpressionAttributeValues=_to_item(attribute_values),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    # -- crosswalk ----------------------------------------------------------------
+    def put_crosswalk(self, kind: str, canonical_id: str, *, internal_id: str, external_id: str) -> None:
+        self.client.put_item(
+            TableName=self.table_name,
+            Item=_to_item(
+                {
+                    "pk": f"XWALK#{kind}#{canonical_id}",
+                    "sk": "SYS#netsuite",
+                    "internal_id": internal_id,
+                    "external_id": external_id,
+                    "updated_at": now_iso(),
+                }
+            ),
+        )
+
+    def crosswalk(self, kind: str, canonical_id: str) -> dict[str, Any] | None:
+        return self.get(f"XWALK#{kind}#{canonical_id}", "SYS#netsuite")
+
+    # -- exceptions ---------------------------------------------------------------
+    def put_exception(self, record: Mapping[str, Any]) -> bool:
+        """Store an exception once (its id is derived from the failure); True when new."""
+        return self.put_new({"pk": f"EXC#{record['id']}", "sk": "EXC", **record})
+
+    def exceptions(self) -> list[dict[str, Any]]:
+        return sorted(self.scan_prefix("EXC#"), key=lambda item: item.get("created_at", ""))
+
+
+def _names_in(condition: str) -> dict[str, str]:
+    return {token: token[1:] for token in condition.replace("(", " ").replace(")", " ").split() if token[:1] == "#"}
+
+
+def exception_id(*parts: str) -> str:
+    """A deterministic exception id: the same failure recorded twice is one exception."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+class AuditLog:
+    """Append-only audit of state changes (``AuditTable``)."""
+
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("dynamodb")
+        return self._client
+
+    def append(
+        self,
+        *,
+        kind: str,
+        entity_id: str,
+        action: str,
+        event_id: str,
+        correlation_id: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one state change. Re-recording the same (entity, event, action) is a no-op."""
+        at = now_iso()
+        item = {
+            "pk": f"{kind}#{entity_id}",
+            "sk": f"{event_id}#{action}",
+            "at": at,
+            "action": action,
+            "event_id": event_id,
+            "correlation_id": correlation_id,
+            "detail": json.dumps(detail or {}, default=_json_default, sort_keys=True),
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table_name, Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def history(self, kind: str, entity_id: str) -> list[dict[str, Any]]:
+        page = self.client.query(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=_to_item({":pk": f"{kind}#{entity_id}"}),
+        )
+        return sorted((_from_item(item) for item in page.get("Items", [])), key=lambda item: item["at"])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
