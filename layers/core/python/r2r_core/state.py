@@ -89,15 +89,23 @@ class StateStore:
             raise
         return True
 
-    def put_versioned(self, item: Mapping[str, Any]) -> bool:
-        """Put an item unless a version at least as new is stored; True when written."""
+    def put_versioned(self, item: Mapping[str, Any], *, unless_status: str | None = None) -> bool:
+        """Put an item unless a version at least as new is stored (or, with ``unless_status``,
+        unless the stored item has that status); True when written."""
+        condition = "attribute_not_exists(pk) OR #v < :v"
+        names = {"#v": "version"}
+        values: dict[str, Any] = {":v": item["version"]}
+        if unless_status is not None:
+            condition = "attribute_not_exists(pk) OR (#v < :v AND #status <> :status)"
+            names["#status"] = "status"
+            values[":status"] = unless_status
         try:
             self.client.put_item(
                 TableName=self.table_name,
                 Item=_to_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
-                ExpressionAttributeNames={"#v": "version"},
-                ExpressionAttributeValues=_to_item({":v": item["version"]}),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_item(values),
             )
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -183,7 +191,11 @@ class StateStore:
 
 
 def _names_in(condition: str) -> dict[str, str]:
-    return {token: token[1:] for token in condition.replace("(", " ").replace(")", " ").split() if token[:1] == "#"}
+    return {
+        token: token[1:]
+        for token in condition.replace("(", " ").replace(")", " ").split()
+        if token[:1] == "#"
+    }
 
 
 def exception_id(*parts: str) -> str:

@@ -85,7 +85,7 @@ def decide_time_entry(entry: TimeEntry, engagement: Engagement) -> ChargeDecisio
         return decision(
             Decision.HELD_FOR_MILESTONE,
             "fixed-fee-billed-by-milestone",
-            f"Engagement {engagement.id} is fixed fee: time is billed through its milestones, not by the hour.",
+            f"Engagement {engagement.id} is fixed fee: time is billed through milestones, not by the hour.",
             Decimal(0),
         )
     rate = rate_in_force(engagement, entry.role, entry.region, entry.work_date)

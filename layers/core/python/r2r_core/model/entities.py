@@ -18,7 +18,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from r2r_core.model.money import CurrencyCode, Money
 
-CanonicalId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+CanonicalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Hours = Annotated[Decimal, Field(ge=0, le=24, max_digits=6, decimal_places=2, allow_inf_nan=False)]
 Rate = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
@@ -54,7 +56,9 @@ class Client(SourceRecord):
     legal_name: Name | None = None
     billing_country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
     currency: CurrencyCode
-    tax_registration: str | None = Field(default=None, description="VAT/GST/sales-tax registration of the client.")
+    tax_registration: str | None = Field(
+        default=None, description="VAT/GST/sales-tax registration of the client."
+    )
     region: Name
     business_unit: Name | None = None
     email: str | None = None
@@ -117,14 +121,14 @@ class Engagement(SourceRecord):
     def _currencies_agree(self) -> Self:
         if self.rate_card is not None and self.rate_card.currency != self.currency:
             raise ValueError(
-                f"rate_card.currency {self.rate_card.currency} differs from engagement currency {self.currency}"
+                f"rate_card.currency {self.rate_card.currency} differs from currency {self.currency}"
             )
         for index, milestone in enumerate(self.milestones):
             if milestone.amount.currency != self.currency:
                 raise ValueError(f"milestones[{index}].amount.currency differs from engagement currency")
-        if self.billing_type in {BillingType.TIME_AND_MATERIALS, BillingType.CAPPED_TIME_AND_MATERIALS}:
-            if self.rate_card is None:
-                raise ValueError(f"a {self.billing_type.value} engagement needs a rate_card")
+        hourly = {BillingType.TIME_AND_MATERIALS, BillingType.CAPPED_TIME_AND_MATERIALS}
+        if self.billing_type in hourly and self.rate_card is None:
+            raise ValueError(f"a {self.billing_type.value} engagement needs a rate_card")
         return self
 
 

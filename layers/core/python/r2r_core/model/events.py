@@ -139,11 +139,14 @@ def typed_envelope_model(name: str) -> type[BaseModel]:
     """An envelope model whose ``type`` and ``data`` are pinned to one event type (for JSON Schema)."""
     kind = event_type(name)
     model_name = "".join(part.capitalize() for part in name.replace(".", "_").split("_")) + "Event"
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    pinned_type: Any = Literal[name]
+    pinned_version: Any = Literal[kind.schema_version]
+    model: type[BaseModel] = create_model(
         model_name,
         __base__=EventEnvelope,
         __doc__=f"{kind.description} (schema version {kind.schema_version}).",
-        type=(Literal[name], ...),  # type: ignore[valid-type]
-        schema_version=(Literal[kind.schema_version], ...),  # type: ignore[valid-type]
+        type=(pinned_type, ...),
+        schema_version=(pinned_version, ...),
         data=(kind.data_model, ...),
     )
+    return model

@@ -44,7 +44,7 @@ class Money(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    amount: Decimal = Field(allow_inf_nan=False, description="Exact decimal amount, e.g. \"1500.00\".")
+    amount: Decimal = Field(allow_inf_nan=False, description='Exact decimal amount, e.g. "1500.00".')
     currency: CurrencyCode
 
     @model_validator(mode="after")

@@ -1,0 +1,51 @@
+"""Step Functions task: one step of milestone-to-invoice, chosen by ``step`` in the payload.
+
+Errors propagate with their class name (``ContractInvalid``, ``TaxConfigurationMissing``,
+``ErpTransientError`` …) so the state machine's Retry matches transient ones and leaves
+business failures uncaught for redrive.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from r2r_core import settings as settings_module
+from r2r_core.bus import EventPublisher
+from r2r_core.erp_access import erp_account_config, erp_client
+from r2r_core.flows.invoicing import InvoiceSteps
+from r2r_core.settings import ConsumerSettings
+from r2r_core.state import AuditLog, StateStore
+
+logger = Logger(service="r2r-invoice-workflow")
+
+
+@cache
+def _steps(settings: ConsumerSettings) -> InvoiceSteps:
+    if not settings.event_bus_name:
+        raise RuntimeError("EVENT_BUS_NAME is not set")
+    bus_name = settings.event_bus_name
+    items = erp_account_config(settings.erp_secret_arn).get("items", {}) if settings.erp_secret_arn else {}
+    return InvoiceSteps(
+        store=StateStore(settings.state_table_name),
+        audit=AuditLog(settings.audit_table_name),
+        erp=lambda: erp_client(settings.erp_base_url, settings.erp_secret_arn),
+        publisher=lambda: EventPublisher(bus_name),
+        item_ids={str(k): str(v) for k, v in dict(items).items()},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    state = event["state"]
+    logger.append_keys(
+        correlation_id=state.get("correlation_id"),
+        execution_id=event.get("execution_id"),
+        step=event.get("step"),
+    )
+    result = _steps(settings_module.load(ConsumerSettings)).run(
+        event["step"], state, event.get("execution_id", "")
+    )
+    logger.info("invoice step done", extra={"milestone_id": state.get("milestone_id")})
+    return result

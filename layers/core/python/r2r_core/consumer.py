@@ -1,0 +1,95 @@
+"""The shape every SQS consumer shares: partial batch failures, idempotency, exceptions for finance.
+
+A record is processed at most once per business key (event type, source record id and
+version). A permanent failure is recorded once as an exception with its business context
+and the record is reported failed, so after its retries it rests in the DLQ, from where an
+operator redrives it once the cause is fixed. Retryable failures are simply reported failed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from r2r_core.erp.errors import ErpPermanentError
+from r2r_core.errors import Permanent
+from r2r_core.idempotency import once
+from r2r_core.model.events import EventEnvelope
+
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (Permanent, ErpPermanentError)
+_WRAPPED: dict[tuple[str, str], Any] = {}
+
+
+def envelope_from_body(body: str) -> EventEnvelope:
+    """SQS bodies from an EventBridge rule are the whole event; the envelope is its ``detail``."""
+    event = json.loads(body)
+    return EventEnvelope.model_validate(event.get("detail", event))
+
+
+def consume(
+    event: dict[str, Any],
+    context: Any,
+    *,
+    name: str,
+    logger: Logger,
+    idempotency_table: str | None,
+    process: Callable[[EventEnvelope], Any],
+    on_permanent: Callable[[EventEnvelope, Exception], object],
+) -> dict[str, Any]:
+    run = _once(name, idempotency_table)
+    config = getattr(run, "_r2r_config", None)
+    if config is not None and context is not None:
+        config.register_lambda_context(context)
+
+    def record_handler(record: SQSRecord) -> Any:
+        envelope = envelope_from_body(record.body)
+        logger.append_keys(
+            correlation_id=envelope.correlation_id,
+            event_id=envelope.event_id,
+            event_type=envelope.type,
+            source_record_id=envelope.source_record_id,
+        )
+        try:
+            return run(data=envelope, process=process)
+        except PERMANENT_ERRORS as exc:
+            on_permanent(envelope, exc)
+            logger.error("permanent failure", extra={"error_type": type(exc).__name__, "error": str(exc)})
+            raise
+        finally:
+            logger.remove_keys(["event_id", "event_type", "source_record_id"])
+
+    return process_partial_response(  # type: ignore[return-value]
+        event=event,
+        record_handler=record_handler,
+        processor=BatchProcessor(event_type=EventType.SQS),
+        context=context,
+    )
+
+
+def _once(name: str, table: str | None) -> Callable[..., Any]:
+    """An idempotent runner for one consumer, built once per (consumer, table).
+
+    The runner is called as ``run(data=envelope, process=fn)``: only ``data`` is hashed, so
+    the per-invocation ``process`` (bound to that invocation's ports) passes straight through.
+    """
+    if table is None:
+        return lambda *, data, process: process(data)
+    key = (name, table)
+    wrapped = _WRAPPED.get(key)
+    if wrapped is None:
+
+        def apply(data: EventEnvelope, process: Callable[[EventEnvelope], Any]) -> Any:
+            return process(data)
+
+        apply.__qualname__ = f"consume.{name}"
+        wrapped, config = once(
+            apply, table_name=table, key_jmespath="[type, source_record_id, to_string(source_record_version)]"
+        )
+        wrapped._r2r_config = config  # type: ignore[attr-defined]
+        _WRAPPED[key] = wrapped
+    return wrapped

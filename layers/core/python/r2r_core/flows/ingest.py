@@ -1,0 +1,223 @@
+"""Webhook ingest: authenticate, archive the raw body, validate, deduplicate, publish.
+
+Order matters: nothing is validated before the raw body is safe in S3, so whatever an
+authenticated sender delivered, valid or not, is kept. Unauthenticated requests are
+answered 401 and not stored (they are not a customer system's data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+from pydantic import ValidationError
+
+from r2r_core import webhooks
+from r2r_core.model.events import EVENT_TYPES, WebhookPayload, build_envelope, event_type
+from r2r_core.runtime import aws_client
+
+logger = Logger(child=True)
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+
+
+class Rejected(Exception):
+    """A request r2r refuses; ``status``/``code`` choose the HTTP answer, ``details`` name the fields."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+class RawArchive:
+    def __init__(self, bucket: str, client: Any | None = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws_client("s3")
+        return self._client
+
+    def put(
+        self, *, source: str, delivery_id: str, body: bytes, content_type: str, received_at: datetime
+    ) -> str:
+        safe = _KEY_UNSAFE.sub("_", delivery_id)
+        if safe != delivery_id or len(safe) > 200:
+            safe = f"{safe[:100]}-{hashlib.sha256(delivery_id.encode()).hexdigest()[:16]}"
+        key = f"raw/{source}/{received_at:%Y/%m/%d}/{safe}"
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type or "application/octet-stream",
+            Metadata={"source": source, "delivery-id": safe, "received-at": received_at.isoformat()},
+        )
+        return key
+
+
+def validation_details(error: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    details = []
+    for problem in error.errors(include_url=False):
+        path = prefix
+        for part in problem["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else (f"{path}.{part}" if path else str(part))
+        details.append({"field": path or "(body)", "problem": problem["msg"]})
+    return details
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        secrets: Callable[[], Mapping[str, list[str]]],
+        archive: RawArchive,
+        publish_once: Callable[..., dict[str, Any]],
+        max_body_bytes: int,
+        audit: Callable[[str, str, dict[str, Any]], None],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.secrets = secrets
+        self.archive = archive
+        self.publish_once = publish_once
+        self.max_body_bytes = max_body_bytes
+        self.audit = audit
+        self.now = now
+
+    def handle(self, *, source: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        archived: str | None = None
+        received_at = self.now()
+        try:
+            configured = self.secrets()
+            if source not in configured:
+                raise Rejected(404, "unknown_source", f"no webhook source named {source!r} is configured")
+            try:
+                delivery_id = webhooks.verify(configured[source], headers, body)
+            except webhooks.WebhookAuthError as exc:
+                raise Rejected(401, "unauthenticated", str(exc)) from exc
+            archived = self.archive.put(
+                source=source,
+                delivery_id=delivery_id,
+                body=body,
+                content_type=_header(headers, "content-type"),
+                received_at=received_at,
+            )
+            if len(body) > self.max_body_bytes:
+                raise Rejected(
+                    413, "payload_too_large", f"body is {len(body)} bytes; the limit is {self.max_body_bytes}"
+                )
+            envelope = self._envelope(source, delivery_id, body)
+            result = self.publish_once(
+                data={
+                    "source": source,
+                    "webhook_id": delivery_id,
+                    "body_sha256": hashlib.sha256(body).hexdigest(),
+                    "received_at": received_at.isoformat(),
+                    "envelope": envelope.model_dump(mode="json"),
+                }
+            )
+        except Rejected as rejection:
+            if archived is not None:
+                self.audit("rejected", archived, {"status": rejection.status, "error": rejection.message})
+            logger.warning(
+                "webhook rejected",
+                extra={
+                    "source": source,
+                    "status": rejection.status,
+                    "code": rejection.code,
+                    "archived_as": archived,
+                },
+            )
+            body_out: dict[str, Any] = {"error": rejection.code, "message": rejection.message}
+            if rejection.details:
+                body_out["details"] = rejection.details
+            if archived:
+                body_out["archived_as"] = archived
+            return Reply(rejection.status, body_out)
+        except IdempotencyValidationError:
+            logger.warning("webhook id reused with a different body", extra={"source": source})
+            return Reply(
+                409,
+                {
+                    "error": "webhook_id_reused",
+                    "message": "this webhook-id was already delivered with a different body",
+                    "archived_as": archived,
+                },
+            )
+        # A repeated webhook-id gets the first delivery's stored result back.
+        duplicate = result["accepted_at"] != received_at.isoformat()
+        logger.info(
+            "webhook accepted",
+            extra={
+                "source": source,
+                "event_id": result["event_id"],
+                "event_type": result["type"],
+                "duplicate": duplicate,
+            },
+        )
+        return Reply(
+            202,
+            {
+                "event_id": result["event_id"],
+                "type": result["type"],
+                "duplicate": duplicate,
+                "archived_as": archived,
+            },
+        )
+
+    def _envelope(self, source: str, delivery_id: str, body: bytes) -> Any:
+        try:
+            raw = json.loads(body, parse_float=Decimal)
+        except ValueError as exc:
+            raise Rejected(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise Rejected(400, "malformed_json", "body must be a JSON object {type, timestamp, data}")
+        try:
+            payload = WebhookPayload.model_validate(raw)
+        except ValidationError as exc:
+            raise Rejected(
+                400, "invalid_payload", "body does not match {type, timestamp, data}", validation_details(exc)
+            ) from exc
+        if payload.type not in EVENT_TYPES:
+            raise Rejected(
+                422,
+                "unknown_event_type",
+                f"event type {payload.type!r} is unknown; known types: {', '.join(sorted(EVENT_TYPES))}",
+            )
+        try:
+            record = event_type(payload.type).data_model.model_validate(payload.data)
+        except ValidationError as exc:
+            raise Rejected(
+                400,
+                "invalid_data",
+                f"data is not a valid {payload.type} record",
+                validation_details(exc, "data"),
+            ) from exc
+        return build_envelope(source_system=source, delivery_id=delivery_id, payload=payload, record=record)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""

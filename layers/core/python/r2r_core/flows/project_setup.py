@@ -1,0 +1,97 @@
+"""Closed-won deal → ERP customer and project (job), upserted by external id; crosswalk and terms recorded."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.erp import records
+from r2r_core.model.entities import ClosedWonDeal
+from r2r_core.model.events import EventEnvelope
+from r2r_core.state import AuditLog, StateStore, now_iso
+
+logger = Logger(child=True)
+
+
+class Erp(Protocol):
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
+
+
+def set_up_project(
+    envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp: Erp
+) -> dict[str, str]:
+    deal = ClosedWonDeal.model_validate(envelope.data)
+    client, engagement, project = deal.client, deal.engagement, deal.project
+
+    customer_eid = records.external_id("customer", client.id)
+    customer_id = erp.upsert(
+        "customer",
+        customer_eid,
+        records.customer_body(client.legal_name or client.name, currency=client.currency, email=client.email),
+    )
+    store.put_crosswalk("client", client.id, internal_id=customer_id, external_id=customer_eid)
+
+    job_eid = records.external_id("job", project.id)
+    job_id = erp.upsert(
+        "job",
+        job_eid,
+        records.job_body(
+            project.name,
+            customer_id=customer_id,
+            start_date=project.start_date,
+            end_date=project.end_date,
+            currency=engagement.currency,
+        ),
+    )
+    store.put_crosswalk("project", project.id, internal_id=job_id, external_id=job_eid)
+
+    written = store.put_versioned(
+        {
+            "pk": f"ENG#{engagement.id}",
+            "sk": "TERMS",
+            "version": deal.version,
+            "deal": deal.model_dump_json(),
+            "client_id": client.id,
+            "project_id": project.id,
+            "erp_customer_id": customer_id,
+            "erp_job_id": job_id,
+            "region": engagement.region,
+            "business_unit": engagement.business_unit,
+            "correlation_id": envelope.correlation_id,
+            "updated_at": now_iso(),
+        }
+    )
+    action = "terms_recorded" if written else "stale_terms_ignored"
+    audit.append(
+        kind="engagement",
+        entity_id=engagement.id,
+        action=action,
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "opportunity_id": deal.id,
+            "version": deal.version,
+            "erp_customer_id": customer_id,
+            "erp_job_id": job_id,
+            "source_system": envelope.source_system,
+        },
+    )
+    logger.info(
+        "project set up",
+        extra={
+            "engagement_id": engagement.id,
+            "erp_customer_id": customer_id,
+            "erp_job_id": job_id,
+            "action": action,
+        },
+    )
+    return {"erp_customer_id": customer_id, "erp_job_id": job_id}
+
+
+def load_terms(store: StateStore, engagement_id: str) -> tuple[ClosedWonDeal, dict[str, Any]] | None:
+    """The closed-won deal an engagement was set up from, with its stored item."""
+    item = store.get(f"ENG#{engagement_id}", "TERMS")
+    if item is None:
+        return None
+    return ClosedWonDeal.model_validate_json(item["deal"]), item

@@ -1,0 +1,50 @@
+"""Function settings, validated once per environment from ``runtime.environ()``.
+
+A missing variable is a deployment error and is reported by name at the first invocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from r2r_core.runtime import environ
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class IngestSettings(_Settings):
+    raw_bucket_name: str = Field(alias="RAW_BUCKET_NAME")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+    webhook_secrets_arn: str = Field(alias="WEBHOOK_SECRETS_ARN")
+    max_body_bytes: int = Field(default=1_048_576, alias="MAX_BODY_BYTES")
+
+
+class ConsumerSettings(_Settings):
+    state_table_name: str = Field(alias="STATE_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+    idempotency_table_name: str | None = Field(default=None, alias="IDEMPOTENCY_TABLE_NAME")
+    event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    erp_secret_arn: str | None = Field(default=None, alias="ERP_SECRET_ARN")
+    erp_base_url: str | None = Field(default=None, alias="ERP_BASE_URL")
+    state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
+
+
+S = TypeVar("S", bound=_Settings)
+_CACHE: dict[tuple[type, frozenset[tuple[str, str]]], _Settings] = {}
+
+
+def load(model: type[S], env: Mapping[str, str] | None = None) -> S:
+    values = environ() if env is None else env
+    key = (model, frozenset((k, v) for k, v in values.items() if k.isupper()))
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = model.model_validate(dict(values))
+        _CACHE[key] = cached
+    return cached  # type: ignore[return-value]
