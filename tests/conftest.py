@@ -1,0 +1,44 @@
+"""Shared test plumbing. AWS credentials are fake everywhere so nothing can reach a real account."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "r2r",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+def load_handler(name: str) -> ModuleType:
+    """Import ``functions/<name>/handler.py`` the way the local stack does (unique module name)."""
+    module_name = f"r2r_fn_test_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, REPO_ROOT / "functions" / name / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
