@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
 from r2r_core.model.entities import ClosedWonDeal, Invoice, TimeEntry
 from r2r_core.model.events import EVENT_TYPES, UnknownEventType, event_type
 
@@ -23,7 +22,7 @@ def test_every_event_type_has_a_registered_model_and_version() -> None:
 
 
 def test_unknown_event_type_lists_the_known_ones() -> None:
-    with pytest.raises(UnknownEventType, match="time_entry.approved"):
+    with pytest.raises(UnknownEventType, match=r"time_entry\.approved"):
         event_type("timesheet.submitted")
 
 
@@ -48,7 +47,7 @@ def test_amounts_are_decimal_and_floats_never_appear_in_json() -> None:
 def test_closed_won_deal_rejects_inconsistent_ids() -> None:
     data = sample("opportunity.closed_won")
     data["project"] = data["project"] | {"engagement_id": "another-engagement"}
-    with pytest.raises(ValidationError, match="project.engagement_id does not match"):
+    with pytest.raises(ValidationError, match=r"project\.engagement_id does not match"):
         ClosedWonDeal.model_validate(data)
 
 
