@@ -1,0 +1,230 @@
+"""Project setup → time posting → milestone-to-invoice steps on moto DynamoDB with an in-memory ERP.
+
+These pin the money invariants of the flows: an hour is billed once, duplicates and stale
+versions change nothing, a repeated (redriven) step creates nothing new, and later time goes
+to the next invoice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from r2r_core.errors import ChangedAfterInvoicing, EngagementNotReady, TaxConfigurationMissing
+from r2r_core.flows.invoicing import STEPS, InvoiceSteps
+from r2r_core.flows.milestones import execution_name
+from r2r_core.flows.project_setup import set_up_project
+from r2r_core.flows.time_posting import post_time
+from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
+from r2r_core.runtime import reset_clients
+from r2r_core.state import AuditLog, StateStore
+
+SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
+
+
+class FakeErp:
+    """NetSuite's upsert semantics: one record per (type, external id), ids allocated per type."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls = 0
+
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+        self.calls += 1
+        key = (record_type, external_id)
+        if key not in self.records:
+            self.records[key] = {"id": str(sum(1 for t, _ in self.records if t == record_type) + 1)}
+        self.records[key].update(body)
+        return str(self.records[key]["id"])
+
+    def of_type(self, record_type: str) -> list[dict[str, Any]]:
+        return [r for (t, _), r in self.records.items() if t == record_type]
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[EventEnvelope] = []
+
+    def publish(self, envelope: EventEnvelope) -> None:
+        self.published.append(envelope)
+
+
+def envelope(file_name: str, **data_overrides: Any) -> EventEnvelope:
+    delivery = json.loads((SCENARIO / file_name).read_text())
+    body = delivery["body"]
+    body["data"].update(data_overrides)
+    payload = WebhookPayload.model_validate(body)
+    record = event_type(payload.type).data_model.model_validate(payload.data)
+    return build_envelope(
+        source_system=delivery["source"], delivery_id=delivery["webhook_id"], payload=payload, record=record
+    )
+
+
+@pytest.fixture
+def ports() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        reset_clients()
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        for name in ("state", "audit"):
+            ddb.create_table(
+                TableName=name,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        store, audit, erp, publisher = (
+            StateStore("state", ddb),
+            AuditLog("audit", ddb),
+            FakeErp(),
+            FakePublisher(),
+        )
+        steps = InvoiceSteps(
+            store=store,
+            audit=audit,
+            erp=lambda: erp,
+            publisher=lambda: publisher,  # type: ignore[arg-type,return-value]
+            today=lambda: datetime(2026, 11, 23, tzinfo=UTC),
+        )
+        yield {"store": store, "audit": audit, "erp": erp, "publisher": publisher, "steps": steps}
+        reset_clients()
+
+
+def set_up(ports: dict[str, Any]) -> None:
+    set_up_project(
+        envelope("01-opportunity-closed-won.json"),
+        store=ports["store"],
+        audit=ports["audit"],
+        erp=ports["erp"],
+    )
+
+
+def post(ports: dict[str, Any], file_name: str, **overrides: Any) -> dict[str, Any]:
+    return post_time(
+        envelope(file_name, **overrides), store=ports["store"], audit=ports["audit"], erp=ports["erp"]
+    )
+
+
+def complete_milestone(ports: dict[str, Any]) -> dict[str, Any]:
+    milestone = envelope("19-milestone-completed.json")
+    ports["store"].put_versioned(
+        {
+            "pk": f"ENG#{milestone.data['engagement_id']}",
+            "sk": f"MILESTONE#{milestone.source_record_id}",
+            "version": 1,
+            "milestone": milestone.parsed().model_dump_json(),
+            "status": "completed",
+        }
+    )
+    state: dict[str, Any] = {
+        "engagement_id": milestone.data["engagement_id"],
+        "milestone_id": milestone.source_record_id,
+        "correlation_id": "corr-1",
+        "event_id": milestone.event_id,
+    }
+    for step in STEPS:
+        state = ports["steps"].run(step, state, "exec-1")
+    return state
+
+
+def test_closed_won_sets_up_one_customer_and_one_job_and_is_repeatable(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    set_up(ports)
+    erp = ports["erp"]
+    assert len(erp.of_type("customer")) == 1 and len(erp.of_type("job")) == 1
+    assert erp.of_type("job")[0]["parent"] == {"id": "1"}
+    assert ports["store"].crosswalk("project", "prj-acme-cloud-2026")["internal_id"] == "1"
+
+
+def test_time_before_the_engagement_is_set_up_is_retried_not_dropped(ports: dict[str, Any]) -> None:
+    with pytest.raises(EngagementNotReady, match="not set up yet"):
+        post(ports, "12-time-maria-lopez-2026-11-16.json")
+    assert ports["erp"].calls == 0
+
+
+def test_duplicate_and_stale_time_change_nothing(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    post(ports, "12-time-maria-lopez-2026-11-16.json", version=2, hours="8")
+    assert post(ports, "12-time-maria-lopez-2026-11-16.json", version=2, hours="8")["duplicate"] is True
+    # version 1 arrives late (out of order): ignored as stale
+    assert post(ports, "12-time-maria-lopez-2026-11-16.json", version=1)["duplicate"] is True
+    charge = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-maria-lopez-2026-11-16")
+    assert charge["version"] == 2 and charge["amount"] == Decimal("1300.00")  # 8 h × 162.50
+    assert len(ports["erp"].of_type("timeBill")) == 1
+
+
+def test_invoice_bills_each_hour_once_and_a_rerun_creates_nothing_new(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    post(ports, "12-time-maria-lopez-2026-11-16.json")  # 7.25 h × 162.50 = 1178.125 → line rounds once
+    post(ports, "02-time-priya-sharma-2026-11-16.json")  # 8 h × 210.00 = 1680.00
+    post(ports, "17-time-tom-becker-training-non-billable.json")  # cost only
+    state = complete_milestone(ports)
+    [invoice] = ports["erp"].of_type("invoice")
+    amounts = [(line["quantity"], line["rate"], line["amount"]) for line in invoice["item"]["items"]]
+    assert amounts == [
+        ("7.25", "162.50", "1178.13"),
+        ("8", "210.00", "1680.00"),
+        ("1", "25000.00", "25000.00"),
+    ]
+    assert state["invoice_total"] == "27858.13"  # 1178.13 + 1680.00 + 25000.00
+    assert [e.type for e in ports["publisher"].published] == ["invoice.created"]
+
+    # A redriven execution repeats every step: same invoice, nothing billed twice.
+    again = complete_milestone(ports)
+    assert again["erp_invoice_id"] == state["erp_invoice_id"]
+    assert len(ports["erp"].of_type("invoice")) == 1
+    charges = list(ports["store"].query_prefix("ENG#eng-acme-cloud-2026", "CHARGE#"))
+    assert {c["time_entry_id"]: c["status"] for c in charges} == {
+        "te-maria-lopez-2026-11-16": "invoiced",
+        "te-priya-sharma-2026-11-16": "invoiced",
+        "te-tom-becker-2026-11-20-training": "not_billable",
+    }
+
+
+def test_time_approved_after_the_draft_waits_for_the_next_invoice(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    post(ports, "12-time-maria-lopez-2026-11-16.json")
+    complete_milestone(ports)
+    post(ports, "13-time-maria-lopez-2026-11-17.json")
+    later = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-maria-lopez-2026-11-17")
+    assert later["status"] == "unbilled"
+
+
+def test_an_invoiced_entry_that_changes_needs_an_adjustment_not_a_rebill(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    post(ports, "12-time-maria-lopez-2026-11-16.json")
+    complete_milestone(ports)
+    with pytest.raises(ChangedAfterInvoicing, match="after it was invoiced"):
+        post(ports, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")
+    charge = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-maria-lopez-2026-11-16")
+    assert charge["version"] == 1 and charge["status"] == "invoiced"
+
+
+def test_missing_tax_registration_stops_the_run_before_the_erp(ports: dict[str, Any]) -> None:
+    deal = envelope("01-opportunity-closed-won.json")
+    data = json.loads(json.dumps(deal.data))
+    data["engagement"]["tax_registration"] = None
+    no_tax = deal.model_copy(update={"data": data})
+    set_up_project(no_tax, store=ports["store"], audit=ports["audit"], erp=ports["erp"])
+    with pytest.raises(TaxConfigurationMissing, match=r"engagement\.tax_registration"):
+        complete_milestone(ports)
+    assert ports["erp"].of_type("invoice") == []
+
+
+def test_execution_names_are_deterministic_and_valid() -> None:
+    assert execution_name("eng-1", "ms-1") == "eng-1-ms-1"
+    long = execution_name("e" * 70, "m/1")
+    assert len(long) <= 80 and long == execution_name("e" * 70, "m/1")
