@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from r2r_core import settings as settings_module
 from r2r_core.flows.exceptions import record_execution_failure
 from r2r_core.settings import ConsumerSettings

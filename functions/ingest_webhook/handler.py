@@ -9,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.flows.ingest import Ingest, RawArchive

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.erp_access import erp_account_config, erp_client

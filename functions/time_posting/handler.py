@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from r2r_core import settings as settings_module
 from r2r_core.consumer import consume
 from r2r_core.erp_access import erp_client

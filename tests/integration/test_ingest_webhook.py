@@ -12,9 +12,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from r2r_core.runtime import reset_clients, use_environ
 from r2r_core.webhooks import sign
-
 from tests.conftest import load_handler
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test-secret-psa-01").decode()

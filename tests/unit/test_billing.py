@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from r2r_core.billing.decisions import Decision, decide_time_entry, rate_in_force
 from r2r_core.billing.invoicing import draft_invoice
 from r2r_core.errors import BillingRuleError

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from r2r_core.model.entities import ClosedWonDeal, Invoice, TimeEntry
 from r2r_core.model.events import EVENT_TYPES, UnknownEventType, event_type
 

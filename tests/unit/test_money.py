@@ -2,6 +2,7 @@ from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
+
 from r2r_core.model.money import Money, UnknownCurrency, round_money
 
 

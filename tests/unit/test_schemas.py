@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from r2r_core.model.events import EVENT_TYPES, WebhookPayload, build_envelope, event_type
 from r2r_core.schema_export import render_schemas
 

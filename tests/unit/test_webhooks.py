@@ -2,6 +2,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from r2r_core.webhooks import WebhookAuthError, sign, verify
 
 SECRET = "whsec_" + base64.b64encode(b"r2r-unit-test-secret-0001").decode()
