@@ -1,0 +1,44 @@
+"""NetSuite (ERP) access: TBA-signed REST record client, request bodies, errors.
+
+Nothing here runs at import time; build a :class:`NetSuiteClient` per process and reuse it.
+"""
+
+from .auth import TbaCredentials, netsuite_base_url, tba_authorization
+from .client import RECORD_API_PATH, NetSuiteClient, write_applied
+from .errors import (
+    ErpAmbiguousWriteError,
+    ErpAuthError,
+    ErpError,
+    ErpPermanentError,
+    ErpTransientError,
+    error_from_response,
+)
+from .records import (
+    InvoiceLine,
+    customer_body,
+    external_id,
+    invoice_body,
+    job_body,
+    time_bill_body,
+)
+
+__all__ = [
+    "RECORD_API_PATH",
+    "ErpAmbiguousWriteError",
+    "ErpAuthError",
+    "ErpError",
+    "ErpPermanentError",
+    "ErpTransientError",
+    "InvoiceLine",
+    "NetSuiteClient",
+    "TbaCredentials",
+    "customer_body",
+    "error_from_response",
+    "external_id",
+    "invoice_body",
+    "job_body",
+    "netsuite_base_url",
+    "tba_authorization",
+    "time_bill_body",
+    "write_applied",
+]

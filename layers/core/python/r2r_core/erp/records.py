@@ -1,0 +1,247 @@
+"""Pure builders of NetSuite REST record bodies.
+
+Money is ``Decimal`` and leaves here as a JSON *string* (NetSuite accepts numbers or strings),
+so no float ever touches an amount. Amounts carry exactly the currency's minor units; rates and
+quantities are sent exactly as given (never rounded here: rounding is a billing decision).
+References are ``{"id": ...}`` (internal id) or ``{"externalId": ...}``; sublists are
+``{"items": [...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "MAX_EXTERNAL_ID_LENGTH",
+    "InvoiceLine",
+    "currency_minor_units",
+    "customer_body",
+    "decimal_string",
+    "external_id",
+    "invoice_body",
+    "job_body",
+    "money_string",
+    "time_bill_body",
+]
+
+MAX_EXTERNAL_ID_LENGTH = 254
+_EXTERNAL_ID_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
+_HASH_CHARS = 16
+
+# ISO 4217 minor units that differ from the usual 2.
+_MINOR_UNITS = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF"), 0),
+    **dict.fromkeys(("UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    """One invoice line; ``amount`` is already rounded to the currency (quantity x rate)."""
+
+    item_id: str
+    description: str
+    quantity: Decimal
+    rate: Decimal
+    amount: Decimal
+
+
+def currency_minor_units(currency: str) -> int:
+    """Digits after the decimal point for an ISO 4217 code (``JPY`` 0, ``KWD`` 3, most 2)."""
+    code = currency.strip().upper()
+    if not _CURRENCY_CODE.match(code):
+        raise ValueError(f"not an ISO 4217 currency code: {currency!r}")
+    return _MINOR_UNITS.get(code, 2)
+
+
+def decimal_string(value: Decimal | int) -> str:
+    """An exact plain-notation string (no exponent, nothing rounded)."""
+    number = _as_decimal(value)
+    return format(number, "f")
+
+
+def money_string(value: Decimal | int, currency: str) -> str:
+    """An amount with exactly the currency's minor units; refuses to round silently."""
+    number = _as_decimal(value)
+    places = currency_minor_units(currency)
+    quantum = Decimal(1).scaleb(-places)
+    quantized = number.quantize(quantum)
+    if quantized != number:
+        raise ValueError(f"amount {number} has more precision than {currency} allows ({places} places)")
+    return format(quantized, "f")
+
+
+def _rate_string(value: Decimal | int, places: int) -> str:
+    """A price: at least ``places`` decimals, more kept if given (a rate may be finer than cents)."""
+    number = _as_decimal(value)
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -places:
+        number = number.quantize(Decimal(1).scaleb(-places))
+    return format(number, "f")
+
+
+def _as_decimal(value: Decimal | int) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise TypeError(f"money and quantities must be Decimal, got {type(value).__name__}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {number}")
+    return number
+
+
+def _ref(internal_id: str) -> dict[str, str]:
+    if not internal_id:
+        raise ValueError("a reference needs an internal id")
+    return {"id": str(internal_id)}
+
+
+def _currency_ref(currency: str, currency_id: str | None) -> dict[str, str]:
+    # NetSuite sets select fields by internal id or external id. Without an account-specific
+    # internal id we reference the currency record by an external id equal to its ISO code,
+    # which an administrator sets once per currency (shape unconfirmed for real accounts).
+    code = currency.strip().upper()
+    currency_minor_units(code)
+    return {"id": currency_id} if currency_id else {"externalId": code}
+
+
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def customer_body(
+    company_name: str,
+    *,
+    currency: str,
+    subsidiary_id: str | None = None,
+    email: str | None = None,
+    currency_id: str | None = None,
+) -> dict[str, Any]:
+    """A company customer (``companyName``; ``subsidiary`` is required in OneWorld accounts)."""
+    if not company_name.strip():
+        raise ValueError("company_name must not be blank")
+    return _without_none(
+        {
+            "companyName": company_name,
+            "isPerson": False,
+            "currency": _currency_ref(currency, currency_id),
+            "subsidiary": _ref(subsidiary_id) if subsidiary_id else None,
+            "email": email,
+        }
+    )
+
+
+def job_body(
+    name: str,
+    *,
+    customer_id: str,
+    start_date: date,
+    end_date: date | None = None,
+    currency: str,
+    currency_id: str | None = None,
+) -> dict[str, Any]:
+    """A project (``job``) under its customer (``parent``)."""
+    if not name.strip():
+        raise ValueError("name must not be blank")
+    if end_date is not None and end_date < start_date:
+        raise ValueError("end_date is before start_date")
+    return _without_none(
+        {
+            "companyName": name,
+            "parent": _ref(customer_id),
+            "startDate": start_date.isoformat(),
+            # Field name for the planned end of a project (shape unconfirmed).
+            "projectedEndDate": end_date.isoformat() if end_date else None,
+            "currency": _currency_ref(currency, currency_id),
+        }
+    )
+
+
+def time_bill_body(
+    *,
+    job_id: str,
+    employee_external_id: str,
+    tran_date: date,
+    hours: Decimal,
+    rate: Decimal | None,
+    is_billable: bool,
+    item_id: str | None,
+    memo: str | None,
+) -> dict[str, Any]:
+    """A time entry against a project (``customer`` is the job), hours and rate exact."""
+    if _as_decimal(hours) <= 0:
+        raise ValueError("hours must be positive")
+    if not employee_external_id:
+        raise ValueError("employee_external_id must not be empty")
+    return _without_none(
+        {
+            "customer": _ref(job_id),
+            "employee": {"externalId": employee_external_id},
+            "tranDate": tran_date.isoformat(),
+            "hours": decimal_string(hours),
+            "isBillable": bool(is_billable),
+            "rate": _rate_string(rate, 2) if rate is not None else None,
+            "item": _ref(item_id) if item_id else None,
+            "memo": memo,
+        }
+    )
+
+
+def invoice_body(
+    *,
+    customer_id: str,
+    job_id: str | None,
+    tran_date: date,
+    currency: str,
+    memo: str | None,
+    lines: Sequence[InvoiceLine],
+    currency_id: str | None = None,
+) -> dict[str, Any]:
+    """An invoice to ``customer_id`` for project ``job_id`` with ``item.items`` lines."""
+    if not lines:
+        raise ValueError("an invoice needs at least one line")
+    places = currency_minor_units(currency)
+    items = [
+        {
+            "item": _ref(line.item_id),
+            "description": line.description,
+            "quantity": decimal_string(line.quantity),
+            "rate": _rate_string(line.rate, places),
+            "amount": money_string(line.amount, currency),
+        }
+        for line in lines
+    ]
+    return _without_none(
+        {
+            "entity": _ref(customer_id),
+            "job": _ref(job_id) if job_id else None,
+            "tranDate": tran_date.isoformat(),
+            "currency": _currency_ref(currency, currency_id),
+            "memo": memo,
+            "item": {"items": items},
+        }
+    )
+
+
+def external_id(kind: str, canonical_id: str) -> str:
+    """``r2r-<kind>-<canonical id>`` restricted to ``[A-Za-z0-9_-]``, deterministic.
+
+    Characters outside the set become ``_``; when anything was replaced or the result would be
+    too long, a hash of the original is appended so that distinct ids stay distinct.
+    """
+    if not kind or not canonical_id:
+        raise ValueError("kind and canonical_id must not be empty")
+    raw = f"r2r-{kind}-{canonical_id}"
+    clean = _EXTERNAL_ID_ALLOWED.sub("_", raw)
+    if clean == raw and len(clean) <= MAX_EXTERNAL_ID_LENGTH:
+        return clean
+    digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    keep = MAX_EXTERNAL_ID_LENGTH - _HASH_CHARS - 1
+    return f"{clean[:keep]}-{digest}"
