@@ -1,0 +1,112 @@
+"""The two Lambda layers every function mounts: r2r_core and the third-party dependencies.
+
+The deps layer is bundled without Docker: a local bundler runs pip for the Lambda
+platform (manylinux2014 aarch64, CPython 3.14, wheels only) into ``<output>/python``.
+With the context key ``aws:cdk:bundling-stacks`` set to ``[]`` CDK skips bundling and
+pip never runs (tests, the local stack).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.constructs.paths import CORE_LAYER_DIR, DEPS_LAYER_DIR
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+PIP_PLATFORM = "manylinux2014_aarch64"
+PIP_PYTHON_VERSION = "3.14"
+_ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/.pytest_cache"]
+
+
+def pip_install_command(requirements: Path, target: Path) -> list[str]:
+    """The pip invocation that fills a layer's ``python/`` directory for the Lambda platform."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--requirement",
+        str(requirements),
+        "--target",
+        str(target),
+        "--platform",
+        PIP_PLATFORM,
+        "--only-binary=:all:",
+        "--python-version",
+        PIP_PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--quiet",
+    ]
+
+
+@jsii.implements(ILocalBundling)
+class PipLayerBundling:
+    """Local bundler for a requirements.txt layer: pip on the host, no Docker."""
+
+    def __init__(self, requirements: Path) -> None:
+        self._requirements = requirements
+
+    def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:
+        target = Path(output_dir) / "python"
+        command = pip_install_command(self._requirements, target)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            # Returning False would make CDK fall back to Docker; fail loudly instead.
+            raise RuntimeError(
+                f"pip could not bundle {self._requirements} for {PIP_PLATFORM} / cp{PIP_PYTHON_VERSION}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        # Console scripts are useless in a layer (and point at the build host's interpreter).
+        shutil.rmtree(target / "bin", ignore_errors=True)
+        return True
+
+
+class LambdaLayers(Construct):
+    """``core`` (layers/core, pure Python r2r_core) and ``deps`` (layers/deps/requirements.txt)."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.core = lambda_.LayerVersion(
+            self,
+            "Core",
+            description="r2r_core: canonical model, mappings, billing rules, ERP and SaaS clients",
+            code=lambda_.Code.from_asset(str(CORE_LAYER_DIR), exclude=_ASSET_EXCLUDES),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        requirements = DEPS_LAYER_DIR / "requirements.txt"
+        self.deps = lambda_.LayerVersion(
+            self,
+            "Deps",
+            description="third-party runtime dependencies (layers/deps/requirements.txt)",
+            code=lambda_.Code.from_asset(
+                str(DEPS_LAYER_DIR),
+                # The hash follows requirements.txt (and the bundling options), not pip's
+                # output, so the template is the same whether or not bundling ran.
+                asset_hash_type=AssetHashType.SOURCE,
+                bundling=BundlingOptions(
+                    image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{PIP_PYTHON_VERSION}"),
+                    command=[
+                        "bash",
+                        "-c",
+                        "pip install --requirement requirements.txt --target /asset-output/python",
+                    ],
+                    local=PipLayerBundling(requirements),
+                ),
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )

@@ -1,0 +1,54 @@
+"""Secrets the operator fills in: webhook signing secrets and ERP credentials.
+
+The stack only creates them with a harmless JSON skeleton; the real values are set by
+the operator (console / CLI) and never pass through the template.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.constructs import nag
+
+# A generated filler key is how CloudFormation creates a JSON secret without a literal value
+# in the template; consumers ignore keys that start with "_".
+PLACEHOLDER_KEY = "_placeholder"
+# Skeletons only (no secret material): the operator replaces the whole value.
+WEBHOOK_SECRETS_SKELETON = '{"generic": []}'
+ERP_CREDENTIALS_SKELETON = '{"account_id": ""}'
+_NO_ROTATION = (
+    "Third-party credentials: they are issued by the source system (webhook signing secrets, "
+    "NetSuite TBA/OAuth material) and rotated there by the operator, who then updates this "
+    "secret; a Lambda rotation function cannot rotate them."
+)
+
+
+class IntegrationSecrets(Construct):
+    """``WebhookSecrets`` (``{"<source>": ["whsec_...", ...]}``) and ``ErpCredentials``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self.webhook_secrets = secretsmanager.Secret(
+            self,
+            "WebhookSecrets",
+            description='r2r webhook signing secrets per source: {"<source>": ["whsec_...", ...]}',
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=WEBHOOK_SECRETS_SKELETON,
+                generate_string_key=PLACEHOLDER_KEY,
+            ),
+            removal_policy=removal_policy,
+        )
+        self.erp_credentials = secretsmanager.Secret(
+            self,
+            "ErpCredentials",
+            description="r2r NetSuite credentials: account_id and TBA or OAuth 2.0 material",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=ERP_CREDENTIALS_SKELETON,
+                generate_string_key=PLACEHOLDER_KEY,
+            ),
+            removal_policy=removal_policy,
+        )
+        for secret in (self.webhook_secrets, self.erp_credentials):
+            nag.acknowledge(secret, "SMG4", _NO_ROTATION)

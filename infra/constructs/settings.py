@@ -1,0 +1,99 @@
+"""Stage settings: everything the app reads from CDK context, parsed and validated once.
+
+Context values given on the command line (``-c key=value``) arrive as strings, values
+from ``cdk.json`` keep their JSON type; both are accepted here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from constructs import Node
+
+DEFAULT_STAGE = "dev"
+_STAGE_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+# Context keys (documented in cdk.json and docs/architecture.md).
+CTX_STAGE = "stage"
+CTX_API_RATE = "apiThrottleRateLimit"
+CTX_API_BURST = "apiThrottleBurstLimit"
+CTX_ERP_CONCURRENCY = "erpConcurrencyShare"
+CTX_REMOVE_DATA = "removeDataOnDestroy"
+CTX_ERP_BASE_URL = "erpBaseUrl"
+
+
+def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"context {key!r} must be an integer, got {value!r}") from exc
+    if not minimum <= number <= maximum:
+        raise ValueError(f"context {key!r} must be between {minimum} and {maximum}, got {number}")
+    return number
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes"}:
+        return True
+    if text in {"false", "0", "no", ""}:
+        return False
+    raise ValueError(f"context {key!r} must be true or false, got {value!r}")
+
+
+def validate_stage(stage: str) -> str:
+    if not _STAGE_PATTERN.match(stage):
+        raise ValueError(
+            f"stage {stage!r} must start with a letter and contain only a-z, 0-9 and '-' (max 20 chars)"
+        )
+    return stage
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What one deployment stage (``r2r-<stage>``) is configured with."""
+
+    stage: str = DEFAULT_STAGE
+    api_rate_limit: int = 50
+    api_burst_limit: int = 100
+    erp_concurrency_share: int = 5
+    remove_data_on_destroy: bool = False
+    erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
+
+    @property
+    def stack_name(self) -> str:
+        return f"r2r-{self.stage}"
+
+    @classmethod
+    def from_node(cls, node: Node) -> StageSettings:
+        """Read the settings from the construct tree's context (defaults where absent)."""
+
+        def get(key: str, default: Any) -> Any:
+            value = node.try_get_context(key)
+            return default if value is None else value
+
+        defaults = cls()
+        return cls(
+            stage=validate_stage(str(get(CTX_STAGE, defaults.stage))),
+            api_rate_limit=_as_int(
+                CTX_API_RATE, get(CTX_API_RATE, defaults.api_rate_limit), minimum=1, maximum=10_000
+            ),
+            api_burst_limit=_as_int(
+                CTX_API_BURST, get(CTX_API_BURST, defaults.api_burst_limit), minimum=1, maximum=5_000
+            ),
+            # Lambda's MaximumConcurrency for SQS mappings accepts 2..1000.
+            erp_concurrency_share=_as_int(
+                CTX_ERP_CONCURRENCY,
+                get(CTX_ERP_CONCURRENCY, defaults.erp_concurrency_share),
+                minimum=2,
+                maximum=1000,
+            ),
+            remove_data_on_destroy=_as_bool(
+                CTX_REMOVE_DATA, get(CTX_REMOVE_DATA, defaults.remove_data_on_destroy)
+            ),
+            erp_base_url=str(get(CTX_ERP_BASE_URL, defaults.erp_base_url)),
+        )

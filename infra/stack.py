@@ -1,0 +1,250 @@
+"""The r2r stack (``r2r-<stage>``): webhook intake, canonical bus, consumers, invoice workflow.
+
+Wiring only: each concern is a construct in ``infra.constructs``; permissions are granted
+here with ``grant_*`` and nothing has a hard-coded physical name. The environment each
+function gets is the contract of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_events as events
+from constructs import Construct
+
+from infra.constructs import nag
+from infra.constructs.api import WebhookApi
+from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
+from infra.constructs.functions import R2rFunction
+from infra.constructs.layers import LambdaLayers
+from infra.constructs.queue_consumer import QueueConsumer
+from infra.constructs.secrets import IntegrationSecrets
+from infra.constructs.settings import StageSettings
+from infra.constructs.storage import RawArchive
+from infra.constructs.tables import DataTables
+from infra.constructs.workflow import MilestoneToInvoice
+
+INGEST_TIMEOUT = Duration.seconds(10)
+CONSUMER_TIMEOUT = Duration.seconds(30)
+WORKFLOW_TIMEOUT = Duration.seconds(60)
+DEFAULT_CONSUMER_CONCURRENCY = 5
+FAILED_EXECUTION_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
+
+# Output names the local stack and operators rely on.
+OUTPUT_API_URL = "ApiUrl"
+OUTPUT_EVENT_BUS_NAME = "EventBusName"
+OUTPUT_STATE_MACHINE_ARN = "StateMachineArn"
+OUTPUT_RAW_BUCKET_NAME = "RawBucketName"
+
+
+def _canonical_pattern(detail_type: str) -> events.EventPattern:
+    return events.EventPattern(source=[CANONICAL_SOURCE], detail_type=[detail_type])
+
+
+class R2rStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description=f"r2r ({settings.stage}): SaaS webhooks to NetSuite, serverless",
+        )
+        self.settings = settings
+        Tags.of(self).add("r2r:stage", settings.stage)
+
+        # Data (tables, archive, secrets, logs) outlives the stack unless the stage says otherwise.
+        retain = RemovalPolicy.DESTROY if settings.remove_data_on_destroy else RemovalPolicy.RETAIN
+        logs_removal = retain
+
+        layers = LambdaLayers(self, "Layers")
+        shared_layers = [layers.core, layers.deps]
+        tables = DataTables(self, "Tables", removal_policy=retain)
+        secrets = IntegrationSecrets(self, "Secrets", removal_policy=retain)
+        archive = RawArchive(self, "RawArchive", removal_policy=retain)
+        canonical = CanonicalEventBus(self, "CanonicalEvents")
+        bus = canonical.bus
+
+        # --- webhook intake -------------------------------------------------------------
+        ingest = R2rFunction(
+            self,
+            "IngestWebhook",
+            folder="ingest_webhook",
+            stage=settings.stage,
+            timeout=INGEST_TIMEOUT,
+            description="r2r ingest_webhook: verify, archive, validate, dedupe, publish",
+            layers=shared_layers,
+            log_removal_policy=logs_removal,
+            environment={
+                "RAW_BUCKET_NAME": archive.bucket.bucket_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "WEBHOOK_SECRETS_ARN": secrets.webhook_secrets.secret_arn,
+            },
+        )
+        archive.bucket.grant_put(ingest.function)
+        bus.grant_put_events_to(ingest.function)
+        tables.idempotency.grant_read_write_data(ingest.function)
+        tables.audit.grant_read_write_data(ingest.function)
+        secrets.webhook_secrets.grant_read(ingest.function)
+        self._acknowledge_bucket_put(ingest, archive)
+
+        api = WebhookApi(
+            self,
+            "Webhooks",
+            handler=ingest.function,
+            stage_name=settings.stage,
+            rate_limit=settings.api_rate_limit,
+            burst_limit=settings.api_burst_limit,
+            log_removal_policy=logs_removal,
+        )
+
+        # --- invoice workflow -----------------------------------------------------------
+        invoice = R2rFunction(
+            self,
+            "InvoiceWorkflow",
+            folder="invoice_workflow",
+            stage=settings.stage,
+            timeout=WORKFLOW_TIMEOUT,
+            description="r2r invoice_workflow: the milestone-to-invoice steps",
+            layers=shared_layers,
+            log_removal_policy=logs_removal,
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+                "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+                "ERP_BASE_URL": settings.erp_base_url,
+            },
+        )
+        tables.state.grant_read_write_data(invoice.function)
+        tables.audit.grant_read_write_data(invoice.function)
+        bus.grant_put_events_to(invoice.function)
+        secrets.erp_credentials.grant_read(invoice.function)
+
+        workflow = MilestoneToInvoice(
+            self, "MilestoneToInvoice", invoice_workflow=invoice.function, log_removal_policy=logs_removal
+        )
+        state_machine = workflow.state_machine
+
+        # --- queue consumers ------------------------------------------------------------
+        def consumer(
+            construct_id: str,
+            folder: str,
+            *,
+            environment: dict[str, str],
+            event_pattern: events.EventPattern,
+            event_bus: events.IEventBus | None,
+            max_concurrency: int,
+            description: str,
+        ) -> QueueConsumer:
+            return QueueConsumer(
+                self,
+                construct_id,
+                folder=folder,
+                stage=settings.stage,
+                timeout=CONSUMER_TIMEOUT,
+                environment=environment,
+                layers=shared_layers,
+                log_removal_policy=logs_removal,
+                event_pattern=event_pattern,
+                event_bus=event_bus,
+                max_concurrency=max_concurrency,
+                description=description,
+            )
+
+        erp_writer_environment = {
+            "STATE_TABLE_NAME": tables.state.table_name,
+            "AUDIT_TABLE_NAME": tables.audit.table_name,
+            "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+            "EVENT_BUS_NAME": bus.event_bus_name,
+            "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+            "ERP_BASE_URL": settings.erp_base_url,
+        }
+        project_setup = consumer(
+            "ProjectSetup",
+            "project_setup",
+            environment=dict(erp_writer_environment),
+            event_pattern=_canonical_pattern("opportunity.closed_won"),
+            event_bus=bus,
+            max_concurrency=settings.erp_concurrency_share,
+            description="r2r project_setup: ERP customer + job from a closed-won opportunity",
+        )
+        time_posting = consumer(
+            "TimePosting",
+            "time_posting",
+            environment=dict(erp_writer_environment),
+            event_pattern=_canonical_pattern("time_entry.approved"),
+            event_bus=bus,
+            max_concurrency=settings.erp_concurrency_share,
+            description="r2r time_posting: billing decision and ERP timeBill per approved entry",
+        )
+        for erp_writer in (project_setup, time_posting):
+            tables.state.grant_read_write_data(erp_writer.function)
+            tables.audit.grant_read_write_data(erp_writer.function)
+            tables.idempotency.grant_read_write_data(erp_writer.function)
+            bus.grant_put_events_to(erp_writer.function)
+            secrets.erp_credentials.grant_read(erp_writer.function)
+
+        milestone_trigger = consumer(
+            "MilestoneTrigger",
+            "milestone_trigger",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+            },
+            event_pattern=_canonical_pattern("milestone.completed"),
+            event_bus=bus,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r milestone_trigger: start milestone-to-invoice per completed milestone",
+        )
+        tables.state.grant_read_write_data(milestone_trigger.function)
+        tables.audit.grant_read_write_data(milestone_trigger.function)
+        tables.idempotency.grant_read_write_data(milestone_trigger.function)
+        state_machine.grant_start_execution(milestone_trigger.function)
+
+        exception_router = consumer(
+            "ExceptionRouter",
+            "exception_router",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+            },
+            # The default bus: that is where Step Functions emits execution status changes.
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={
+                    "status": FAILED_EXECUTION_STATUSES,
+                    "stateMachineArn": [state_machine.state_machine_arn],
+                },
+            ),
+            event_bus=None,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r exception_router: exception record for failed invoice runs",
+        )
+        tables.state.grant_read_write_data(exception_router.function)
+        tables.audit.grant_read_write_data(exception_router.function)
+
+        # --- outputs --------------------------------------------------------------------
+        CfnOutput(self, OUTPUT_API_URL, value=api.webhook_base_url, description="POST <ApiUrl>/<source>")
+        CfnOutput(self, OUTPUT_EVENT_BUS_NAME, value=bus.event_bus_name, description="canonical bus")
+        CfnOutput(
+            self,
+            OUTPUT_STATE_MACHINE_ARN,
+            value=state_machine.state_machine_arn,
+            description="milestone-to-invoice",
+        )
+        CfnOutput(self, OUTPUT_RAW_BUCKET_NAME, value=archive.bucket.bucket_name, description="raw archive")
+
+    def _acknowledge_bucket_put(self, function: R2rFunction, archive: RawArchive) -> None:
+        policy = function.role.node.find_child("DefaultPolicy")
+        bucket_id = self.get_logical_id(archive.bucket.node.default_child)  # type: ignore[arg-type]
+        nag.acknowledge(
+            policy,
+            "IAM5",
+            "grant_put on the raw archive: objects are written under keys only known at run time "
+            "(raw/<source>/<date>/<webhook-id>), so the resource is '<bucket arn>/*' and "
+            "s3:Abort* lets the SDK abort its own failed multipart uploads.",
+            findings=[f"Resource::<{bucket_id}.Arn>/*", "Action::s3:Abort*"],
+        )
