@@ -10,8 +10,9 @@ from __future__ import annotations
 import hmac
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from oauthlib.common import Request as OAuthRequest
@@ -28,6 +29,15 @@ class SandboxCredentials:
     consumer_secret: str = field(default="r2r-local-consumer-secret", repr=False)
     token_id: str = "r2r-local-token-id"  # noqa: S105 - a local default, not a secret
     token_secret: str = field(default="r2r-local-token-secret", repr=False)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SandboxCredentials:
+        """From an ``ErpCredentials``-shaped dict (flat, or TBA keys under ``"tba"``); other keys ignored."""
+        merged = {**values, **(values.get("tba") or {})}
+        defaults = cls()
+        return cls(
+            **{name: str(merged.get(name) or getattr(defaults, name)) for name in cls.__dataclass_fields__}
+        )
 
 
 class AuthFailure(Exception):

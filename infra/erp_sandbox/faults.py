@@ -9,6 +9,7 @@ Configuration (``POST /_sandbox/faults`` body, or :meth:`FaultInjector.configure
         {"status": "CLOSED_PERIOD", "record_type": "invoice"},          # NetSuite code -> its HTTP status
         {"status": 503, "probability": 0.3},
         {"mode": "commit_then_drop", "record_type": "invoice", "count": 1},
+        {"mode": "commit_then_delay", "delay_ms": 500, "method": "PUT", "count": 1},  # answer late
         {"mode": "drop", "method": "GET", "count": 1}                   # close without processing
       ],
       "concurrency_limit": 5,            # more record requests in flight -> 429 CONCURRENCY_LIMIT_EXCEEDED
@@ -19,10 +20,13 @@ Configuration (``POST /_sandbox/faults`` body, or :meth:`FaultInjector.configure
                          {"record_type": "job", "id": "3"}]
     }
 
-Rule keys: ``status`` (HTTP status 400-599 or a NetSuite error code), ``mode`` (``error`` default,
-``commit_then_drop``, ``drop``), ``record_type``, ``method``, ``external_id``, ``probability``
-(0..1, default 1), ``count`` (times it fires; absent = always), ``retry_after`` (s, sent on 429/503),
-``detail``, ``error_path``, ``http_status`` (for codes the sandbox does not know).
+Rule keys: ``status`` (HTTP status 400-599 or a NetSuite error code), ``mode`` (``error`` default:
+answer the error without doing the work; ``commit_then_drop``: do the work, then close the
+connection without an answer; ``commit_then_delay``: do the work, wait ``delay_ms``, then answer, so
+a client with a shorter read timeout sees a timeout; ``drop``: close without doing the work),
+``record_type``, ``method``, ``external_id``, ``probability`` (0..1, default 1), ``count`` (times it
+fires; absent = always), ``retry_after`` (s, sent on 429/503), ``detail``, ``error_path``,
+``http_status`` (for codes the sandbox does not know), ``delay_ms`` (also delays ``error`` answers).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from .errors import CODE_STATUS, STATUS_CODE, SandboxError
 
 __all__ = ["MODES", "ClosedRecord", "FaultInjector", "FaultRule"]
 
-MODES = ("error", "commit_then_drop", "drop")
+MODES = ("error", "commit_then_drop", "commit_then_delay", "drop")
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _RETRY_AFTER_STATUSES = (429, 503)
@@ -58,6 +62,7 @@ class FaultRule:
     detail: str | None = None
     error_path: str | None = None
     http_status: int | None = None
+    delay_ms: float = 0.0
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -82,6 +87,9 @@ class FaultRule:
             raise ValueError("retry_after must not be negative")
         if self.http_status is not None and not 400 <= int(self.http_status) <= 599:
             raise ValueError("http_status must be between 400 and 599")
+        self.delay_ms = float(self.delay_ms)
+        if self.delay_ms < 0:
+            raise ValueError("delay_ms must not be negative")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaultRule:

@@ -43,6 +43,7 @@ __all__ = ["RECORD_API_PATH", "ErpSandbox"]
 
 RECORD_API_PATH = "/services/rest/record/v1"
 CONTROL_PATH = "/_sandbox"
+DEFAULT_ACCOUNT_ID = "TSTDRV1234567"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 _EXTERNAL_ID_MAX = 255
 _JSON_SINGULAR = "application/vnd.oracle.resource+json; type=singular"
@@ -138,15 +139,20 @@ class _Stats:
 
 
 class ErpSandbox:
-    """A local NetSuite stand-in. See the package docstring for endpoints and faults."""
+    """A local NetSuite stand-in. See the package docstring for endpoints and faults.
+
+    ``credentials`` is a :class:`SandboxCredentials` (local defaults when omitted) or an
+    ``ErpCredentials``-shaped dict; ``account_id`` (the OAuth realm) defaults to the dict's
+    ``account_id``, else ``TSTDRV1234567``.
+    """
 
     def __init__(
         self,
         db_path: Path | str,
         host: str = "127.0.0.1",
         port: int = 0,
-        account_id: str = "TSTDRV1234567",
-        credentials: SandboxCredentials | None = None,
+        account_id: str | None = None,
+        credentials: SandboxCredentials | Mapping[str, Any] | None = None,
         *,
         max_clock_skew_s: float = 300.0,
         clock: Callable[[], float] = time.time,
@@ -154,10 +160,16 @@ class ErpSandbox:
         self.host = _loopback(host)
         self.port = port
         self.db_path = Path(db_path)
-        self.account_id = account_id
+        if isinstance(credentials, Mapping):
+            # An ErpCredentials-shaped secret: its account id is the realm unless one is given.
+            account_id = account_id or credentials.get("account_id")
+            credentials = SandboxCredentials.from_mapping(credentials)
+        self.account_id = str(account_id or DEFAULT_ACCOUNT_ID)
         self.credentials = credentials or SandboxCredentials()
         self.faults = FaultInjector()
-        self._verifier = TbaVerifier(account_id, self.credentials, max_skew_s=max_clock_skew_s, clock=clock)
+        self._verifier = TbaVerifier(
+            self.account_id, self.credentials, max_skew_s=max_clock_skew_s, clock=clock
+        )
         self._stats = _Stats()
         self._store: RecordStore | None = None
         self._server: _Server | None = None
@@ -353,6 +365,7 @@ class ErpSandbox:
                 external_id = payload["externalId"]
             rule = self.faults.pick(method, record_type.name, external_id)
             if rule is not None and rule.mode == "error":
+                time.sleep(rule.delay_ms / 1000)
                 raise rule.error()
             if rule is not None and rule.mode == "drop":
                 return Response.dropped()
@@ -362,6 +375,8 @@ class ErpSandbox:
                 response = Response.error(exc)
             if rule is not None and rule.mode == "commit_then_drop":
                 return Response.dropped()
+            if rule is not None and rule.mode == "commit_then_delay":
+                time.sleep(rule.delay_ms / 1000)
             return response
         except SandboxError as exc:
             return Response.error(exc)
