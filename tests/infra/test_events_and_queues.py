@@ -1,0 +1,146 @@
+"""Canonical bus + archive; rule -> queue (own DLQ, redrivable) -> consumer, four times."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.infra.helpers import CONSUMERS, flatten, functions_by_folder, of_type, ref_id
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+
+def _bus_id(resources: dict[str, dict[str, Any]]) -> str:
+    buses = of_type(resources, "AWS::Events::EventBus")
+    assert len(buses) == 1
+    return next(iter(buses))
+
+
+def test_custom_bus_is_archived_for_replay(resources: dict[str, dict[str, Any]]) -> None:
+    bus = _bus_id(resources)
+    archives = of_type(resources, "AWS::Events::Archive")
+    assert len(archives) == 1
+    props = next(iter(archives.values()))["Properties"]
+    assert ref_id(props["SourceArn"]) == bus
+    assert props["RetentionDays"] >= 90
+
+
+def _consumer_wiring(resources: dict[str, dict[str, Any]], folder: str) -> dict[str, Any]:
+    """The ESM, queue, DLQ and rule feeding ``folder``'s function."""
+    fn_id, fn = functions_by_folder(resources)[folder]
+    mappings = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        if ref_id(r["Properties"]["FunctionName"]) == fn_id
+    ]
+    assert len(mappings) == 1, folder
+    esm = mappings[0]
+    queue_id = ref_id(esm["EventSourceArn"])
+    queue = resources[queue_id]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    dlq_id = ref_id(queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+    rules = [
+        r["Properties"]
+        for r in of_type(resources, "AWS::Events::Rule").values()
+        if any(ref_id(t["Arn"]) == queue_id for t in r["Properties"]["Targets"])
+    ]
+    assert len(rules) == 1, folder
+    return {
+        "function": fn["Properties"],
+        "esm": esm,
+        "queue_id": queue_id,
+        "queue": queue["Properties"],
+        "dlq_id": dlq_id,
+        "dlq": resources[dlq_id]["Properties"],
+        "rule": rules[0],
+    }
+
+
+@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+def test_queue_and_dlq(resources: dict[str, dict[str, Any]], folder: str) -> None:
+    w = _consumer_wiring(resources, folder)
+    queue, dlq = w["queue"], w["dlq"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+    assert dlq["MessageRetentionPeriod"] == 1209600
+    assert queue["MessageRetentionPeriod"] == 4 * 86400
+    assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    assert queue["VisibilityTimeout"] >= 6 * w["function"]["Timeout"]
+    for props in (queue, dlq):
+        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props
+        assert "QueueName" not in props
+    # The DLQ is used by this queue only, and is not itself redriven anywhere.
+    assert "RedrivePolicy" not in dlq
+
+
+@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+def test_queues_deny_insecure_transport(resources: dict[str, dict[str, Any]], folder: str) -> None:
+    w = _consumer_wiring(resources, folder)
+    for queue_id in (w["queue_id"], w["dlq_id"]):
+        statements = [
+            st
+            for r in of_type(resources, "AWS::SQS::QueuePolicy").values()
+            if queue_id in [ref_id(q) for q in r["Properties"]["Queues"]]
+            for st in r["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        assert any(
+            st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in statements
+        ), queue_id
+
+
+@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+def test_dlq_redrive_allow_policy_names_its_source_queue(
+    resources: dict[str, dict[str, Any]], folder: str
+) -> None:
+    """The RedriveAllowPolicy is set by a custom resource (see QueueConsumer): a DLQ property
+    referencing the source queue would be a circular dependency."""
+    w = _consumer_wiring(resources, folder)
+    calls = []
+    for res in of_type(resources, "Custom::AWS").values():
+        create = flatten(res["Properties"]["Create"])
+        if "${Ref:" + w["dlq_id"] + "}" in create:
+            calls.append(create)
+    assert len(calls) == 1, folder
+    call = calls[0]
+    assert '"action":"setQueueAttributes"' in call
+    # The policy is JSON inside the call's JSON: unescape once.
+    policy_json = re.search(r'"RedriveAllowPolicy":"(.*?)"\}', call)
+    assert policy_json, call
+    policy = json.loads(policy_json.group(1).replace('\\"', '"'))
+    assert policy == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": ["${GetAtt:" + w["queue_id"] + ".Arn}"],
+    }
+
+
+@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+def test_event_source_mapping(resources: dict[str, dict[str, Any]], folder: str) -> None:
+    esm = _consumer_wiring(resources, folder)["esm"]
+    assert esm["BatchSize"] == 10
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["ScalingConfig"]["MaximumConcurrency"] == CONSUMERS[folder][2]
+
+
+@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+def test_rule_pattern_and_bus(resources: dict[str, dict[str, Any]], folder: str) -> None:
+    rule = _consumer_wiring(resources, folder)["rule"]
+    bus, detail_type, _ = CONSUMERS[folder]
+    pattern = rule["EventPattern"]
+    assert pattern["detail-type"] == [detail_type]
+    if bus == "custom":
+        assert ref_id(rule["EventBusName"]) == _bus_id(resources)
+        assert pattern["source"] == ["r2r.canonical"]
+    else:
+        assert "EventBusName" not in rule  # the default bus
+        assert pattern["source"] == ["aws.states"]
+        assert sorted(pattern["detail"]["status"]) == ["ABORTED", "FAILED", "TIMED_OUT"]
+        (machine,) = pattern["detail"]["stateMachineArn"]
+        assert resources[ref_id(machine)]["Type"] == "AWS::StepFunctions::StateMachine"
+
+
+def test_four_consumers_four_queue_pairs(resources: dict[str, dict[str, Any]]) -> None:
+    assert len(of_type(resources, "AWS::SQS::Queue")) == 2 * len(CONSUMERS)
+    assert len(of_type(resources, "AWS::Lambda::EventSourceMapping")) == len(CONSUMERS)
