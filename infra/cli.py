@@ -1,0 +1,21 @@
+"""The ``r2r`` command: one typer app composing a sub-app per concern.
+
+Each concern keeps its commands in its own package (``infra/local/cli.py`` for ``r2r local``);
+add another with ``app.add_typer(<sub-app>, name="<group>")``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from infra.local.cli import app as local_app
+
+app = typer.Typer(
+    help="r2r: resource-to-revenue integration, its local stack and tooling.",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+
+
+if __name__ == "__main__":
+    app()

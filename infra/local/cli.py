@@ -1,0 +1,136 @@
+"""``r2r local``: the embedded local stack from the command line (``up`` and ``run``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from infra.local import summary
+from infra.local.scenario import ScenarioError
+from infra.local.stack import LocalStack, find_repo_root, write_json
+
+app = typer.Typer(
+    help="Run the synthesized template on an embedded local AWS (moto) with the ERP sandbox.",
+    no_args_is_help=True,
+)
+
+DEFAULT_PORT_BASE = 4750  # moto 4750, ERP sandbox 4751, API 4752
+
+_Stage = Annotated[str, typer.Option(help="Stage whose template is synthesized and run.")]
+_Template = Annotated[
+    Path | None,
+    typer.Option(help="Run this template instead of synthesizing the CDK app.", hidden=True, exists=True),
+]
+_Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every invocation and server request.")]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if verbose:
+        for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.command()
+def up(
+    *,
+    port_base: Annotated[
+        int,
+        typer.Option(help="moto listens on N, the ERP sandbox on N+1, the API on N+2; 0 = any free ports."),
+    ] = DEFAULT_PORT_BASE,
+    stage: _Stage = "dev",
+    state_dir: Annotated[Path, typer.Option(help="Where local.json and erp.sqlite live.")] = Path(".r2r"),
+    template: _Template = None,
+    verbose: _Verbose = False,
+) -> None:
+    """Run the local stack in the foreground until Ctrl-C; describe it in .r2r/local.json."""
+    _logging(verbose)
+    console = Console()
+    repo_root = find_repo_root()
+    state_dir = state_dir if state_dir.is_absolute() else Path.cwd() / state_dir
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    description_file = state_dir / "local.json"
+    try:
+        with LocalStack.start(
+            repo_root,
+            stage=stage,
+            erp_db=state_dir / "erp.sqlite",
+            template=template,
+            port_base=port_base or None,
+            quiet=not verbose,
+        ) as stack:
+            description = stack.describe()
+            write_json(description_file, description)
+            summary.print_up(console, description, stack.startup_s)
+            console.print(f"wrote {description_file}", style="dim", markup=False)
+            while not stop.wait(0.2):
+                pass
+            console.print("stopping...", style="dim")
+    finally:
+        description_file.unlink(missing_ok=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopped.")
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Directory of NN-name.json deliveries.", exists=True)],
+    *,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    keep_state: Annotated[
+        bool, typer.Option(help="Keep ERP state in .r2r/erp.sqlite instead of a fresh temp file.")
+    ] = False,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the stack to settle per file.")
+    ] = 60.0,
+    port_base: Annotated[int, typer.Option(help="As for 'up'; 0 = any free ports.")] = 0,
+    stage: _Stage = "dev",
+    template: _Template = None,
+    verbose: _Verbose = False,
+) -> None:
+    """Post a scenario's deliveries in name order, drain after each, and report what happened."""
+    _logging(verbose)
+    console = Console()
+    started = time.monotonic()
+    repo_root = find_repo_root()
+    try:
+        with LocalStack.start(
+            repo_root,
+            stage=stage,
+            erp_db=Path.cwd() / ".r2r" / "erp.sqlite" if keep_state else None,
+            template=template,
+            port_base=port_base or None,
+            quiet=not verbose,
+        ) as stack:
+            console.print(
+                f"local stack up in {stack.startup_s:.1f} s; running {scenario}", style="dim", markup=False
+            )
+            outcome = stack.run_scenario(scenario, drain_timeout=drain_timeout)
+    except ScenarioError as exc:
+        console.print(f"scenario error: {exc}", style="bold red", markup=False)
+        raise typer.Exit(2) from exc
+    outcome["startup_s"] = round(stack.startup_s, 3)
+    outcome["total_s"] = round(time.monotonic() - started, 3)
+    summary.print_report(console, outcome)
+    if report is not None:
+        write_json(report, outcome)
+        console.print(f"report written to {report}", style="dim", markup=False)
+    if not outcome["ok"]:
+        raise typer.Exit(1)

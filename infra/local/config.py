@@ -1,0 +1,75 @@
+"""Constants of the embedded local stack: region, account, dummy credentials and local secrets.
+
+Everything here is deliberately constant and public: it only ever protects resources that
+live in a moto server bound to 127.0.0.1 for the lifetime of one process. The values are
+documented in ``docs/local-stack.md`` so a developer can sign a webhook by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Final
+
+REGION: Final = "us-east-1"
+ACCOUNT_ID: Final = "123456789012"  # moto's default account
+PARTITION: Final = "aws"
+URL_SUFFIX: Final = "amazonaws.com"
+
+# Dummy credentials: moto accepts anything, and real AWS must never be reachable from a local run.
+ACCESS_KEY_ID: Final = "testing"
+SECRET_ACCESS_KEY: Final = "testing"  # noqa: S105 - not a secret, moto ignores it
+
+HOST: Final = "127.0.0.1"
+
+# Standard Webhooks signing secrets per source (``whsec_`` + base64 of the raw key). The raw keys
+# are ``r2r-local-<source>-webhook-key-0001``.
+WEBHOOK_SECRETS: Final[dict[str, str]] = {
+    "crm": "whsec_cjJyLWxvY2FsLWNybS13ZWJob29rLWtleS0wMDAx",
+    "psa": "whsec_cjJyLWxvY2FsLXBzYS13ZWJob29rLWtleS0wMDAx",
+    "hris": "whsec_cjJyLWxvY2FsLWhyaXMtd2ViaG9vay1rZXktMDAwMQ==",
+    "generic": "whsec_cjJyLWxvY2FsLWdlbmVyaWMtd2ViaG9vay1rZXktMDAwMQ==",
+}
+
+# NetSuite Token-Based Authentication material for the local ERP sandbox. The sandbox is started
+# with exactly these values (see ``infra.local.stack``), so the functions authenticate against it
+# the way they would against a real account.
+ERP_CREDENTIALS: Final[dict[str, str]] = {
+    "account_id": "1234567_SB1",
+    "auth": "tba",
+    "consumer_key": "r2r-local-consumer-key",
+    "consumer_secret": "r2r-local-consumer-secret",
+    "token_id": "r2r-local-token-id",
+    "token_secret": "r2r-local-token-secret",
+}
+
+# Lambda defaults when the template leaves them out (AWS's own defaults).
+DEFAULT_TIMEOUT_S: Final = 3
+DEFAULT_MEMORY_MB: Final = 128
+
+# Local SQS retry: a failed message becomes visible again after this many seconds (AWS would wait
+# for the whole visibility timeout; locally that would only make scenarios slow).
+RETRY_DELAY_S: Final = 1
+
+# Upper bound of concurrent workers per event source mapping (ScalingConfig.MaximumConcurrency).
+MAX_WORKERS_PER_MAPPING: Final = 4
+DEFAULT_WORKERS_PER_MAPPING: Final = 2
+
+# API Gateway's payload limit.
+MAX_API_PAYLOAD_BYTES: Final = 10 * 1024 * 1024
+
+
+def webhook_secrets_json() -> str:
+    """Value of the ``WebhookSecrets`` secret: ``{"<source>": ["whsec_…"]}`` (a list allows rotation)."""
+    return json.dumps({source: [secret] for source, secret in WEBHOOK_SECRETS.items()})
+
+
+def erp_credentials_json() -> str:
+    """Value of the ``ErpCredentials`` secret."""
+    return json.dumps(ERP_CREDENTIALS)
+
+
+def webhook_signing_key(source: str) -> bytes:
+    """The raw HMAC key of ``source`` (the base64-decoded part after ``whsec_``)."""
+    secret = WEBHOOK_SECRETS[source]
+    return base64.b64decode(secret.removeprefix("whsec_"))

@@ -1,0 +1,626 @@
+"""The embedded local stack: the synthesized template, run on moto in this process.
+
+``LocalStack.start(repo_root)`` reads ``cdk.out/<stack>.template.json`` (synthesized on demand),
+starts moto's server and the ERP sandbox, creates the template's resources, and runs the
+template's functions, event source mappings, API routes and state machine executions
+in-process. See docs/local-stack.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from boto3.dynamodb.types import TypeDeserializer
+
+from infra.local import config, webhooks
+from infra.local.api import ApiServer
+from infra.local.functions import (
+    FunctionRuntime,
+    install_moto_dispatch,
+    local_common_env,
+    uninstall_moto_dispatch,
+)
+from infra.local.pollers import QueuePoller
+from infra.local.provision import LocalResources, Provisioner
+from infra.local.scenario import ScenarioError, Step, invoice_summary, load_scenario, to_jsonable
+from infra.local.sfn_events import ExecutionWatcher
+from infra.local.template import Template
+
+LOG = logging.getLogger("r2r.local")
+
+_ACTIVE_LOCK = threading.Lock()
+_ACTIVE: list[LocalStack] = []  # at most one: moto's state and the Lambda seam are per process
+
+# Loggers of the embedded servers: quiet unless asked (moto logs every request and every
+# failed state, which are expected outcomes here).
+_NOISY_LOGGERS = ("werkzeug", "moto", "botocore.credentials")
+
+
+class DrainTimeout(TimeoutError):
+    """The stack did not become idle in time; the message names what is still busy."""
+
+    def __init__(self, timeout: float, busy: list[str]) -> None:
+        self.busy = busy
+        super().__init__(f"local stack still busy after {timeout:.0f} s: " + "; ".join(busy))
+
+
+@dataclass
+class StackOptions:
+    stage: str = "dev"
+    template: Path | None = None
+    erp: bool = True
+    erp_db: Path | None = None
+    port_base: int | None = None
+    retry_delay_s: int = config.RETRY_DELAY_S
+    secret_values: Mapping[str, str] = field(default_factory=dict)
+    quiet: bool = True
+    function_log_level: str | None = None
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The directory holding pyproject.toml, from ``start`` (default: cwd) upwards."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "pyproject.toml").is_file() and (candidate / "infra").is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[2]
+
+
+def load_template(repo_root: Path, stage: str, template: Path | None = None) -> Template:
+    if template is None:
+        from infra.synth import ensure_synthesized  # the CDK app's synth, cached in cdk.out
+
+        template = ensure_synthesized(stage=stage, outdir=repo_root / "cdk.out")
+    return Template.load(Path(template))
+
+
+class LocalStack:
+    """A running local stack. Use ``with LocalStack.start(repo_root) as stack:``."""
+
+    def __init__(self, repo_root: Path, options: StackOptions) -> None:
+        self.repo_root = Path(repo_root).resolve()
+        self.options = options
+        self.stage = options.stage
+        self.template: Template | None = None
+        self.resources: dict[str, str] = {}
+        self.local: LocalResources | None = None
+        self.erp: Any = None
+        self.erp_url: str | None = None
+        self.aws_endpoint_url = ""
+        self.api_url = ""
+        self.api_servers: list[ApiServer] = []
+        self.runtime: FunctionRuntime | None = None
+        self.pollers: list[QueuePoller] = []
+        self.watcher: ExecutionWatcher | None = None
+        self.startup_s = 0.0
+        self._moto: Any = None
+        self._stop = threading.Event()
+        self._saved_env: dict[str, str | None] = {}
+        self._saved_levels: dict[str, int] = {}
+        self._temp_dir: Path | None = None
+        self._closed = False
+        self._consumed_queue_urls: dict[str, str] = {}
+        self._client_local = threading.local()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        repo_root: Path | str | None = None,
+        stage: str = "dev",
+        erp_db: Path | str | None = None,
+        *,
+        template: Path | str | None = None,
+        erp: bool = True,
+        port_base: int | None = None,
+        retry_delay_s: int = config.RETRY_DELAY_S,
+        secret_values: Mapping[str, str] | None = None,
+        quiet: bool = True,
+        function_log_level: str | None = None,
+    ) -> LocalStack:
+        """Start every part; the returned stack is a context manager that stops them."""
+        options = StackOptions(
+            stage=stage,
+            template=Path(template) if template else None,
+            erp=erp,
+            erp_db=Path(erp_db) if erp_db else None,
+            port_base=port_base,
+            retry_delay_s=retry_delay_s,
+            secret_values=dict(secret_values or {}),
+            quiet=quiet,
+            function_log_level=function_log_level,
+        )
+        stack = cls(Path(repo_root) if repo_root else find_repo_root(), options)
+        with _ACTIVE_LOCK:
+            if _ACTIVE:
+                raise RuntimeError(
+                    "a local stack is already running in this process (moto's state is per process)"
+                )
+            _ACTIVE.append(stack)
+        try:
+            stack._start()
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        self._quiet_loggers()
+        environment: dict[str, str | None] = {
+            "AWS_ACCESS_KEY_ID": config.ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": config.SECRET_ACCESS_KEY,
+            "AWS_SESSION_TOKEN": None,
+            "AWS_PROFILE": None,
+            "AWS_REGION": config.REGION,
+            "AWS_DEFAULT_REGION": config.REGION,
+            # No X-Ray daemon here.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        if self.options.function_log_level:
+            # Powertools reads its level from the process environment when a handler is imported.
+            environment["POWERTOOLS_LOG_LEVEL"] = self.options.function_log_level
+        for key in (
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
+            "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION",
+        ):
+            environment[key] = os.environ.get(key, "1")  # synth's Node version banner is noise here
+        self._set_process_env(environment)
+        self._start_moto()
+        # moto's service modules take seconds to import: overlap that with the template synth
+        # (disjoint module trees, so the two threads never wait on each other's imports).
+        warm = threading.Thread(target=_warm_imports, name="r2r-warm-imports", daemon=True)
+        warm.start()
+        self.template = load_template(self.repo_root, self.stage, self.options.template)
+        warm.join()
+        if self.options.erp:
+            self._start_erp()
+        provisioner = Provisioner(
+            self.template, self._thread_client, self.repo_root, secret_values=self.options.secret_values
+        )
+        self.local = provisioner.provision()
+        self.resources = dict(self.local.physical)
+        self.runtime = FunctionRuntime(
+            self.local.functions, local_common_env(self.aws_endpoint_url, self.erp_url)
+        )
+        install_moto_dispatch(self.runtime)
+        for name, error in self.runtime.preload().items():
+            LOG.warning("function %s cannot be loaded yet: %s", name, error)
+        port = self._port(2)
+        for index, api in enumerate(self.local.apis):
+            server = ApiServer(api, self.runtime, port=port + index if port else 0)
+            server.start()
+            self.api_servers.append(server)
+        if self.api_servers:
+            self.api_url = self.api_servers[0].url
+        for mapping in self.local.mappings:
+            poller = QueuePoller(
+                mapping, self.runtime, self._new_sqs_client, self._stop, self.options.retry_delay_s
+            )
+            if mapping.enabled:
+                self._consumed_queue_urls[mapping.queue.name] = mapping.queue.url
+            poller.start()
+            self.pollers.append(poller)
+        self.watcher = ExecutionWatcher(
+            [sm.arn for sm in self.local.state_machines.values()], self._new_client, self._stop
+        )
+        self.watcher.start()
+        self.startup_s = time.monotonic() - started
+        LOG.info("local stack up in %.1f s: %s", self.startup_s, self.api_url)
+
+    def close(self) -> None:
+        """Stop every thread and server; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        for poller in self.pollers:
+            poller.join(3)
+        if self.watcher is not None:
+            self.watcher.join(3)
+        for server in self.api_servers:
+            server.stop()
+        if self.runtime is not None:
+            self.runtime.join_background(3)
+            uninstall_moto_dispatch(self.runtime)
+        if self.erp is not None:
+            with contextlib.suppress(Exception):
+                self.erp.stop()
+        if self._moto is not None:
+            with contextlib.suppress(Exception):
+                self._moto.stop()
+        self._restore_process_env()
+        self._restore_loggers()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+
+    # -- parts ----------------------------------------------------------------------------------
+
+    def _port(self, offset: int) -> int:
+        return self.options.port_base + offset if self.options.port_base else 0
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address=config.HOST, port=self._port(0), verbose=False)
+        self._moto.start()
+        _host, port = self._moto.get_host_and_port()
+        self.aws_endpoint_url = f"http://{config.HOST}:{port}"
+        # The ASL interpreter calls Lambda at http://localhost:$MOTO_PORT.
+        self._set_process_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.aws_endpoint_url})
+        # moto's state is per process: start from nothing, then switch on what we need.
+        requests.post(f"{self.aws_endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        requests.post(
+            f"{self.aws_endpoint_url}/moto-api/config",
+            json={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        ).raise_for_status()
+
+    def _start_erp(self) -> None:
+        from infra.erp_sandbox import ErpSandbox
+
+        db = self.options.erp_db
+        if db is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="r2r-local-"))
+            db = self._temp_dir / "erp.sqlite"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        self.erp = ErpSandbox(db, host=config.HOST, port=self._port(1), **_erp_credentials_kwargs(ErpSandbox))
+        self.erp_url = str(self.erp.start()).rstrip("/")
+
+    def _set_process_env(self, values: Mapping[str, str | None]) -> None:
+        for key, value in values.items():
+            if key not in self._saved_env:
+                self._saved_env[key] = os.environ.get(key)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def _restore_process_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+
+    def _quiet_loggers(self) -> None:
+        if not self.options.quiet:
+            return
+        for name in _NOISY_LOGGERS:
+            logger = logging.getLogger(name)
+            self._saved_levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL)
+
+    def _restore_loggers(self) -> None:
+        for name, level in self._saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._saved_levels.clear()
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def boto3_client(self, service: str) -> Any:
+        """A boto3 client for ``service`` aimed at the local moto server."""
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.aws_endpoint_url,
+            region_name=config.REGION,
+            aws_access_key_id=config.ACCESS_KEY_ID,
+            aws_secret_access_key=config.SECRET_ACCESS_KEY,
+        )
+
+    def _new_client(self, service: str) -> Any:
+        return self.boto3_client(service)
+
+    def _new_sqs_client(self) -> Any:
+        return self.boto3_client("sqs")
+
+    def _thread_client(self, service: str) -> Any:
+        cache = self._client_local.__dict__.setdefault("clients", {})
+        if service not in cache:
+            cache[service] = self.boto3_client(service)
+        return cache[service]
+
+    # -- drain ----------------------------------------------------------------------------------
+
+    def busy(self) -> list[str]:
+        """What is still at work: queue messages, running handlers, executions, API requests."""
+        busy: list[str] = []
+        sqs = self._thread_client("sqs")
+        for name, url in self._consumed_queue_urls.items():
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+            in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+            delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
+            if visible or in_flight or delayed:
+                busy.append(f"queue {name}: {visible} visible, {in_flight} in flight, {delayed} delayed")
+        if self.runtime is not None:
+            busy.extend(
+                f"function {name}: {n} invocation(s) running" for name, n in self.runtime.running().items()
+            )
+        if self.watcher is not None and self.watcher.state_machine_arns:
+            running, emitted = self.watcher.sync()
+            busy.extend(f"execution RUNNING: {arn}" for arn in sorted(running))
+            if emitted:
+                busy.append(f"{emitted} aws.states event(s) just put on the default bus")
+        for server in self.api_servers:
+            if server.in_flight:
+                busy.append(f"API {server.api.name}: {server.in_flight} request(s) in progress")
+        return busy
+
+    def drain(self, timeout: float = 60.0, stable_s: float = 0.5, interval_s: float = 0.05) -> float:
+        """Wait until nothing is left to do (stable for ``stable_s``); returns the seconds waited.
+
+        Raises :class:`DrainTimeout` naming what is still busy after ``timeout`` seconds.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        idle_since: float | None = None
+        while True:
+            busy = self.busy()
+            now = time.monotonic()
+            if busy:
+                idle_since = None
+                if now > deadline:
+                    raise DrainTimeout(timeout, busy)
+            else:
+                idle_since = idle_since or now
+                if now - idle_since >= stable_s:
+                    return now - started
+            time.sleep(interval_s)
+
+    # -- webhooks and scenarios -----------------------------------------------------------------
+
+    def post_webhook(
+        self,
+        source: str,
+        body: Any = None,
+        webhook_id: str | None = None,
+        *,
+        raw_body: bytes | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+        sign: bool = True,
+        path: str | None = None,
+        timestamp: int | None = None,
+    ) -> webhooks.Delivery:
+        """POST one signed delivery to ``/v1/webhooks/<source>`` (or ``path``) of the local API."""
+        if not self.api_url:
+            raise RuntimeError("the template has no API Gateway REST API to post to")
+        return webhooks.post(
+            self.api_url,
+            source,
+            body,
+            webhook_id=webhook_id or f"msg_{uuid.uuid4().hex}",
+            raw_body=raw_body,
+            content_type=content_type,
+            headers=headers,
+            sign=sign,
+            path=path,
+            timestamp=timestamp,
+        )
+
+    def run_scenario(
+        self, directory: Path | str, drain_timeout: float = 60.0, stable_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Post every delivery of ``directory`` in name order, draining after each; the report."""
+        started = time.monotonic()
+        steps = load_scenario(Path(directory))
+        deliveries: list[dict[str, Any]] = []
+        drain_error: str | None = None
+        for step in steps:
+            delivery = self._deliver(step)
+            entry = {
+                "file": step.file,
+                "source": step.source,
+                "webhook_id": step.webhook_id,
+                "path": delivery.path,
+                "status": delivery.status,
+                "expected": step.expect_status or "2xx",
+                "ok": step.expected(delivery.status),
+                "response": delivery.json if delivery.json is not None else delivery.text,
+            }
+            try:
+                entry["drain_s"] = round(self.drain(timeout=drain_timeout, stable_s=stable_s), 3)
+            except DrainTimeout as exc:
+                drain_error = f"after {step.file}: {exc}"
+                entry["drain_s"] = None
+                deliveries.append(entry)
+                break
+            deliveries.append(entry)
+        report = self.report()
+        report["scenario"] = str(directory)
+        report["deliveries"] = deliveries
+        report["drain_error"] = drain_error
+        report["ok"] = (
+            drain_error is None and all(d["ok"] for d in deliveries) and len(deliveries) == len(steps)
+        )
+        report["duration_s"] = round(time.monotonic() - started, 3)
+        return report
+
+    def _deliver(self, step: Step) -> webhooks.Delivery:
+        try:
+            return self.post_webhook(
+                step.source,
+                step.body,
+                step.webhook_id,
+                raw_body=step.raw_body,
+                content_type=step.content_type,
+                headers=step.headers,
+                sign=step.sign,
+                path=step.path,
+            )
+        except ValueError as exc:
+            raise ScenarioError(f"{step.file}: {exc}") from exc
+
+    # -- observations ---------------------------------------------------------------------------
+
+    def erp_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Every record of the ERP sandbox, by type (empty without a sandbox)."""
+        if not self.erp_url:
+            return {}
+        response = requests.get(f"{self.erp_url}/_sandbox/records", timeout=10)
+        response.raise_for_status()
+        document = response.json()
+        if isinstance(document, dict) and isinstance(document.get("records"), dict):
+            document = document["records"]
+        return {str(k): list(v) for k, v in dict(document).items()}
+
+    def exceptions(self) -> list[dict[str, Any]]:
+        """Exception records for finance: StateTable items whose pk starts with ``EXC#``."""
+        assert self.local is not None
+        table = self.local.table_for_env("STATE_TABLE_NAME")
+        if table is None:
+            return []
+        dynamodb = self._thread_client("dynamodb")
+        deserializer = TypeDeserializer()
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "begins_with(pk, :exc)",
+            "ExpressionAttributeValues": {":exc": {"S": "EXC#"}},
+        }
+        while True:
+            page = dynamodb.scan(**kwargs)
+            for raw in page.get("Items") or []:
+                items.append(to_jsonable({k: deserializer.deserialize(v) for k, v in raw.items()}))
+            if not page.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(items, key=lambda item: str(item.get("pk")))
+
+    def queue_depths(self, dlq_only: bool = False) -> dict[str, int]:
+        """Messages (visible + in flight + delayed) per queue name."""
+        assert self.local is not None
+        dlqs = self.local.dlq_arns()
+        sqs = self._thread_client("sqs")
+        depths: dict[str, int] = {}
+        for queue in self.local.queues.values():
+            if dlq_only and queue.arn not in dlqs:
+                continue
+            attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+            depths[queue.name] = sum(
+                int(attributes.get(key, 0))
+                for key in (
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                )
+            )
+        return depths
+
+    def report(self) -> dict[str, Any]:
+        """The observable outcome: ERP records, invoices, exceptions, DLQ depths."""
+        records = self.erp_records()
+        return {
+            "erp": {"records": records},
+            "invoices": [invoice_summary(r) for r in records.get("invoice", [])],
+            "exceptions": self.exceptions(),
+            "dlq_depths": self.queue_depths(dlq_only=True),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What ``r2r local up`` writes to ``.r2r/local.json``."""
+        assert self.local is not None
+        local = self.local
+        dlqs = local.dlq_arns()
+        return {
+            "stack": local.stack_name,
+            "stage": self.stage,
+            "api_url": self.api_url,
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "erp_url": self.erp_url,
+            "region": config.REGION,
+            "account_id": config.ACCOUNT_ID,
+            "queues": {
+                q.logical_id: {"name": q.name, "url": q.url, "arn": q.arn, "dlq": q.arn in dlqs}
+                for q in local.queues.values()
+            },
+            "buses": {**local.buses, "default": "default"},
+            "tables": dict(local.tables),
+            "buckets": dict(local.buckets),
+            "bucket": local.bucket_for_env("RAW_BUCKET_NAME"),
+            "secrets": dict(local.secrets),
+            "state_machines": {k: v.arn for k, v in local.state_machines.items()},
+            "state_machine_arn": next((v.arn for v in local.state_machines.values()), None),
+            "functions": {k: v.name for k, v in local.functions.items()},
+            "webhook_secrets": dict(config.WEBHOOK_SECRETS),
+            "routes": [
+                {"method": r.http_method, "path": r.path, "function": r.function_name}
+                for api in local.apis
+                for r in api.routes
+            ],
+        }
+
+
+def _warm_imports() -> None:
+    import importlib
+
+    for module in (
+        "moto.stepfunctions.parser.models",
+        "moto.awslambda.models",
+        "moto.dynamodb.models",
+        "moto.s3.models",
+        "moto.secretsmanager.models",
+        "moto.iam.models",
+        "moto.events.models",
+        "moto.sqs.models",
+    ):
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+
+def _erp_credentials_kwargs(sandbox_class: Any) -> dict[str, Any]:
+    """Give the sandbox the local TBA credentials if it accepts them."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(sandbox_class).parameters
+    except (TypeError, ValueError):
+        return {}
+    if "credentials" in parameters:
+        return {"credentials": dict(config.ERP_CREDENTIALS)}
+    return {}
+
+
+@contextlib.contextmanager
+def running(repo_root: Path | None = None, **kwargs: Any) -> Iterator[LocalStack]:
+    """``with running(...) as stack`` (same as ``with LocalStack.start(...)``)."""
+    with LocalStack.start(repo_root, **kwargs) as stack:
+        yield stack
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
