@@ -1,5 +1,6 @@
 # r2r — two commands for a new user: `make demo` and `make test`.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,8 +18,8 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@echo "first run: creating $(VENV) and installing r2r with its dev and infra dependencies"
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install --quiet --disable-pip-version-check pip==26.3
-	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e . --group dev
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check pip==26.3 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e . --group dev 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install everything (done on first run of any target)
