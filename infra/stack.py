@@ -7,7 +7,7 @@ function gets is the contract of docs/architecture.md.
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_events as events
 from constructs import Construct
 
@@ -239,7 +239,9 @@ class R2rStack(Stack):
 
     def _acknowledge_bucket_put(self, function: R2rFunction, archive: RawArchive) -> None:
         policy = function.role.node.find_child("DefaultPolicy")
-        bucket_id = self.get_logical_id(archive.bucket.node.default_child)  # type: ignore[arg-type]
+        cfn_bucket = archive.bucket.node.default_child
+        assert isinstance(cfn_bucket, CfnElement)
+        bucket_id = self.get_logical_id(cfn_bucket)
         nag.acknowledge(
             policy,
             "IAM5",
