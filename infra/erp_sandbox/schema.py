@@ -15,6 +15,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from r2r_core.model.money import MINOR_UNITS
+
 from .errors import SandboxError, invalid_content, invalid_ref, missing_field
 
 __all__ = [
@@ -37,18 +39,6 @@ READ_ONLY_FIELDS = frozenset(
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NUMBER = re.compile(r"^\s*-?(\d+(\.\d*)?|\.\d+)\s*$")
 _DIGITS = re.compile(r"^\d+$")
-_MINOR_UNITS = {
-    "JPY": 0,
-    "KRW": 0,
-    "CLP": 0,
-    "ISK": 0,
-    "VND": 0,
-    "BHD": 3,
-    "KWD": 3,
-    "OMR": 3,
-    "JOD": 3,
-    "TND": 3,
-}
 
 
 @dataclass(frozen=True)
@@ -249,8 +239,8 @@ def minor_units(record: Mapping[str, Any]) -> int:
     if isinstance(currency, Mapping):
         for key in ("externalId", "refName"):
             code = currency.get(key)
-            if isinstance(code, str) and code.upper() in _MINOR_UNITS:
-                return _MINOR_UNITS[code.upper()]
+            if isinstance(code, str) and code.upper() in MINOR_UNITS:
+                return MINOR_UNITS[code.upper()]
     return 2
 
 

@@ -17,6 +17,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from r2r_core.model.money import minor_units as currency_minor_units
+
 __all__ = [
     "MAX_EXTERNAL_ID_LENGTH",
     "InvoiceLine",
@@ -34,13 +36,6 @@ MAX_EXTERNAL_ID_LENGTH = 254
 _EXTERNAL_ID_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 _HASH_CHARS = 16
 
-# ISO 4217 minor units that differ from the usual 2.
-_MINOR_UNITS = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF"), 0),
-    **dict.fromkeys(("UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
-_CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +47,6 @@ class InvoiceLine:
     quantity: Decimal
     rate: Decimal
     amount: Decimal
-
-
-def currency_minor_units(currency: str) -> int:
-    """Digits after the decimal point for an ISO 4217 code (``JPY`` 0, ``KWD`` 3, most 2)."""
-    code = currency.strip().upper()
-    if not _CURRENCY_CODE.match(code):
-        raise ValueError(f"not an ISO 4217 currency code: {currency!r}")
-    return _MINOR_UNITS.get(code, 2)
 
 
 def decimal_string(value: Decimal | int) -> str:

@@ -13,12 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
-# Minor units of the currencies r2r bills in; anything else is refused rather than guessed.
+# ISO 4217 minor units of the currencies r2r bills in; anything else is refused rather than guessed.
 MINOR_UNITS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "NZD": 2, "CHF": 2, "SEK": 2, "NOK": 2,
-    "DKK": 2, "PLN": 2, "INR": 2, "SGD": 2, "HKD": 2, "CNY": 2, "ZAR": 2, "BRL": 2, "MXN": 2,
-    "JPY": 0, "KRW": 0, "HUF": 2, "CZK": 2, "AED": 2, "SAR": 2, "ILS": 2,
-    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+    **dict.fromkeys(
+        ("USD", "EUR", "GBP", "CAD", "AUD", "NZD", "CHF", "SEK", "NOK", "DKK", "PLN", "INR", "SGD", "HKD",
+         "CNY", "ZAR", "BRL", "MXN", "HUF", "CZK", "AED", "SAR", "ILS", "TRY", "RON", "PHP", "MYR", "THB",
+         "IDR", "TWD", "COP", "ARS", "PEN", "EGP", "NGN", "KES", "QAR", "UYU"),
+        2,
+    ),
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                     "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
 }  # fmt: skip
 
 
@@ -26,12 +31,16 @@ class UnknownCurrency(ValueError):
     """A currency r2r has no minor-unit rule for."""
 
 
-def minor_unit_quantum(currency: str) -> Decimal:
+def minor_units(currency: str) -> int:
+    """Digits after the decimal point of an ISO 4217 currency (``USD`` 2, ``JPY`` 0, ``KWD`` 3)."""
     try:
-        places = MINOR_UNITS[currency]
+        return MINOR_UNITS[currency.strip().upper()]
     except KeyError:
-        raise UnknownCurrency(f"currency {currency!r} is not configured for billing") from None
-    return Decimal(1).scaleb(-places)
+        raise UnknownCurrency(f"currency {currency!r} is not an ISO 4217 code r2r bills in") from None
+
+
+def minor_unit_quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
