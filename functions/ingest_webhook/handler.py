@@ -41,8 +41,13 @@ def _ingest(settings: IngestSettings) -> tuple[Ingest, Any]:
     )
 
     def load_secrets() -> dict[str, list[str]]:
-        value = secrets.get(settings.webhook_secrets_arn, transform="json", max_age=60)
-        return {str(k): [str(s) for s in (v if isinstance(v, list) else [v])] for k, v in dict(value).items()}  # type: ignore[arg-type]
+        """``{"<source>": ["whsec_…"]}``; ``_``-keys are placeholders, not sources."""
+        value = dict(secrets.get(settings.webhook_secrets_arn, transform="json", max_age=60))  # type: ignore[arg-type]
+        return {
+            str(source): [str(s) for s in (keys if isinstance(keys, list) else [keys])]
+            for source, keys in value.items()
+            if not str(source).startswith("_")
+        }
 
     def record_rejection(action: str, archived_as: str, detail: dict[str, Any]) -> None:
         audit.append(

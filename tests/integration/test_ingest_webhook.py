@@ -49,7 +49,7 @@ def aws() -> Iterator[dict[str, Any]]:
                 TableName=table, KeySchema=schema, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST"
             )
         secret_arn = boto3.client("secretsmanager").create_secret(
-            Name="webhooks", SecretString=json.dumps({"psa": [SECRET]})
+            Name="webhooks", SecretString=json.dumps({"psa": [SECRET], "_placeholder": SECRET})
         )["ARN"]
         events = boto3.client("events")
         events.create_event_bus(Name="canonical")
@@ -149,6 +149,9 @@ def test_unknown_source_is_404(aws: dict[str, Any]) -> None:
     body = sample_body()
     status, reply = post(body, sign(SECRET, "msg_src", body), source="erp-x")
     assert status == 404 and "erp-x" in reply["message"]
+    # The secret's deploy-time placeholder key is not a source, even with a matching signature.
+    status, _ = post(body, sign(SECRET, "msg_src", body), source="_placeholder")
+    assert status == 404
 
 
 def test_malformed_json_is_400_and_the_raw_body_is_kept(aws: dict[str, Any]) -> None:
