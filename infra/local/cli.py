@@ -118,6 +118,8 @@ def run(
             template=template,
             port_base=port_base or None,
             quiet=not verbose,
+            # Function logs would bury the summary; -v shows them.
+            function_log_level=None if verbose else "WARNING",
         ) as stack:
             console.print(
                 f"local stack up in {stack.startup_s:.1f} s; running {scenario}", style="dim", markup=False

@@ -119,9 +119,9 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _ref(value: Any) -> Any:
-    """``{"id": "12", "refName": "Acme"}`` -> ``"12"``; anything else unchanged."""
+    """A NetSuite reference (``{"id": "12"}``, ``{"externalId": "USD"}``...) as one value."""
     if isinstance(value, dict):
-        return value.get("id") or value.get("refName") or value
+        return value.get("id") or value.get("externalId") or value.get("refName") or value
     return value
 
 

@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -80,11 +82,51 @@ def find_repo_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def load_template(repo_root: Path, stage: str, template: Path | None = None) -> Template:
-    if template is None:
-        from infra.synth import ensure_synthesized  # the CDK app's synth, cached in cdk.out
+_SYNTH_SCRIPT = (
+    "import sys; from pathlib import Path; from infra.synth import ensure_synthesized; "
+    "print(ensure_synthesized(stage=sys.argv[1], outdir=Path(sys.argv[2])))"
+)
 
-        template = ensure_synthesized(stage=stage, outdir=repo_root / "cdk.out")
+
+class _Synth:
+    """``infra.synth.ensure_synthesized`` in a child process.
+
+    Keeps jsii's Node process out of this long-running one (no stray Node on Ctrl-C, no
+    banner), and lets the synth (or its cache check) run while moto starts.
+    """
+
+    def __init__(self, repo_root: Path, stage: str) -> None:
+        self._process = subprocess.Popen(  # noqa: S603 - this interpreter, a constant script
+            [sys.executable, "-c", _SYNTH_SCRIPT, stage, str(repo_root / "cdk.out")],
+            cwd=repo_root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def result(self, timeout: float = 600) -> Path:
+        try:
+            out, err = self._process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.communicate()
+            raise RuntimeError(f"synthesizing the CDK app took more than {timeout:.0f} s") from None
+        if self._process.returncode != 0:
+            tail = "\n".join(err.strip().splitlines()[-25:])
+            raise RuntimeError(f"synthesizing the CDK app failed (exit {self._process.returncode}):\n{tail}")
+        return Path(out.strip().splitlines()[-1])
+
+    def cancel(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+
+def load_template(repo_root: Path, stage: str, template: Path | None = None) -> Template:
+    """The template to run: ``template`` if given, else ``cdk.out/r2r-<stage>.template.json``,
+    synthesized (in a child process) when the app's inputs changed."""
+    if template is None:
+        template = _Synth(repo_root, stage).result()
     return Template.load(Path(template))
 
 
@@ -181,19 +223,17 @@ class LocalStack:
         if self.options.function_log_level:
             # Powertools reads its level from the process environment when a handler is imported.
             environment["POWERTOOLS_LOG_LEVEL"] = self.options.function_log_level
-        for key in (
-            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
-            "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION",
-        ):
-            environment[key] = os.environ.get(key, "1")  # synth's Node version banner is noise here
         self._set_process_env(environment)
-        self._start_moto()
-        # moto's service modules take seconds to import: overlap that with the template synth
-        # (disjoint module trees, so the two threads never wait on each other's imports).
-        warm = threading.Thread(target=_warm_imports, name="r2r-warm-imports", daemon=True)
-        warm.start()
-        self.template = load_template(self.repo_root, self.stage, self.options.template)
-        warm.join()
+        synth = None if self.options.template else _Synth(self.repo_root, self.stage)
+        try:
+            self._start_moto()
+            _warm_imports()  # moto imports a module per service on first use: take that hit now
+            template = synth.result() if synth else self.options.template
+        finally:
+            if synth is not None:
+                synth.cancel()
+        assert template is not None
+        self.template = Template.load(template)
         if self.options.erp:
             self._start_erp()
         provisioner = Provisioner(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -68,9 +69,9 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     for delivery in report["deliveries"]:
         expected = delivery["expected"]
         deliveries.add_row(
-            delivery["file"],
-            delivery["source"],
-            delivery["webhook_id"],
+            escape(delivery["file"]),
+            escape(delivery["source"]),
+            escape(delivery["webhook_id"]),
             f"[{_status_style(delivery['ok'])}]{delivery['status']}[/]",
             ", ".join(str(e) for e in expected) if isinstance(expected, list) else str(expected),
             "-" if delivery.get("drain_s") is None else f"{delivery['drain_s']:.2f}",
@@ -83,18 +84,20 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     erp.add_column("count", justify="right")
     erp.add_column("external ids")
     for record_type, items in sorted(records.items()):
+        if not items:
+            continue
         external_ids = [str(r.get("externalId")) for r in items if r.get("externalId")]
         shown = ", ".join(external_ids[:4]) + (
             f" (+{len(external_ids) - 4})" if len(external_ids) > 4 else ""
         )
-        erp.add_row(record_type, str(len(items)), shown)
-    if not records:
+        erp.add_row(escape(record_type), str(len(items)), escape(shown))
+    if not any(records.values()):
         erp.add_row("(none)", "0", "")
     console.print(erp)
 
     for invoice in report["invoices"]:
         lines = Table(
-            title=(
+            title=escape(
                 f"Invoice {invoice.get('externalId') or invoice.get('id')} "
                 f"(entity {invoice.get('entity')}, {invoice.get('currency') or 'currency n/a'})"
             )
@@ -105,22 +108,24 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         lines.add_column("amount", justify="right")
         for line in invoice["lines"]:
             lines.add_row(
-                str(line.get("description") or line.get("item") or ""),
-                str(line.get("quantity") or ""),
-                str(line.get("rate") or ""),
-                str(line.get("amount") or ""),
+                escape(str(line.get("description") or line.get("item") or "")),
+                escape(str(line.get("quantity") or "")),
+                escape(str(line.get("rate") or "")),
+                escape(str(line.get("amount") or "")),
             )
         lines.add_section()
-        lines.add_row("[bold]total[/]", "", "", f"[bold]{invoice['total']}[/]")
+        lines.add_row("[bold]total[/]", "", "", f"[bold]{escape(str(invoice['total']))}[/]")
         console.print(lines)
 
-    exceptions = Table(title="Exceptions for finance")
+    exceptions = Table(title="Exceptions for finance", min_width=40)
     exceptions.add_column("pk")
     exceptions.add_column("detail")
     for item in report["exceptions"]:
         rest = {k: v for k, v in item.items() if k not in ("pk", "sk")}
         text = json.dumps(rest, default=str)
-        exceptions.add_row(str(item.get("pk")), text if len(text) <= 160 else text[:157] + "...")
+        exceptions.add_row(
+            escape(str(item.get("pk"))), escape(text if len(text) <= 160 else text[:157] + "...")
+        )
     if not report["exceptions"]:
         exceptions.add_row("(none)", "")
     console.print(exceptions)
@@ -129,7 +134,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     dlqs.add_column("queue")
     dlqs.add_column("messages", justify="right")
     for queue, depth in sorted(report["dlq_depths"].items()):
-        dlqs.add_row(queue, f"[{_status_style(depth == 0)}]{depth}[/]")
+        dlqs.add_row(escape(queue), f"[{_status_style(depth == 0)}]{depth}[/]")
     console.print(dlqs)
 
     if report.get("drain_error"):
