@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -303,8 +304,25 @@ class LocalStack:
     def _port(self, offset: int) -> int:
         return self.options.port_base + offset if self.options.port_base else 0
 
+    def _check_ports(self) -> None:
+        """Fail fast on a taken port (moto's server thread would otherwise hang on start)."""
+        if not self.options.port_base:
+            return
+        apis = max(1, len(self.local.apis) if self.local else 1)
+        for port in range(self.options.port_base, self.options.port_base + 2 + apis):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind((config.HOST, port))
+                except OSError as exc:
+                    raise RuntimeError(
+                        f"port {port} on {config.HOST} is in use ({exc.strerror}); "
+                        "is another local stack running? choose another --port-base, or 0 for any free ports"
+                    ) from None
+
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        self._check_ports()
 
         self._moto = ThreadedMotoServer(ip_address=config.HOST, port=self._port(0), verbose=False)
         self._moto.start()

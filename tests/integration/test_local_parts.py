@@ -1,0 +1,154 @@
+"""Pieces of the local stack that need no servers: batch responses, records, signing, scenarios."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from infra.local import LocalStack, config
+from infra.local.pollers import _matches_filters, failed_message_ids, sqs_record
+from infra.local.scenario import ScenarioError, invoice_summary, load_scenario, load_step
+from infra.local.webhooks import signed_headers
+from r2r_core import webhooks as core_webhooks
+
+IDS = ["m1", "m2", "m3"]
+
+
+@pytest.mark.parametrize("response", [None, {}, "", {"batchItemFailures": []}, {"batchItemFailures": None}])
+def test_empty_batch_responses_mean_every_message_succeeded(response):
+    assert failed_message_ids(response, IDS) == set()
+
+
+def test_listed_items_fail_alone():
+    response = {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+
+    assert failed_message_ids(response, IDS) == {"m2"}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"batchItemFailures": [{"itemIdentifier": "unknown"}]},
+        {"batchItemFailures": [{"itemIdentifier": ""}]},
+        {"batchItemFailures": [{"itemIdentifier": None}]},
+        {"batchItemFailures": [{"wrongKey": "m1"}]},
+        ["not", "an", "object"],
+    ],
+)
+def test_invalid_batch_responses_fail_the_whole_batch(response):
+    assert failed_message_ids(response, IDS) == set(IDS)
+
+
+def test_sqs_record_has_lambdas_shape():
+    message = {
+        "MessageId": "m1",
+        "ReceiptHandle": "rh",
+        "Body": '{"a": 1}',
+        "MD5OfBody": "md5",
+        "Attributes": {"ApproximateReceiveCount": "2", "SentTimestamp": "1", "Unrelated": "x"},
+        "MessageAttributes": {
+            "kind": {"StringValue": "x", "DataType": "String"},
+            "blob": {"BinaryValue": b"\x00\x01", "DataType": "Binary"},
+        },
+    }
+
+    record = sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:q")
+
+    assert record["messageId"] == "m1" and record["receiptHandle"] == "rh" and record["md5OfBody"] == "md5"
+    assert record["attributes"] == {"ApproximateReceiveCount": "2", "SentTimestamp": "1"}
+    assert record["messageAttributes"]["kind"] == {
+        "stringValue": "x",
+        "binaryValue": None,
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }
+    assert record["messageAttributes"]["blob"]["binaryValue"] == "AAE="
+    assert (record["eventSource"], record["eventSourceARN"], record["awsRegion"]) == (
+        "aws:sqs",
+        "arn:aws:sqs:us-east-1:123456789012:q",
+        "us-east-1",
+    )
+
+
+def test_filter_criteria_match_on_the_json_body():
+    from moto.events.models import EventPattern
+
+    patterns = [EventPattern.load(json.dumps({"body": {"detail-type": ["a"]}}))]
+    record = {"body": json.dumps({"detail-type": "a"})}
+    other = {"body": json.dumps({"detail-type": "b"})}
+
+    assert _matches_filters(record, patterns)
+    assert not _matches_filters(other, patterns)
+    assert _matches_filters(other, [])
+
+
+def test_local_signatures_verify_with_the_core_verifier():
+    body = b'{"type": "x"}'
+
+    headers = signed_headers("crm", "msg_1", body)
+
+    assert core_webhooks.verify([config.WEBHOOK_SECRETS["crm"]], headers, body) == "msg_1"
+    with pytest.raises(core_webhooks.WebhookAuthError):
+        core_webhooks.verify([config.WEBHOOK_SECRETS["psa"]], headers, body)
+    with pytest.raises(ValueError, match="no local signing secret"):
+        signed_headers("nope", "msg_1", body)
+
+
+def test_scenario_files_are_validated(tmp_path: Path):
+    def write(name: str, document: object) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps(document))
+        return path
+
+    step = load_step(write("07-ok.json", {"source": "psa", "body": {}, "expect_status": [202, 409]}))
+
+    assert step.webhook_id == "msg_07-ok"
+    assert step.expected(409) and not step.expected(200)
+    assert load_step(write("08-any.json", {"source": "psa", "body": {}})).expected(204)
+    with pytest.raises(ScenarioError, match="unknown keys"):
+        load_step(write("x.json", {"source": "crm", "body": {}, "bdy": 1}))
+    with pytest.raises(ScenarioError, match="'body'"):
+        load_step(write("y.json", {"source": "crm"}))
+    with pytest.raises(ScenarioError, match="does not exist"):
+        load_step(write("z.json", {"source": "crm", "raw_body_file": "missing.xml"}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ScenarioError, match=r"no \*\.json"):
+        load_scenario(empty)
+
+
+def test_invoice_summary_reads_netsuite_sublists():
+    record = {
+        "id": "7",
+        "externalId": "r2r-invoice-1",
+        "entity": {"id": "3"},
+        "currency": {"externalId": "USD"},
+        "item": {
+            "items": [
+                {"item": {"id": "1"}, "description": "A", "quantity": 2, "rate": "10.50"},
+                {"item": {"id": "1"}, "description": "B", "quantity": "1", "rate": "5", "amount": "5.00"},
+            ]
+        },
+    }
+
+    summary = invoice_summary(record)
+
+    assert summary["entity"] == "3" and summary["currency"] == "USD"
+    assert [line["amount"] for line in summary["lines"]] == ["21.00", "5.00"]
+    assert summary["total"] == "26.00"
+
+
+def test_a_taken_port_base_fails_fast(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        template = tmp_path / "t.json"
+        template.write_text(json.dumps({"Resources": {}}))
+
+        with pytest.raises(RuntimeError, match=f"port {port} .* in use"):
+            LocalStack.start(tmp_path, template=template, erp=False, port_base=port)
