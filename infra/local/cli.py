@@ -15,7 +15,7 @@ from rich.console import Console
 
 from infra.local import summary
 from infra.local.scenario import ScenarioError
-from infra.local.stack import LocalStack, find_repo_root, write_json
+from infra.local.stack import DEFAULT_SCENARIO_DRAIN_S, LocalStack, find_repo_root, write_json
 
 app = typer.Typer(
     help="Run the synthesized template on an embedded local AWS (moto) with the ERP sandbox.",
@@ -99,7 +99,7 @@ def run(
     ] = False,
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the stack to settle per file.")
-    ] = 60.0,
+    ] = DEFAULT_SCENARIO_DRAIN_S,
     port_base: Annotated[int, typer.Option(help="As for 'up'; 0 = any free ports.")] = 0,
     stage: _Stage = "dev",
     template: _Template = None,

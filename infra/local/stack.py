@@ -53,6 +53,11 @@ _ACTIVE: list[LocalStack] = []  # at most one: moto's state and the Lambda seam 
 _NOISY_LOGGERS = ("werkzeug", "moto", "botocore.credentials")
 
 
+# Long enough for a Step Functions task to exhaust its ErpTransientError retries
+# (2 s, backoff 2, 6 attempts: about two minutes of real sleeps).
+DEFAULT_SCENARIO_DRAIN_S = 180.0
+
+
 class DrainTimeout(TimeoutError):
     """The stack did not become idle in time; the message names what is still busy."""
 
@@ -437,7 +442,7 @@ class LocalStack:
                 busy.append(f"API {server.api.name}: {server.in_flight} request(s) in progress")
         return busy
 
-    def drain(self, timeout: float = 60.0, stable_s: float = 0.5, interval_s: float = 0.05) -> float:
+    def drain(self, timeout: float = 60.0, stable_s: float = 0.5, interval_s: float = 0.1) -> float:
         """Wait until nothing is left to do (stable for ``stable_s``); returns the seconds waited.
 
         Raises :class:`DrainTimeout` naming what is still busy after ``timeout`` seconds.
@@ -490,7 +495,7 @@ class LocalStack:
         )
 
     def run_scenario(
-        self, directory: Path | str, drain_timeout: float = 60.0, stable_s: float = 0.5
+        self, directory: Path | str, drain_timeout: float = DEFAULT_SCENARIO_DRAIN_S, stable_s: float = 0.5
     ) -> dict[str, Any]:
         """Post every delivery of ``directory`` in name order, draining after each; the report."""
         started = time.monotonic()
