@@ -9,6 +9,7 @@ in-process. See docs/local-stack.md.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -163,6 +164,7 @@ class LocalStack:
         self._closed = False
         self._consumed_queue_urls: dict[str, str] = {}
         self._client_local = threading.local()
+        self._saved_moto_config: dict[str, Any] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -295,7 +297,12 @@ class LocalStack:
                 self.erp.stop()
         if self._moto is not None:
             with contextlib.suppress(Exception):
+                requests.post(f"{self.aws_endpoint_url}/moto-api/reset", timeout=10)
+            with contextlib.suppress(Exception):
                 self._moto.stop()
+            from moto.core.config import default_user_config
+
+            default_user_config.update(self._saved_moto_config)  # type: ignore[typeddict-item]
         self._restore_process_env()
         self._restore_loggers()
         if self._temp_dir is not None:
@@ -335,7 +342,13 @@ class LocalStack:
         self.aws_endpoint_url = f"http://{config.HOST}:{port}"
         # The ASL interpreter calls Lambda at http://localhost:$MOTO_PORT.
         self._set_process_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.aws_endpoint_url})
-        # moto's state is per process: start from nothing, then switch on what we need.
+        # moto's state is per process: start from nothing, then switch on what we need (and put
+        # the switches back on close, for whatever else runs in this process afterwards).
+        from moto.core.config import default_user_config
+
+        self._saved_moto_config = {
+            k: copy.deepcopy(default_user_config.get(k)) for k in ("lambda", "stepfunctions")
+        }
         requests.post(f"{self.aws_endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         requests.post(
             f"{self.aws_endpoint_url}/moto-api/config",

@@ -142,6 +142,7 @@ def test_invoice_summary_reads_netsuite_sublists():
     assert summary["total"] == "26.00"
 
 
+@pytest.mark.xdist_group("local")
 def test_a_taken_port_base_fails_fast(tmp_path: Path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -152,3 +153,26 @@ def test_a_taken_port_base_fails_fast(tmp_path: Path):
 
         with pytest.raises(RuntimeError, match=f"port {port} .* in use"):
             LocalStack.start(tmp_path, template=template, erp=False, port_base=port)
+
+
+@pytest.mark.xdist_group("local")
+def test_closing_puts_moto_and_the_process_back(tmp_path: Path):
+    import os
+
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.core.config import default_user_config
+
+    template = tmp_path / "t.json"
+    template.write_text(json.dumps({"Resources": {}}))
+    before = (dict(default_user_config), LambdaSimpleBackend.invoke, os.environ.get("AWS_ENDPOINT_URL"))
+
+    with LocalStack.start(tmp_path, template=template, erp=False) as stack:
+        assert os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint_url
+        assert default_user_config["stepfunctions"] == {"execute_state_machine": True}
+        assert stack.api_url == "" and stack.drain(timeout=5, stable_s=0.1) < 5
+
+    assert (
+        dict(default_user_config),
+        LambdaSimpleBackend.invoke,
+        os.environ.get("AWS_ENDPOINT_URL"),
+    ) == before
