@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from r2r_core import settings as settings_module
+from r2r_core.bus import EventPublisher
 from r2r_core.consumer import consume
 from r2r_core.erp_access import erp_client
 from r2r_core.flows.exceptions import record_event_failure
@@ -25,7 +26,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     def process(envelope: EventEnvelope) -> dict[str, Any]:
         return post_time(
-            envelope, store=store, audit=audit, erp=erp_client(settings.erp_base_url, settings.erp_secret_arn)
+            envelope,
+            store=store,
+            audit=audit,
+            erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
+            publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
         )
 
     return consume(

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from r2r_core.errors import ChangedAfterInvoicing, EngagementNotReady, TaxConfigurationMissing
+from r2r_core.errors import EngagementNotReady, TaxConfigurationMissing
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
 from r2r_core.flows.milestones import execution_name
 from r2r_core.flows.project_setup import set_up_project
@@ -203,14 +203,85 @@ def test_time_approved_after_the_draft_waits_for_the_next_invoice(ports: dict[st
     assert later["status"] == "unbilled"
 
 
-def test_an_invoiced_entry_that_changes_needs_an_adjustment_not_a_rebill(ports: dict[str, Any]) -> None:
-    set_up(ports)
-    post(ports, "12-time-maria-lopez-2026-11-16.json")
+def second_milestone_deal() -> EventEnvelope:
+    deal = envelope("01-opportunity-closed-won.json")
+    data = json.loads(json.dumps(deal.data))
+    data["engagement"]["milestones"].append(
+        {"id": "ms-wave-1", "name": "Wave 1 migrated", "percent_of_contract": "10"}
+    )
+    return deal.model_copy(update={"data": data})
+
+
+def complete_second_milestone(ports: dict[str, Any]) -> dict[str, Any]:
+    first = envelope("19-milestone-completed.json")
+    data = dict(first.data) | {"id": "ms-wave-1", "name": "Wave 1 migrated"}
+    data["amount"] = {"amount": "12000.00", "currency": "USD"}  # 10 % of 120000.00
+    ports["store"].put_versioned(
+        {
+            "pk": "ENG#eng-acme-cloud-2026",
+            "sk": "MILESTONE#ms-wave-1",
+            "version": 1,
+            "milestone": json.dumps(data),
+            "status": "completed",
+        }
+    )
+    state: dict[str, Any] = {
+        "engagement_id": "eng-acme-cloud-2026",
+        "milestone_id": "ms-wave-1",
+        "correlation_id": "corr-2",
+        "event_id": "evt-2",
+    }
+    for step in STEPS:
+        state = ports["steps"].run(step, state, "exec-2")
+    return state
+
+
+def test_an_invoiced_entry_that_changes_is_credited_and_rebilled_on_the_next_invoice(
+    ports: dict[str, Any],
+) -> None:
+    set_up_project(second_milestone_deal(), store=ports["store"], audit=ports["audit"], erp=ports["erp"])
+    post(ports, "12-time-maria-lopez-2026-11-16.json")  # 7.25 h × 162.50 = 1178.125 → 1178.13
     complete_milestone(ports)
-    with pytest.raises(ChangedAfterInvoicing, match="after it was invoiced"):
-        post(ports, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")
+    result = post(ports, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")
+    assert result["credit_queued"] is True
     charge = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-maria-lopez-2026-11-16")
-    assert charge["version"] == 1 and charge["status"] == "invoiced"
+    assert charge["version"] == 2 and charge["status"] == "unbilled"
+    assert charge["amount"] == Decimal("975.00")  # 6 h × 162.50
+
+    state = complete_second_milestone(ports)
+    invoices = ports["erp"].of_type("invoice")
+    assert len(invoices) == 2
+    lines = [(i["description"], i["quantity"], i["amount"]) for i in invoices[1]["item"]["items"]]
+    assert lines == [
+        ("Cloud Engineer (NA) — time and materials", "6", "975.00"),
+        (
+            "Credit: time entry te-maria-lopez-2026-11-16 v1 (7.25 h × 162.50) billed on "
+            "eng-acme-cloud-2026-ms-discovery-signoff — changed to version 2",
+            "-7.25",
+            "-1178.13",
+        ),
+        ("Milestone: Wave 1 migrated", "1", "12000.00"),
+    ]
+    # 975.00 − 1178.13 + 12000.00; billed for the entry overall: 1178.13 − 1178.13 + 975.00 = 975.00
+    assert state["invoice_total"] == "11796.87"
+    adjust = ports["store"].get("ENG#eng-acme-cloud-2026", "ADJUST#time#te-maria-lopez-2026-11-16#v1")
+    assert adjust["status"] == "credited"
+
+    # Re-running the second billing run changes nothing.
+    again = complete_second_milestone(ports)
+    assert again["invoice_total"] == "11796.87" and len(ports["erp"].of_type("invoice")) == 2
+
+
+def test_an_unapproved_invoiced_entry_is_credited_in_full(ports: dict[str, Any]) -> None:
+    set_up_project(second_milestone_deal(), store=ports["store"], audit=ports["audit"], erp=ports["erp"])
+    post(ports, "02-time-priya-sharma-2026-11-16.json")  # 8 h × 210.00 = 1680.00
+    complete_milestone(ports)
+    result = post(ports, "02-time-priya-sharma-2026-11-16.json", version=2, status="unapproved")
+    assert result["decision"] == "rejected"
+    state = complete_second_milestone(ports)
+    assert state["invoice_total"] == "10320.00"  # −1680.00 + 12000.00
+    charge = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-priya-sharma-2026-11-16")
+    assert "approval was withdrawn" in charge["reason"]
 
 
 def test_missing_tax_registration_stops_the_run_before_the_erp(ports: dict[str, Any]) -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from r2r_core.billing.decisions import Decision, decide_time_entry, rate_in_force
-from r2r_core.billing.invoicing import draft_invoice
+from r2r_core.billing.decisions import Decision, decide_time_entry
+from r2r_core.billing.invoicing import Charge, MilestoneBilling, billing_run
+from r2r_core.billing.rates import rate_in_force
 from r2r_core.errors import BillingRuleError
-from r2r_core.model.entities import BillingType, ClosedWonDeal, Milestone, TimeEntry
+from r2r_core.model.entities import BillingType, ClosedWonDeal, TimeEntry
+from r2r_core.model.money import Money
 
 SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
 
@@ -76,58 +78,37 @@ def test_fixed_fee_time_is_held_for_milestone(deal: ClosedWonDeal) -> None:
     assert decision.amount == Decimal(0)
 
 
-def test_invoice_draft_has_a_line_per_role_and_region_plus_the_milestone() -> None:
+def test_invoice_draft_has_a_line_per_role_and_region_plus_the_milestone(deal: ClosedWonDeal) -> None:
+    def charge(source_id: str, role: str, region: str, hours: str, rate: str) -> Charge:
+        return Charge(
+            kind="time",
+            source_id=source_id,
+            version=1,
+            billable_from=date(2026, 11, 16),
+            billable_hours=Decimal(hours),
+            rate=Decimal(rate),
+            amount=Decimal(0),
+            role=role,
+            region=region,
+        )
+
     charges = [
-        {
-            "time_entry_id": "a1",
-            "role": "Solution Architect",
-            "region": "EMEA",
-            "hours": Decimal("8"),
-            "rate": Decimal("210"),
-        },
-        {
-            "time_entry_id": "a2",
-            "role": "Solution Architect",
-            "region": "EMEA",
-            "hours": Decimal("7.5"),
-            "rate": Decimal("210"),
-        },
-        {
-            "time_entry_id": "m1",
-            "role": "Cloud Engineer",
-            "region": "NA",
-            "hours": Decimal("7.25"),
-            "rate": Decimal("162.50"),
-        },
-        {
-            "time_entry_id": "m2",
-            "role": "Cloud Engineer",
-            "region": "NA",
-            "hours": Decimal("6.5"),
-            "rate": Decimal("162.50"),
-        },
+        charge("a1", "Solution Architect", "EMEA", "8", "210"),
+        charge("a2", "Solution Architect", "EMEA", "7.5", "210"),
+        charge("m1", "Cloud Engineer", "NA", "7.25", "162.50"),
+        charge("m2", "Cloud Engineer", "NA", "6.5", "162.50"),
     ]
-    milestone = Milestone.model_validate(
-        {
-            "id": "ms-1",
-            "engagement_id": "e",
-            "project_id": "p",
-            "name": "Sign-off",
-            "amount": {"amount": "1000.00", "currency": "USD"},
-            "status": "completed",
-            "completed_on": "2026-11-23",
-        }
-    )
-    invoice = draft_invoice(
+    run = billing_run(
+        deal.engagement,
         invoice_id="inv-1",
-        engagement_id="e",
         client_id="c",
         project_id="p",
-        currency="USD",
-        milestone=milestone,
-        charges=charges,
         invoice_date=date(2026, 11, 23),
+        charges=charges,
+        milestone=MilestoneBilling("ms-1", "Sign-off", Money.of("1000.00", "USD")),
     )
+    invoice = run.invoice
+    assert invoice is not None
     amounts = [(line.description, line.quantity, line.rate, line.amount) for line in invoice.lines]
     assert amounts == [
         # 13.75 h × 162.50 = 2234.375 → 2234.38 (rounded once, per line)

@@ -8,6 +8,11 @@ pk                              sk                     what
 ``XWALK#<kind>#<canonical id>``  ``SYS#netsuite``       ERP internal id and external id
 ``ENG#<engagement id>``          ``TERMS``              the closed-won deal (client, engagement, project)
 ``ENG#<engagement id>``          ``CHARGE#<entry id>``  one billing decision per time entry
+``ENG#<engagement id>``          ``EXPENSE#<id>``       one billing decision per expense
+``ENG#<engagement id>``          ``ADJUST#<kind>#<id>#v<n>``  an invoiced version to credit (changed since)
+``ENG#<engagement id>``          ``REVENUE#<id>``       a revenue event recognised
+``ENG#<engagement id>``          ``CAPWARN#<id>``       a cap early warning raised (once)
+``ENTRY#<kind>#<id>``            ``LOOKUP``             the engagement of a time entry / expense
 ``ENG#<engagement id>``          ``MILESTONE#<id>``     a completed milestone
 ``ENG#<engagement id>``          ``INVOICE#<ms id>``    the invoice drafted for a milestone
 ``EXC#<exception id>``           ``EXC``                an exception for finance
@@ -89,13 +94,20 @@ class StateStore:
             raise
         return True
 
-    def put_versioned(self, item: Mapping[str, Any], *, unless_status: str | None = None) -> bool:
+    def put_versioned(
+        self, item: Mapping[str, Any], *, unless_status: str | None = None, if_status: str | None = None
+    ) -> bool:
         """Put an item unless a version at least as new is stored (or, with ``unless_status``,
-        unless the stored item has that status); True when written."""
+        unless the stored item has that status; with ``if_status``, only if it still has that
+        status); True when written."""
         condition = "attribute_not_exists(pk) OR #v < :v"
         names = {"#v": "version"}
         values: dict[str, Any] = {":v": item["version"]}
-        if unless_status is not None:
+        if if_status is not None:
+            condition = "attribute_not_exists(pk) OR (#v < :v AND #status = :status)"
+            names["#status"] = "status"
+            values[":status"] = if_status
+        elif unless_status is not None:
             condition = "attribute_not_exists(pk) OR (#v < :v AND #status <> :status)"
             names["#status"] = "status"
             values[":status"] = unless_status

@@ -1,99 +1,511 @@
-"""Billing decisions for approved time, and the rate in force for a piece of work."""
+"""A billing decision for every approved time entry and expense, with its rule and a plain reason.
+
+Decisions (``Decision``):
+
+* ``invoiceable`` — billed with the next invoice of the contract;
+* ``deferred`` — billable, but not before ``billable_from`` (the billing schedule: monthly in arrears);
+* ``held_for_milestone`` — fixed-fee work: billed through milestones, never by the hour;
+* ``capped`` — part or all of it is over a not-to-exceed: the part over is held for approval or
+  written off, as the contract says; the part under (``billable_hours`` / ``amount``) is billed;
+* ``prepaid`` — drawn down from a retainer's prepaid balance (not invoiced again);
+* ``non_billable`` — cost only;
+* ``rejected`` — not billed, with a reason (approval withdrawn, outside the contract's dates,
+  no receipt).
+
+Caps are checked on exact (unrounded) amounts here, in hundredths of an hour: the billable part of a
+capped entry is the most hours ``h`` (0.01 h steps) whose ``h × rate`` still fits. The billing run
+checks again on rounded invoice lines (``billing.run``), so an invoice never exceeds a hard cap even
+when two entries were decided at the same moment.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
+import calendar
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 
+from r2r_core.billing.rates import resolve_rate
 from r2r_core.errors import BillingRuleError
-from r2r_core.model.entities import BillingType, Engagement, TimeEntry
+from r2r_core.model.entities import (
+    ApprovalStatus,
+    BillingSchedule,
+    BillingType,
+    CapPolicy,
+    Engagement,
+    Expense,
+    TimeEntry,
+)
 from r2r_core.model.money import round_money
+
+HOUR_STEP = Decimal("0.01")
+ZERO = Decimal(0)
 
 
 class Decision(StrEnum):
     INVOICEABLE = "invoiceable"
-    NON_BILLABLE = "non_billable"
+    DEFERRED = "deferred"
     HELD_FOR_MILESTONE = "held_for_milestone"
+    CAPPED = "capped"
+    PREPAID = "prepaid"
+    NON_BILLABLE = "non_billable"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """Billable work already committed (decided billable) on a contract, excluding the entry decided.
+
+    Amounts are exact (hours × rate, unrounded); ``budgets`` maps budget id → (amount, hours).
+    """
+
+    amount: Decimal = ZERO
+    hours: Decimal = ZERO
+    budgets: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    retainer_drawn: Decimal = ZERO
+
+    def plus(self, decision: ChargeDecision) -> Consumption:
+        exact = decision.billable_hours * decision.rate
+        budgets = dict(self.budgets)
+        if decision.budget_id is not None:
+            amount, hours = budgets.get(decision.budget_id, (ZERO, ZERO))
+            budgets[decision.budget_id] = (amount + exact, hours + decision.billable_hours)
+        return Consumption(
+            amount=self.amount + exact,
+            hours=self.hours + decision.billable_hours,
+            budgets=budgets,
+            retainer_drawn=self.retainer_drawn + decision.prepaid_hours * decision.rate,
+        )
 
 
 @dataclass(frozen=True)
 class ChargeDecision:
-    """What r2r decided for one approved time entry, and why."""
+    """What r2r decided for one approved time entry or expense, and why."""
 
-    time_entry_id: str
+    kind: str  # "time" | "expense"
+    source_id: str
     version: int
     decision: Decision
     rule: str
     reason: str
-    role: str
-    region: str
-    hours: Decimal
-    rate: Decimal
-    amount: Decimal
     currency: str
+    work_date: date
+    billable_from: date
+    resource_id: str
+    role: str = ""
+    region: str = ""
+    category: str = ""
+    hours: Decimal = ZERO  # hours approved (time) or 1 (expense)
+    rate: Decimal = ZERO  # bill rate (time) or the billed amount (expense)
+    rate_rule: str = ""
+    billable_hours: Decimal = ZERO  # hours (or 1 expense) to invoice
+    amount: Decimal = ZERO  # billable amount, rounded half-up to the currency once
+    held_hours: Decimal = ZERO  # over a cap: held for approval or written off (cap_policy)
+    held_amount: Decimal = ZERO
+    cap_policy: str = ""
+    prepaid_hours: Decimal = ZERO  # drawn down from a retainer
+    budget_id: str | None = None
 
     @property
     def billable(self) -> bool:
-        return self.decision is Decision.INVOICEABLE
+        return self.amount > 0 or self.billable_hours > 0
+
+    # Backwards-compatible name for time decisions.
+    @property
+    def time_entry_id(self) -> str:
+        return self.source_id
 
 
-def rate_in_force(engagement: Engagement, role: str, region: str, on: date) -> Decimal:
-    """The engagement rate card's rate for role × region on the day the work was performed.
+def _period_end(day: date) -> date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
-    A missing rate is an error, never zero.
-    """
-    card = engagement.rate_card
-    if card is None:
-        raise BillingRuleError(f"engagement {engagement.id} has no rate card")
-    for rate in card.rates:
-        if rate.role == role and rate.region == region and rate.in_force_on(on):
-            return rate.rate
-    raise BillingRuleError(
-        f"rate card {card.id} has no rate for role {role!r} in region {region!r} on {on.isoformat()}"
+
+def _schedule(engagement: Engagement, work_date: date, approved_on: date) -> tuple[date, str | None]:
+    """(billable from, deferral sentence or None)."""
+    if engagement.billing_schedule is BillingSchedule.MONTHLY:
+        end = _period_end(work_date)
+        if approved_on <= end:
+            return end + timedelta(days=1), (
+                f"billed monthly in arrears: waits for the period ending {end.isoformat()}"
+            )
+    return work_date, None
+
+
+def _floor_hours(value: Decimal) -> Decimal:
+    return max(ZERO, value.quantize(HOUR_STEP, rounding=ROUND_DOWN))
+
+
+def hard_limit(limit: Decimal, tolerance_percent: Decimal) -> Decimal:
+    """A cap plus its tolerance: work is billed up to here, exact."""
+    return limit * (Decimal(100) + tolerance_percent) / Decimal(100)
+
+
+@dataclass(frozen=True)
+class CapLimit:
+    scope: str  # "contract" | "budget:<id>"
+    label: str  # for reasons: "the contract cap" / "PO 4711 (budget b-1)"
+    amount: Decimal | None
+    hours: Decimal | None
+
+
+def applicable_caps(engagement: Engagement, work_date: date) -> tuple[list[CapLimit], str | None]:
+    """The hard limits (cap + tolerance) that apply to work on a day, and the budget covering it."""
+    tolerance = engagement.cap_tolerance_percent
+    caps: list[CapLimit] = []
+    if engagement.cap is not None or engagement.cap_hours is not None:
+        caps.append(
+            CapLimit(
+                "contract",
+                "the contract cap",
+                hard_limit(engagement.cap.amount, tolerance) if engagement.cap is not None else None,
+                hard_limit(engagement.cap_hours, tolerance) if engagement.cap_hours is not None else None,
+            )
+        )
+    budget_id = None
+    covering = [b for b in engagement.budgets if b.covers(work_date)]
+    if len(covering) > 1:
+        raise BillingRuleError(
+            f"engagement {engagement.id}: budgets {', '.join(b.id for b in covering)} all cover "
+            f"{work_date.isoformat()}: budget dates overlap"
+        )
+    if covering:
+        budget = covering[0]
+        budget_id = budget.id
+        label = f"PO {budget.po_number} (budget {budget.id})" if budget.po_number else f"budget {budget.id}"
+        caps.append(
+            CapLimit(
+                f"budget:{budget.id}",
+                label,
+                hard_limit(budget.amount.amount, tolerance) if budget.amount is not None else None,
+                hard_limit(budget.hours, tolerance) if budget.hours is not None else None,
+            )
+        )
+    elif engagement.budgets:
+        raise BillingRuleError(
+            f"engagement {engagement.id} bills against budgets, and none covers {work_date.isoformat()}"
+        )
+    return caps, budget_id
+
+
+def _consumed(consumption: Consumption, scope: str) -> tuple[Decimal, Decimal]:
+    if scope == "contract":
+        return consumption.amount, consumption.hours
+    return consumption.budgets.get(scope.removeprefix("budget:"), (ZERO, ZERO))
+
+
+def hours_within_caps(
+    caps: list[CapLimit], consumption: Consumption, hours: Decimal, rate: Decimal
+) -> tuple[Decimal, CapLimit | None]:
+    """The most of ``hours`` (0.01 h steps) that fits every cap, and the cap that bound it."""
+    allowed, binding = hours, None
+    for cap in caps:
+        used_amount, used_hours = _consumed(consumption, cap.scope)
+        if cap.hours is not None:
+            room = _floor_hours(cap.hours - used_hours)
+            if room < allowed:
+                allowed, binding = room, cap
+        if cap.amount is not None and rate > 0:
+            room = _floor_hours((cap.amount - used_amount) / rate)
+            if room < allowed:
+                allowed, binding = room, cap
+    return allowed, binding
+
+
+def decide_time_entry(
+    entry: TimeEntry,
+    engagement: Engagement,
+    consumption: Consumption | None = None,
+    *,
+    project_billable: bool = True,
+) -> ChargeDecision:
+    """The decision for one approved time entry, given what the contract has already consumed."""
+    consumption = consumption or Consumption()
+    currency = engagement.currency
+    base = ChargeDecision(
+        kind="time",
+        source_id=entry.id,
+        version=entry.version,
+        decision=Decision.NON_BILLABLE,
+        rule="",
+        reason="",
+        currency=currency,
+        work_date=entry.work_date,
+        billable_from=entry.work_date,
+        resource_id=entry.resource_id,
+        role=entry.role,
+        region=entry.region,
+        hours=entry.hours,
+    )
+    what = f"{entry.hours} h of {entry.role} ({entry.region}) on {entry.work_date.isoformat()}"
+
+    def not_billed(kind: Decision, rule: str, reason: str) -> ChargeDecision:
+        return replace(base, decision=kind, rule=rule, reason=reason)
+
+    if entry.status is ApprovalStatus.UNAPPROVED:
+        return not_billed(
+            Decision.REJECTED,
+            "approval-withdrawn",
+            f"{what}: the approval was withdrawn in the PSA, so they are not billed "
+            "(anything already invoiced is credited).",
+        )
+    if not entry.billable:
+        return not_billed(
+            Decision.NON_BILLABLE,
+            "entry-marked-non-billable",
+            f"{what} were approved as non-billable: recorded as cost only.",
+        )
+    if not project_billable:
+        return not_billed(
+            Decision.NON_BILLABLE,
+            "project-non-billable",
+            f"{what}: project {entry.project_id} is non-billable, so its time is cost only.",
+        )
+    if entry.work_date < engagement.start_date or (
+        engagement.end_date is not None and entry.work_date > engagement.end_date
+    ):
+        period = f"{engagement.start_date.isoformat()} to {engagement.end_date or 'open end'}"
+        return not_billed(
+            Decision.REJECTED,
+            "outside-contract-dates",
+            f"{what}: the work date is outside the contract period ({period}), so it cannot be billed "
+            "under this contract.",
+        )
+    if engagement.billing_type is BillingType.FIXED_FEE:
+        return not_billed(
+            Decision.HELD_FOR_MILESTONE,
+            "fixed-fee-billed-by-milestone",
+            f"{what}: engagement {engagement.id} is fixed fee, so time is billed through its milestones, "
+            "not by the hour.",
+        )
+
+    rate = resolve_rate(
+        engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
+    )
+    caps, budget_id = applicable_caps(engagement, entry.work_date)
+    base = replace(base, rate=rate.rate, rate_rule=rate.rule, budget_id=budget_id)
+    at_rate = f"{what} at {rate.describe()}"
+    hours = entry.hours
+
+    prepaid_hours = ZERO
+    retainer_note = ""
+    if engagement.billing_type is BillingType.RETAINER and engagement.retainer is not None:
+        remaining = engagement.retainer.prepaid.amount - consumption.retainer_drawn
+        prepaid_hours = min(hours, _floor_hours(remaining / rate.rate)) if rate.rate > 0 else hours
+        if prepaid_hours == hours:
+            drawn = round_money(hours * rate.rate, currency)
+            return replace(
+                base,
+                decision=Decision.PREPAID,
+                rule="retainer-drawdown",
+                prepaid_hours=hours,
+                reason=f"{at_rate} = {drawn} {currency}, drawn down from the prepaid retainer "
+                f"(balance before: {round_money(remaining, currency)} {currency}); not invoiced again.",
+            )
+        retainer_note = (
+            f" {prepaid_hours} h were drawn down from the prepaid retainer, which is now used up; "
+            f"the other {hours - prepaid_hours} h are overage billed at rate."
+        )
+        hours -= prepaid_hours
+
+    billable_hours, binding = hours_within_caps(caps, consumption, hours, rate.rate)
+    amount = round_money(billable_hours * rate.rate, currency)
+    billable_from, deferral = _schedule(engagement, entry.work_date, entry.approved_at.date())
+    when = (
+        f"deferred: {deferral} (billable from {billable_from.isoformat()})"
+        if deferral
+        else "invoiceable with the next invoice for the engagement"
+    )
+    if binding is not None:
+        held = hours - billable_hours
+        held_amount = round_money(held * rate.rate, currency)
+        policy = engagement.cap_policy
+        fate = (
+            "held for approval (a change order or a raised cap releases it)"
+            if policy is CapPolicy.HOLD_FOR_APPROVAL
+            else "written off, as the contract says"
+        )
+        billed = (
+            f"{billable_hours} h = {amount} {currency} fit and are {when}"
+            if billable_hours > 0
+            else "nothing fits any more"
+        )
+        return replace(
+            base,
+            decision=Decision.CAPPED,
+            rule=f"capped-{policy.value.replace('_', '-')}",
+            billable_from=billable_from,
+            billable_hours=billable_hours,
+            amount=amount,
+            held_hours=held,
+            held_amount=held_amount,
+            cap_policy=policy.value,
+            prepaid_hours=prepaid_hours,
+            reason=f"{at_rate} reach {binding.label} (cap plus {engagement.cap_tolerance_percent} % "
+            f"tolerance): {billed}; the {held} h over ({held_amount} {currency}) are {fate}."
+            f"{retainer_note}",
+        )
+    rule = (
+        "retainer-overage-at-rate"
+        if engagement.billing_type is BillingType.RETAINER
+        else "time-and-materials-at-rate"
+    )
+    return replace(
+        base,
+        decision=Decision.DEFERRED if deferral else Decision.INVOICEABLE,
+        rule=f"{rule}-deferred-monthly" if deferral else rule,
+        billable_from=billable_from,
+        billable_hours=hours,
+        amount=amount,
+        prepaid_hours=prepaid_hours,
+        reason=f"{hours} h × {rate.rate} {currency} ({entry.role}, {entry.region}, {rate.describe()} on "
+        f"{entry.work_date.isoformat()}) = {amount} {currency}, {when}.{retainer_note}",
     )
 
 
-def decide_time_entry(entry: TimeEntry, engagement: Engagement) -> ChargeDecision:
+def fx_rate(engagement: Engagement, from_currency: str, to_currency: str, on: date) -> Decimal:
+    """The dated exchange rate of the contract; a missing rate is an error, never 1."""
+    if from_currency == to_currency:
+        return Decimal(1)
+    found = [
+        r
+        for r in engagement.fx_rates
+        if r.from_currency == from_currency and r.to_currency == to_currency and r.in_force_on(on)
+    ]
+    if len(found) != 1:
+        problem = "no" if not found else f"{len(found)} overlapping"
+        raise BillingRuleError(
+            f"engagement {engagement.id}: {problem} exchange rate {from_currency}→{to_currency} in force on "
+            f"{on.isoformat()}"
+        )
+    return found[0].rate
+
+
+def decide_expense(expense: Expense, engagement: Engagement) -> ChargeDecision:
+    """Billable or not, receipt rule, dated FX conversion, markup, per-category cap.
+
+    Billed amount = round_half_up(amount × fx × (1 + markup %)) in the contract currency, once; a
+    per-category cap then limits the billed amount (the excess is held or written off per
+    ``cap_policy``).
+    """
     currency = engagement.currency
+    policy = engagement.expense_policy
+    what = (
+        f"expense {expense.id} ({expense.category}, {expense.amount}) on {expense.expense_date.isoformat()}"
+    )
+    base = ChargeDecision(
+        kind="expense",
+        source_id=expense.id,
+        version=expense.version,
+        decision=Decision.NON_BILLABLE,
+        rule="",
+        reason="",
+        currency=currency,
+        work_date=expense.expense_date,
+        billable_from=expense.expense_date,
+        resource_id=expense.resource_id,
+        category=expense.category,
+        hours=Decimal(1),
+    )
 
-    def decision(kind: Decision, rule: str, reason: str, rate: Decimal) -> ChargeDecision:
-        amount = round_money(entry.hours * rate, currency) if kind is Decision.INVOICEABLE else Decimal(0)
-        return ChargeDecision(
-            time_entry_id=entry.id,
-            version=entry.version,
-            decision=kind,
-            rule=rule,
-            reason=reason,
-            role=entry.role,
-            region=entry.region,
-            hours=entry.hours,
-            rate=rate,
-            amount=amount,
-            currency=currency,
+    def not_billed(kind: Decision, rule: str, reason: str) -> ChargeDecision:
+        return replace(base, decision=kind, rule=rule, reason=reason)
+
+    if expense.status is ApprovalStatus.UNAPPROVED:
+        return not_billed(
+            Decision.REJECTED,
+            "approval-withdrawn",
+            f"{what}: the approval was withdrawn, so it is not billed.",
         )
-
-    if not entry.billable:
-        return decision(
+    if not expense.billable:
+        return not_billed(
             Decision.NON_BILLABLE,
-            "entry-marked-non-billable",
-            f"{entry.hours} h on {entry.work_date} were approved as non-billable: recorded as cost only.",
-            Decimal(0),
+            "expense-marked-non-billable",
+            f"{what} was approved as non-billable: cost only.",
         )
-    if engagement.billing_type is BillingType.FIXED_FEE:
-        return decision(
-            Decision.HELD_FOR_MILESTONE,
-            "fixed-fee-billed-by-milestone",
-            f"Engagement {engagement.id} is fixed fee: time is billed through milestones, not by the hour.",
-            Decimal(0),
+    if not policy.billable:
+        return not_billed(
+            Decision.NON_BILLABLE,
+            "contract-expenses-not-billable",
+            f"{what}: the contract does not re-bill expenses, so it is cost only.",
         )
-    rate = rate_in_force(engagement, entry.role, entry.region, entry.work_date)
-    amount = round_money(entry.hours * rate, currency)
-    return decision(
-        Decision.INVOICEABLE,
-        "time-and-materials-at-rate-card",
-        f"{entry.hours} h × {rate} {currency} ({entry.role}, {entry.region}, rate in force on "
-        f"{entry.work_date}) = {amount} {currency}, invoiceable with the next invoice for the engagement.",
-        rate,
+    if expense.category in policy.non_billable_categories:
+        return not_billed(
+            Decision.NON_BILLABLE,
+            "category-non-billable",
+            f"{what}: the contract does not re-bill {expense.category} expenses, so it is cost only.",
+        )
+    threshold = policy.receipt_required_over
+    if not expense.receipt_attached:
+        in_threshold_currency = None
+        if threshold is not None:
+            in_threshold_currency = expense.amount.amount * fx_rate(
+                engagement, expense.amount.currency, threshold.currency, expense.expense_date
+            )
+        if threshold is None or (
+            in_threshold_currency is not None and in_threshold_currency > threshold.amount
+        ):
+            above = f" above {threshold}" if threshold is not None else ""
+            return not_billed(
+                Decision.REJECTED,
+                "receipt-required",
+                f"{what}: the contract requires a receipt for expenses{above} and none is attached; "
+                "attach it and re-approve to bill it.",
+            )
+    rate = fx_rate(engagement, expense.amount.currency, currency, expense.expense_date)
+    factor = (Decimal(100) + policy.markup_percent) / Decimal(100)
+    billed = round_money(expense.amount.amount * rate * factor, currency)
+    steps = []
+    if rate != 1:
+        steps.append(
+            f"× {rate} {expense.amount.currency}→{currency} (rate of {expense.expense_date.isoformat()})"
+        )
+    if policy.markup_percent:
+        steps.append(f"+ {policy.markup_percent} % markup")
+    computed = (
+        f"{expense.amount} {' '.join(steps)} = {billed} {currency}" if steps else f"{billed} {currency}"
+    )
+    billable_from, deferral = _schedule(engagement, expense.expense_date, expense.approved_at.date())
+    when = (
+        f"deferred: {deferral} (billable from {billable_from.isoformat()})"
+        if deferral
+        else "invoiceable with the next invoice for the engagement"
+    )
+    cap = policy.category_caps.get(expense.category)
+    if cap is not None:
+        if cap.currency != currency:
+            raise BillingRuleError(
+                f"engagement {engagement.id}: the {expense.category} expense cap is in {cap.currency}, "
+                f"not the contract currency {currency}"
+            )
+        if billed > cap.amount:
+            held = billed - cap.amount
+            fate = (
+                "held for approval"
+                if engagement.cap_policy is CapPolicy.HOLD_FOR_APPROVAL
+                else "written off, as the contract says"
+            )
+            return replace(
+                base,
+                decision=Decision.CAPPED,
+                rule=f"expense-category-cap-{engagement.cap_policy.value.replace('_', '-')}",
+                billable_from=billable_from,
+                rate=cap.amount,
+                billable_hours=Decimal(1),
+                amount=cap.amount,
+                held_amount=held,
+                cap_policy=engagement.cap_policy.value,
+                reason=f"{what}: {computed} is over the {expense.category} cap of {cap}: {cap} is {when}, "
+                f"the {held} {currency} over are {fate}.",
+            )
+    return replace(
+        base,
+        decision=Decision.DEFERRED if deferral else Decision.INVOICEABLE,
+        rule="expense-rebilled-deferred-monthly" if deferral else "expense-rebilled",
+        billable_from=billable_from,
+        rate=billed,
+        billable_hours=Decimal(1),
+        amount=billed,
+        reason=f"{what}: billed as {computed}, {when}.",
     )

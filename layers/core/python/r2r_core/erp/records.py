@@ -25,6 +25,7 @@ __all__ = [
     "currency_minor_units",
     "customer_body",
     "decimal_string",
+    "expense_report_body",
     "external_id",
     "invoice_body",
     "job_body",
@@ -35,7 +36,6 @@ __all__ = [
 MAX_EXTERNAL_ID_LENGTH = 254
 _EXTERNAL_ID_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 _HASH_CHARS = 16
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +178,39 @@ def time_bill_body(
             "item": _ref(item_id) if item_id else None,
             "memo": memo,
         }
+    )
+
+
+def expense_report_body(
+    *,
+    employee_external_id: str,
+    job_id: str,
+    tran_date: date,
+    amount: Decimal,
+    currency: str,
+    is_billable: bool,
+    category_id: str | None,
+    memo: str | None,
+) -> dict[str, Any]:
+    """An approved expense as a one-line ``expenseReport`` for the employee, charged to the project."""
+    if not employee_external_id:
+        raise ValueError("employee_external_id must not be empty")
+    if _as_decimal(amount) <= 0:
+        raise ValueError("amount must be positive")
+    line = _without_none(
+        {
+            "amount": money_string(amount, currency),
+            "currency": _currency_ref(currency, None),
+            "customer": _ref(job_id),
+            "isBillable": bool(is_billable),
+            "category": _ref(category_id) if category_id else None,
+            "expenseDate": tran_date.isoformat(),
+            "memo": memo,
+        }
+    )
+    return _without_none(
+        {"entity": {"externalId": employee_external_id}, "tranDate": tran_date.isoformat(), "memo": memo}
+        | {"expense": {"items": [line]}}
     )
 
 

@@ -1,26 +1,38 @@
 """The steps of the milestone-to-invoice state machine.
 
 Each step takes the execution state (a dict) and returns it with its own results added.
-Steps are safe to repeat: the draft is stored once per milestone and reused by a
-redriven execution, the ERP invoice is upserted by external id, and charges move from
-``unbilled`` to ``invoiced`` with a conditional write naming the invoice, so an hour is
-never billed twice.
+Steps are safe to repeat: the billing run (``r2r_core.billing.invoicing.billing_run``) is
+frozen as a draft once per milestone and reused by a redriven execution, the ERP invoice is
+upserted by external id, and charges move from ``unbilled`` to ``invoiced`` with a
+conditional write naming the invoice and the version billed, so an hour is never billed
+twice. A charge whose entry changed between the draft and the invoice is credited on the
+next invoice (an ``ADJUST#`` item), never re-billed silently.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from r2r_core.billing.invoicing import draft_invoice
+from r2r_core.billing.invoicing import (
+    Charge,
+    MilestoneBilling,
+    PriorBilling,
+    Reversal,
+    billing_run,
+)
+from r2r_core.billing.revenue import revenue_for_milestone
 from r2r_core.bus import EventPublisher
 from r2r_core.erp import records
 from r2r_core.errors import ContractInvalid, TaxConfigurationMissing
+from r2r_core.flows.charges import publish_once
 from r2r_core.flows.project_setup import load_terms
-from r2r_core.model.entities import Invoice, InvoiceLineKind, Milestone
+from r2r_core.model.entities import CapThresholdReached, Invoice, Milestone
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.state import AuditLog, StateStore, now_iso
 
@@ -87,6 +99,88 @@ class InvoiceSteps:
             detail=detail,
         )
 
+    def _mark_billed(self, pk: str, invoice: Invoice, billed: list[dict[str, Any]]) -> list[str]:
+        """Mark each billed charge invoiced (the version drafted, or already by this invoice)."""
+        marked_ids = []
+        for entry in billed:
+            sk = f"{'CHARGE#' if entry['kind'] == 'time' else 'EXPENSE#'}{entry['source_id']}"
+            held = Decimal(entry["held_hours"])
+            if Decimal(entry["billable_hours"]) <= 0:
+                # The caps left no room at the run: the whole charge stays held.
+                self.store.update_if(
+                    pk,
+                    sk,
+                    set_values=self._capped_at_run(entry, held),
+                    condition="#status = :unbilled AND #version = :v",
+                    values={":unbilled": "unbilled", ":v": entry["version"]},
+                )
+                continue
+            values: dict[str, Any] = {
+                "status": "invoiced",
+                "invoice_id": invoice.id,
+                "invoiced_at": now_iso(),
+            }
+            if held > 0:
+                values |= self._capped_at_run(entry, held) | {"status": "invoiced"}
+            marked = self.store.update_if(
+                pk,
+                sk,
+                set_values=values,
+                condition="(#status = :unbilled AND #version = :v) OR #invoice_id = :invoice_id",
+                values={":unbilled": "unbilled", ":invoice_id": invoice.id, ":v": entry["version"]},
+            )
+            if not marked:
+                current = self.store.get(pk, sk) or {}
+                if (
+                    int(current.get("version", 0)) > int(entry["version"])
+                    and current.get("status") != "invoiced"
+                ):
+                    # Changed after the draft froze it: this invoice bills the drafted version, so that
+                    # version is credited on the next invoice and the new one billed then.
+                    self.store.put_new(
+                        {
+                            "pk": pk,
+                            "sk": f"ADJUST#{entry['kind']}#{entry['source_id']}#v{entry['version']}",
+                            "kind": entry["kind"],
+                            "source_id": entry["source_id"],
+                            "version": entry["version"],
+                            "billable_hours": Decimal(entry["billable_hours"]),
+                            "amount": Decimal(entry["amount"]),
+                            "rate": self._drafted_rate(invoice, entry),
+                            "billable_from": invoice.invoice_date.isoformat(),
+                            "invoice_id": invoice.id,
+                            "status": "pending",
+                            "why": f"changed to version {current.get('version')} while invoiced",
+                        }
+                    )
+                else:
+                    raise ContractInvalid(
+                        f"{entry['kind']} {entry['source_id']} on draft {invoice.id} is already billed "
+                        "elsewhere"
+                    )
+            marked_ids.append(entry["source_id"])
+        return marked_ids
+
+    @staticmethod
+    def _drafted_rate(invoice: Invoice, entry: dict[str, Any]) -> Decimal:
+        for line in invoice.lines:
+            if entry["source_id"] in line.source_ids:
+                return line.rate
+        return Decimal(entry["amount"])
+
+    @staticmethod
+    def _capped_at_run(entry: dict[str, Any], held: Decimal) -> dict[str, Any]:
+        return {
+            "decision": "capped",
+            "rule": "capped-at-billing-run",
+            "billable_hours": Decimal(entry["billable_hours"]),
+            "amount": Decimal(entry["amount"]),
+            "held_hours": held,
+            "status": "held_over_cap",
+            "reason": "At the billing run the caps (plus tolerance) left room for "
+            f"{entry['billable_hours']} h of this entry: the {held} h over are held for approval.",
+        }
+
     # -- steps --------------------------------------------------------------------
     def validate_contract(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
         deal, _ = self._terms(state)
@@ -98,7 +192,7 @@ class InvoiceSteps:
                 f"milestone {milestone.id} is not in the contract of engagement {engagement.id} "
                 f"(contract milestones: {', '.join(sorted(terms)) or 'none'})"
             )
-        agreed = terms[milestone.id].amount
+        agreed = engagement.milestone_amount(milestone.id)
         if milestone.amount != agreed:
             raise ContractInvalid(
                 f"milestone {milestone.id} amount {milestone.amount} differs from the contract's {agreed}"
@@ -112,29 +206,74 @@ class InvoiceSteps:
         }
 
     def confirm_approved_charges(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
-        """Freeze the invoice content: unbilled approved time plus the milestone amount."""
+        """Freeze the invoice content (the billing run): billable charges, credits, the milestone."""
         pk = f"ENG#{state['engagement_id']}"
         existing = self.store.get(pk, f"INVOICE#{state['milestone_id']}")
         if existing is None:
             deal, _ = self._terms(state)
             milestone, _ = self._milestone(state)
-            charges = [c for c in self.store.query_prefix(pk, "CHARGE#") if c.get("status") == "unbilled"]
-            invoice = draft_invoice(
+            engagement = deal.engagement
+            charges = [
+                Charge.from_item(item)
+                for prefix in ("CHARGE#", "EXPENSE#")
+                for item in self.store.query_prefix(pk, prefix)
+                if item.get("status") == "unbilled"
+            ]
+            reversals = [
+                Reversal(Charge.from_item(item), item.get("invoice_id", ""), item.get("why", "changed"))
+                for item in self.store.query_prefix(pk, "ADJUST#")
+                if item.get("status") == "pending"
+            ]
+            prior = PriorBilling()
+            for item in self.store.query_prefix(pk, "INVOICE#"):
+                if item.get("status") == "created":
+                    fees, hours = json.loads(item.get("fees", "{}")), json.loads(item.get("fee_hours", "{}"))
+                    prior = PriorBilling(
+                        fees={k: prior.fees.get(k, Decimal(0)) + Decimal(v) for k, v in fees.items()}
+                        | {k: v for k, v in prior.fees.items() if k not in fees},
+                        hours={k: prior.hours.get(k, Decimal(0)) + Decimal(v) for k, v in hours.items()}
+                        | {k: v for k, v in prior.hours.items() if k not in hours},
+                    )
+            run = billing_run(
+                engagement,
                 invoice_id=f"{state['engagement_id']}-{state['milestone_id']}",
-                engagement_id=deal.engagement.id,
                 client_id=deal.client.id,
                 project_id=deal.project.id,
-                currency=deal.engagement.currency,
-                milestone=milestone,
-                charges=charges,
                 invoice_date=self.today().date(),
-                po_number=deal.engagement.po_number,
+                charges=charges,
+                reversals=reversals,
+                milestone=MilestoneBilling(
+                    milestone.id, milestone.name, engagement.milestone_amount(milestone.id)
+                ),
+                prior=prior,
+                po_number=engagement.po_number,
             )
+            assert run.invoice is not None  # the milestone line is always there
+            invoice = run.invoice
             created = self.store.put_new(
                 {
                     "pk": pk,
                     "sk": f"INVOICE#{state['milestone_id']}",
                     "invoice": invoice.model_dump_json(),
+                    "billed": json.dumps(
+                        [
+                            {
+                                "kind": b.kind,
+                                "source_id": b.source_id,
+                                "version": b.version,
+                                "billable_hours": str(b.billable_hours),
+                                "amount": str(b.amount),
+                                "held_hours": str(b.held_hours),
+                            }
+                            for b in run.billed
+                        ]
+                    ),
+                    "credited": json.dumps(
+                        [[r.charge.kind, r.charge.source_id, r.charge.version] for r in run.credited]
+                    ),
+                    "fees": json.dumps({k: str(v) for k, v in run.fees.items()}),
+                    "fee_hours": json.dumps({k: str(v) for k, v in run.hours.items()}),
+                    "warnings": json.dumps([w.model_dump(mode="json") for w in run.warnings]),
                     "status": "draft",
                     "total": invoice.total.amount,
                     "currency": invoice.currency,
@@ -146,7 +285,13 @@ class InvoiceSteps:
                 self._audit(
                     state,
                     "invoice_drafted",
-                    {"invoice_id": invoice.id, "total": invoice.total.amount, "lines": len(invoice.lines)},
+                    {
+                        "invoice_id": invoice.id,
+                        "total": invoice.total.amount,
+                        "lines": len(invoice.lines),
+                        "waiting": run.waiting,
+                        "credits": len(run.credited),
+                    },
                 )
         invoice = self._draft(state)
         return {
@@ -199,21 +344,16 @@ class InvoiceSteps:
             ),
         )
         pk = f"ENG#{state['engagement_id']}"
-        billed = [
-            sid for line in invoice.lines if line.kind is InvoiceLineKind.TIME for sid in line.source_ids
-        ]
-        for time_entry_id in billed:
-            marked = self.store.update_if(
+        draft = self.store.get(pk, f"INVOICE#{state['milestone_id']}") or {}
+        billed_ids = self._mark_billed(pk, invoice, json.loads(draft.get("billed", "[]")))
+        for kind, source_id, version in json.loads(draft.get("credited", "[]")):
+            self.store.update_if(
                 pk,
-                f"CHARGE#{time_entry_id}",
-                set_values={"status": "invoiced", "invoice_id": invoice.id, "invoiced_at": now_iso()},
-                condition="#status = :unbilled OR #invoice_id = :invoice_id",
-                values={":unbilled": "unbilled", ":invoice_id": invoice.id},
+                f"ADJUST#{kind}#{source_id}#v{version}",
+                set_values={"status": "credited", "credited_on_invoice_id": invoice.id},
+                condition="#status = :pending OR #credited_on_invoice_id = :invoice_id",
+                values={":pending": "pending", ":invoice_id": invoice.id},
             )
-            if not marked:
-                raise ContractInvalid(
-                    f"time entry {time_entry_id} on draft {invoice.id} is already billed elsewhere"
-                )
         self.store.update_if(
             pk,
             f"MILESTONE#{state['milestone_id']}",
@@ -241,7 +381,7 @@ class InvoiceSteps:
                 "invoice_id": invoice.id,
                 "erp_id": erp_id,
                 "total": invoice.total.amount,
-                "time_entries": billed,
+                "time_entries": billed_ids,
             },
         )
         logger.info("invoice created", extra={"invoice_id": invoice.id, "erp_id": erp_id})
@@ -264,7 +404,32 @@ class InvoiceSteps:
             data=invoice.model_dump(mode="json"),
         )
         self._publisher().publish(envelope)
-        return {"invoice_event_id": envelope.event_id}
+        deal, _ = self._terms(state)
+        draft = self.store.get(f"ENG#{state['engagement_id']}", f"INVOICE#{state['milestone_id']}") or {}
+        for warning in json.loads(draft.get("warnings", "[]")):
+            record = CapThresholdReached.model_validate(warning)
+            publish_once(
+                self.store,
+                self._publisher(),
+                engagement_id=state["engagement_id"],
+                sk=f"CAPWARN#{record.id}",
+                event_type="billing.cap_threshold_reached",
+                record=record,
+                correlation_id=state["correlation_id"],
+            )
+        milestone, _ = self._milestone(state)
+        revenue = revenue_for_milestone(deal.engagement, milestone)
+        if revenue is not None:
+            publish_once(
+                self.store,
+                self._publisher(),
+                engagement_id=state["engagement_id"],
+                sk=f"REVENUE#{revenue.id}",
+                event_type="revenue.recognized",
+                record=revenue,
+                correlation_id=state["correlation_id"],
+            )
+        return {"invoice_event_id": envelope.event_id, "revenue_event_id": revenue.id if revenue else None}
 
 
 STEPS = (

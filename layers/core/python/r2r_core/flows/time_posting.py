@@ -1,18 +1,34 @@
-"""Approved time → billing decision → ERP timeBill (upsert by external id) → charge recorded for invoicing."""
+"""Approved time → billing decision → ERP timeBill (upsert by external id) → charge recorded for invoicing.
+
+The decision (``r2r_core.billing.decisions``) sees what the contract has already committed (caps,
+retainer drawdown). A newer version of an invoiced entry is decided afresh and what was invoiced is
+queued for a credit on the next invoice (``flows.charges``). Cap early warnings and revenue events
+are recorded once and published on the bus.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from r2r_core.billing.decisions import decide_time_entry
+from r2r_core.billing.decisions import ZERO, Decision, decide_time_entry
+from r2r_core.billing.revenue import delivered_value, revenue_for_time
 from r2r_core.erp import records
-from r2r_core.errors import ChangedAfterInvoicing, EngagementNotReady
+from r2r_core.errors import EngagementNotReady
+from r2r_core.flows.charges import (
+    Publisher,
+    charge_key,
+    consumption_from,
+    raise_committed_warnings,
+    record_decision,
+    record_revenue,
+)
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import TimeEntry
 from r2r_core.model.events import EventEnvelope
-from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.state import AuditLog, StateStore
 
 logger = Logger(child=True)
 
@@ -21,7 +37,18 @@ class Erp(Protocol):
     def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
 
 
-def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp: Erp) -> dict[str, Any]:
+def _d(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+def post_time(
+    envelope: EventEnvelope,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp,
+    publisher: Publisher | None = None,
+) -> dict[str, Any]:
     entry = TimeEntry.model_validate(envelope.data)
     loaded = load_terms(store, entry.engagement_id)
     if loaded is None:
@@ -29,13 +56,14 @@ def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, er
             f"time entry {entry.id} belongs to engagement {entry.engagement_id}, which is not set up yet"
         )
     deal, terms = loaded
+    engagement = deal.engagement
     if entry.project_id != deal.project.id:
         # The engagement's project is the only one set up for it in this release.
         raise EngagementNotReady(
             f"time entry {entry.id} names project {entry.project_id}, which is not set up"
         )
 
-    key = {"pk": f"ENG#{entry.engagement_id}", "sk": f"CHARGE#{entry.id}"}
+    key = charge_key(entry.engagement_id, "time", entry.id)
     existing = store.get(key["pk"], key["sk"])
     if existing is not None and existing["version"] >= entry.version:
         audit.append(
@@ -47,13 +75,11 @@ def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, er
             detail={"held_version": existing["version"], "received_version": entry.version},
         )
         return {"decision": existing["decision"], "duplicate": True}
-    if existing is not None and existing.get("status") == "invoiced":
-        raise ChangedAfterInvoicing(
-            f"time entry {entry.id} changed (version {existing['version']} → {entry.version}) after it was "
-            f"invoiced on {existing.get('invoice_id')}: needs an adjustment"
-        )
 
-    decision = decide_time_entry(entry, deal.engagement)
+    charges = list(store.query_prefix(key["pk"], "CHARGE#"))
+    consumption = consumption_from(charges, exclude=entry.id)
+    decision = decide_time_entry(entry, engagement, consumption, project_billable=deal.project.billable)
+
     time_bill_eid = records.external_id("time", entry.id)
     time_bill_id = erp.upsert(
         "timeBill",
@@ -69,35 +95,56 @@ def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, er
             memo=f"{entry.role} ({entry.region}) — {decision.rule}",
         ),
     )
-    charge = {
-        **key,
-        "version": entry.version,
-        "time_entry_id": entry.id,
-        "resource_id": entry.resource_id,
-        "project_id": entry.project_id,
-        "work_date": entry.work_date.isoformat(),
-        "approved_at": entry.approved_at.isoformat(),
-        "role": entry.role,
-        "region": entry.region,
-        "hours": entry.hours,
-        "rate": decision.rate,
-        "amount": decision.amount,
-        "currency": decision.currency,
-        "decision": decision.decision.value,
-        "rule": decision.rule,
-        "reason": decision.reason,
-        "status": "unbilled" if decision.billable else "not_billable",
-        "erp_time_bill_id": time_bill_id,
-        "erp_time_bill_external_id": time_bill_eid,
-        "correlation_id": envelope.correlation_id,
-        "recorded_at": now_iso(),
-    }
-    if not store.put_versioned(charge, unless_status="invoiced"):
-        # Lost a race: a newer version was recorded, or the entry was invoiced meanwhile.
-        current = store.get(key["pk"], key["sk"]) or {}
-        if current.get("status") == "invoiced" and current.get("version", 0) < entry.version:
-            raise ChangedAfterInvoicing(f"time entry {entry.id} was invoiced while this version was posted")
+
+    # Revenue recognised for this entry so far, and for percent complete the contract's totals.
+    others = [c for c in charges if c.get("source_id", c.get("time_entry_id")) != entry.id]
+    held_hours_before = sum(
+        (_d(c.get("hours")) for c in others if c.get("decision") == Decision.HELD_FOR_MILESTONE.value), ZERO
+    )
+    revenue = revenue_for_time(
+        decision,
+        engagement,
+        project_id=entry.project_id,
+        recognised_for_entry=_d(existing.get("revenue_recognised")) if existing else ZERO,
+        delivered_hours_before=held_hours_before,
+        recognised_percent_complete=sum((_d(c.get("revenue_recognised")) for c in charges), ZERO),
+    )
+    recognised = (_d(existing.get("revenue_recognised")) if existing else ZERO) + (
+        revenue.amount.amount if revenue else ZERO
+    )
+    recorded = record_decision(
+        store,
+        engagement_id=entry.engagement_id,
+        decision=decision,
+        existing=existing,
+        extra={
+            "time_entry_id": entry.id,
+            "project_id": entry.project_id,
+            "approved_at": entry.approved_at.isoformat(),
+            "assignment_id": entry.assignment_id,
+            "revenue_recognised": recognised,
+            "delivered_value": delivered_value(decision),
+            "erp_time_bill_id": time_bill_id,
+            "erp_time_bill_external_id": time_bill_eid,
+            "correlation_id": envelope.correlation_id,
+        },
+    )
+    if not recorded.written:
+        # Lost a race with a newer version: that one's decision stands.
         return {"decision": decision.decision.value, "duplicate": True}
+
+    revenue_id = record_revenue(store, publisher, event=revenue, correlation_id=envelope.correlation_id)
+    warnings = raise_committed_warnings(
+        store,
+        publisher,
+        engagement=engagement,
+        before=consumption,
+        decision=decision,
+        correlation_id=envelope.correlation_id,
+        audit=audit,
+        event_id=envelope.event_id,
+    )
+    credited = recorded.previous is not None and recorded.previous.get("status") == "invoiced"
     audit.append(
         kind="time_entry",
         entity_id=entry.id,
@@ -111,6 +158,11 @@ def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, er
             "rule": decision.rule,
             "reason": decision.reason,
             "erp_time_bill_id": time_bill_id,
+            "credit_queued_for_version": recorded.previous["version"]
+            if credited and recorded.previous
+            else None,
+            "revenue_event_id": revenue_id,
+            "cap_warnings": warnings,
         },
     )
     logger.info(
@@ -118,11 +170,14 @@ def post_time(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, er
         extra={
             "time_entry_id": entry.id,
             "decision": decision.decision.value,
+            "rule": decision.rule,
             "erp_time_bill_id": time_bill_id,
+            "credit_queued": credited,
         },
     )
     return {
         "decision": decision.decision.value,
         "amount": str(decision.amount),
         "erp_time_bill_id": time_bill_id,
+        "credit_queued": credited,
     }

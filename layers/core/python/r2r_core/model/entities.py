@@ -16,7 +16,7 @@ from typing import Annotated, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from r2r_core.model.money import CurrencyCode, Money
+from r2r_core.model.money import CurrencyCode, Money, round_money
 
 CanonicalId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
@@ -24,6 +24,9 @@ CanonicalId = Annotated[
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Hours = Annotated[Decimal, Field(ge=0, le=24, max_digits=6, decimal_places=2, allow_inf_nan=False)]
 Rate = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False)]
+Percent = Annotated[Decimal, Field(ge=0, le=100, max_digits=7, decimal_places=4, allow_inf_nan=False)]
+TotalHours = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2, allow_inf_nan=False)]
+FxRateValue = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=10, allow_inf_nan=False)]
 Version = Annotated[int, Field(ge=1, description="Source record version: a counter or epoch milliseconds.")]
 
 
@@ -67,7 +70,10 @@ class Client(SourceRecord):
 class RateCardRate(CanonicalModel):
     role: Name
     region: Name
-    rate: Rate = Field(description="Hourly bill rate in the rate card's currency.")
+    rate: Rate = Field(description="Hourly bill rate in the rate's currency.")
+    currency: CurrencyCode | None = Field(
+        default=None, description="Currency of this rate when it differs from the rate card's."
+    )
     effective_from: date
     effective_to: date | None = Field(default=None, description="Inclusive last day; open-ended when absent.")
 
@@ -86,14 +92,122 @@ class RateCard(SourceRecord):
     currency: CurrencyCode
     rates: list[RateCardRate] = Field(min_length=1)
 
+    def currency_of(self, rate: RateCardRate) -> str:
+        return rate.currency or self.currency
+
+
+class AssignmentRate(CanonicalModel):
+    """A bill rate agreed for one assignment: beats every rate card (precedence 1)."""
+
+    assignment_id: CanonicalId
+    rate: Money
+    effective_from: date
+    effective_to: date | None = Field(default=None, description="Inclusive last day; open-ended when absent.")
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> Self:
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError("effective_to is before effective_from")
+        if self.rate.amount < 0:
+            raise ValueError("rate.amount is negative")
+        return self
+
+    def in_force_on(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
 
 class MilestoneTerms(CanonicalModel):
-    """A fixed-fee milestone as the contract defines it."""
+    """A fixed-fee milestone as the contract defines it: an amount, or a percent of the contract value."""
 
     id: CanonicalId
     name: Name
-    amount: Money
+    amount: Money | None = None
+    percent_of_contract: Percent | None = None
     due_date: date | None = None
+
+    @model_validator(mode="after")
+    def _amount_or_percent(self) -> Self:
+        if (self.amount is None) == (self.percent_of_contract is None):
+            raise ValueError("a milestone needs exactly one of amount and percent_of_contract")
+        return self
+
+
+class CapPolicy(StrEnum):
+    """What happens to work over a not-to-exceed: held for a change order, or written off."""
+
+    HOLD_FOR_APPROVAL = "hold_for_approval"
+    WRITE_OFF = "write_off"
+
+
+class BudgetCap(CanonicalModel):
+    """A purchase order or budget inside the contract: its own not-to-exceed for work in its dates."""
+
+    id: CanonicalId
+    po_number: str | None = None
+    amount: Money | None = None
+    hours: TotalHours | None = None
+    effective_from: date
+    effective_to: date | None = None
+
+    @model_validator(mode="after")
+    def _a_limit(self) -> Self:
+        if self.amount is None and self.hours is None:
+            raise ValueError(f"budget {self.id} needs amount, hours or both")
+        if self.effective_to is not None and self.effective_to < self.effective_from:
+            raise ValueError(f"budget {self.id}: effective_to is before effective_from")
+        return self
+
+    def covers(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+
+class RetainerTerms(CanonicalModel):
+    """A prepaid retainer: time at rate draws the prepaid amount down; overage is billed at rate."""
+
+    prepaid: Money
+
+
+class BillingSchedule(StrEnum):
+    WITH_NEXT_INVOICE = "with_next_invoice"
+    MONTHLY = "monthly"
+
+
+class LineGrouping(StrEnum):
+    ROLE_AND_REGION = "role_and_region"
+    ROLE = "role"
+    RESOURCE = "resource"
+
+
+class RevenueMethod(StrEnum):
+    MILESTONE_ACCEPTANCE = "milestone_acceptance"
+    PERCENT_COMPLETE = "percent_complete"
+
+
+class FxRate(CanonicalModel):
+    """1 ``from_currency`` = ``rate`` ``to_currency`` for the dates given (contractual or treasury rate)."""
+
+    from_currency: CurrencyCode
+    to_currency: CurrencyCode
+    rate: FxRateValue
+    effective_from: date
+    effective_to: date | None = None
+
+    def in_force_on(self, day: date) -> bool:
+        return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
+
+
+class ExpensePolicy(CanonicalModel):
+    """How approved expenses are re-billed to the client."""
+
+    billable: bool = Field(default=True, description="False: expenses are cost only on this contract.")
+    non_billable_categories: list[Name] = Field(default_factory=list)
+    markup_percent: Percent = Decimal(0)
+    category_caps: dict[str, Money] = Field(
+        default_factory=dict, description="Most billed per expense of a category (after markup)."
+    )
+    receipt_required_over: Money | None = Field(
+        default=None, description="A receipt is required above this amount; absent: always required."
+    )
 
 
 class Engagement(SourceRecord):
@@ -105,9 +219,28 @@ class Engagement(SourceRecord):
     billing_type: BillingType
     currency: CurrencyCode
     contract_value: Money | None = None
-    rate_card: RateCard | None = None
+    rate_card: RateCard | None = Field(default=None, description="The project rate card (precedence 2).")
+    client_rate_card: RateCard | None = Field(default=None, description="The client's card (precedence 3).")
+    default_rate_card: RateCard | None = Field(default=None, description="The firm's default (precedence 4).")
+    assignment_rates: list[AssignmentRate] = Field(
+        default_factory=list, description="Assignment overrides (precedence 1)."
+    )
     cap: Money | None = Field(default=None, description="Not-to-exceed amount for capped T&M.")
-    cap_hours: Hours | None = None
+    cap_hours: TotalHours | None = None
+    cap_tolerance_percent: Percent = Field(
+        default=Decimal(0), description="Work may exceed a cap by this much before it is held."
+    )
+    cap_policy: CapPolicy = CapPolicy.HOLD_FOR_APPROVAL
+    budgets: list[BudgetCap] = Field(default_factory=list, description="PO / budget caps by date range.")
+    retainer: RetainerTerms | None = None
+    billing_schedule: BillingSchedule = BillingSchedule.WITH_NEXT_INVOICE
+    line_grouping: LineGrouping = LineGrouping.ROLE_AND_REGION
+    revenue_method: RevenueMethod = RevenueMethod.MILESTONE_ACCEPTANCE
+    estimated_hours: TotalHours | None = Field(
+        default=None, description="Hours the fixed fee is estimated at (percent-complete revenue)."
+    )
+    expense_policy: ExpensePolicy = Field(default_factory=ExpensePolicy)
+    fx_rates: list[FxRate] = Field(default_factory=list)
     milestones: list[MilestoneTerms] = Field(default_factory=list)
     legal_entity: Name | None = Field(default=None, description="Our billing entity (NetSuite subsidiary).")
     tax_registration: str | None = Field(default=None, description="Tax registration of our billing entity.")
@@ -119,17 +252,62 @@ class Engagement(SourceRecord):
 
     @model_validator(mode="after")
     def _currencies_agree(self) -> Self:
-        if self.rate_card is not None and self.rate_card.currency != self.currency:
-            raise ValueError(
-                f"rate_card.currency {self.rate_card.currency} differs from currency {self.currency}"
-            )
+        for field in ("rate_card", "client_rate_card", "default_rate_card"):
+            card: RateCard | None = getattr(self, field)
+            if card is not None and not any(card.currency_of(r) == self.currency for r in card.rates):
+                raise ValueError(
+                    f"{field}.currency {card.currency} differs from currency {self.currency} "
+                    f"and no rate of the card is in {self.currency}"
+                )
         for index, milestone in enumerate(self.milestones):
-            if milestone.amount.currency != self.currency:
+            if milestone.amount is not None and milestone.amount.currency != self.currency:
                 raise ValueError(f"milestones[{index}].amount.currency differs from engagement currency")
-        hourly = {BillingType.TIME_AND_MATERIALS, BillingType.CAPPED_TIME_AND_MATERIALS}
-        if self.billing_type in hourly and self.rate_card is None:
+            if milestone.percent_of_contract is not None and self.contract_value is None:
+                raise ValueError(f"milestones[{index}] is a percent of contract_value, which is not set")
+        for name, money in (("cap", self.cap), ("contract_value", self.contract_value)):
+            if money is not None and money.currency != self.currency:
+                raise ValueError(f"{name}.currency differs from engagement currency")
+        for index, budget in enumerate(self.budgets):
+            if budget.amount is not None and budget.amount.currency != self.currency:
+                raise ValueError(f"budgets[{index}].amount.currency differs from engagement currency")
+        for index, override in enumerate(self.assignment_rates):
+            if override.rate.currency != self.currency:
+                raise ValueError(f"assignment_rates[{index}].rate.currency differs from engagement currency")
+        if self.retainer is not None and self.retainer.prepaid.currency != self.currency:
+            raise ValueError("retainer.prepaid.currency differs from engagement currency")
+        hourly = {
+            BillingType.TIME_AND_MATERIALS,
+            BillingType.CAPPED_TIME_AND_MATERIALS,
+            BillingType.RETAINER,
+            BillingType.MIXED,
+        }
+        has_rates = any(
+            (self.rate_card, self.client_rate_card, self.default_rate_card, self.assignment_rates)
+        )
+        if self.billing_type in hourly and not has_rates:
             raise ValueError(f"a {self.billing_type.value} engagement needs a rate_card")
+        if self.billing_type is BillingType.CAPPED_TIME_AND_MATERIALS and (
+            self.cap is None and self.cap_hours is None and not self.budgets
+        ):
+            raise ValueError("a capped_time_and_materials engagement needs cap, cap_hours or budgets")
+        if self.billing_type is BillingType.RETAINER and self.retainer is None:
+            raise ValueError("a retainer engagement needs retainer terms (retainer.prepaid)")
+        if self.revenue_method is RevenueMethod.PERCENT_COMPLETE and (
+            self.estimated_hours is None or self.estimated_hours <= 0 or self.contract_value is None
+        ):
+            raise ValueError("percent_complete revenue needs estimated_hours > 0 and contract_value")
         return self
+
+    def milestone_amount(self, milestone_id: str) -> Money:
+        """The contract amount of a milestone: its amount, or its percent of the contract value (half-up)."""
+        for terms in self.milestones:
+            if terms.id == milestone_id:
+                if terms.amount is not None:
+                    return terms.amount
+                assert terms.percent_of_contract is not None and self.contract_value is not None
+                exact = self.contract_value.amount * terms.percent_of_contract / Decimal(100)
+                return Money(amount=round_money(exact, self.currency), currency=self.currency)
+        raise KeyError(milestone_id)
 
 
 class Project(SourceRecord):
@@ -173,8 +351,16 @@ class Assignment(SourceRecord):
     planned_hours: Annotated[Decimal, Field(ge=0)] | None = None
 
 
+class ApprovalStatus(StrEnum):
+    APPROVED = "approved"
+    UNAPPROVED = "unapproved"
+
+
 class TimeEntry(SourceRecord):
-    """One resource's approved hours on one project for one day."""
+    """One resource's approved hours on one project for one day.
+
+    A later version with ``status`` ``unapproved`` withdraws the approval (credited if invoiced).
+    """
 
     engagement_id: CanonicalId
     project_id: CanonicalId
@@ -185,6 +371,7 @@ class TimeEntry(SourceRecord):
     work_date: date
     hours: Hours = Field(gt=0)
     billable: bool = True
+    status: ApprovalStatus = ApprovalStatus.APPROVED
     approved_at: AwareDatetime
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
@@ -198,7 +385,14 @@ class Expense(SourceRecord):
     amount: Money
     billable: bool = True
     receipt_attached: bool = False
+    status: ApprovalStatus = ApprovalStatus.APPROVED
     approved_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _positive(self) -> Self:
+        if self.amount.amount <= 0:
+            raise ValueError("amount.amount must be positive")
+        return self
 
 
 class MilestoneStatus(StrEnum):
@@ -284,6 +478,35 @@ class RevenueEvent(SourceRecord):
     amount: Money
     recognized_on: date
     source_ids: list[CanonicalId] = Field(default_factory=list)
+
+
+class CapMeasure(StrEnum):
+    AMOUNT = "amount"
+    HOURS = "hours"
+
+
+class CapBasis(StrEnum):
+    COMMITTED = "committed"  # approved billable work decided so far
+    INVOICED = "invoiced"  # what invoices have billed so far
+
+
+class CapThresholdReached(SourceRecord):
+    """Work on a capped contract or budget reached 80 % or 100 % of a not-to-exceed (an early warning).
+
+    ``id`` is ``<engagement>:<scope>:<measure>:<threshold>:<basis>``: each warning is raised once.
+    """
+
+    engagement_id: CanonicalId
+    basis: CapBasis
+    scope: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="'contract' or 'budget:<budget id>'."
+    )
+    measure: CapMeasure
+    threshold_percent: Annotated[int, Field(ge=1, le=100)]
+    consumed: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    limit: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    currency: CurrencyCode | None = Field(default=None, description="Set when measure is amount.")
+    reached_on: date
 
 
 class ClosedWonDeal(SourceRecord):

@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 from r2r_core.model.entities import (
     Assignment,
     CanonicalId,
+    CapThresholdReached,
     Client,
     ClosedWonDeal,
     Expense,
@@ -63,6 +64,12 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("milestone.completed", Milestone, "1.0", "A project milestone was completed."),
         EventType("invoice.created", Invoice, "1.0", "An invoice was created in the ERP."),
         EventType("revenue.recognized", RevenueEvent, "1.0", "Revenue was recognised."),
+        EventType(
+            "billing.cap_threshold_reached",
+            CapThresholdReached,
+            "1.0",
+            "Billable work reached 80 % or 100 % of a contract or budget cap.",
+        ),
     )
 }
 

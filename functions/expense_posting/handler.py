@@ -1,0 +1,50 @@
+"""SQS consumer: expense.approved → billing decision → ERP expenseReport → charge recorded for invoicing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from r2r_core import settings as settings_module
+from r2r_core.consumer import consume
+from r2r_core.erp_access import erp_account_config, erp_client
+from r2r_core.flows.exceptions import record_event_failure
+from r2r_core.flows.expense_posting import post_expense
+from r2r_core.model.events import EventEnvelope
+from r2r_core.settings import ConsumerSettings
+from r2r_core.state import AuditLog, StateStore
+
+logger = Logger(service="r2r-expense-posting")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = settings_module.load(ConsumerSettings)
+    store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
+
+    def process(envelope: EventEnvelope) -> dict[str, Any]:
+        categories = (
+            erp_account_config(settings.erp_secret_arn).get("expense_categories", {})
+            if settings.erp_secret_arn
+            else {}
+        )
+        return post_expense(
+            envelope,
+            store=store,
+            audit=audit,
+            erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
+            category_ids={str(k): str(v) for k, v in dict(categories).items()},
+        )
+
+    return consume(
+        event,
+        context,
+        name="expense_posting",
+        logger=logger,
+        idempotency_table=settings.idempotency_table_name,
+        process=process,
+        on_permanent=lambda envelope, exc: record_event_failure(
+            envelope, exc, store=store, audit=audit, stage="expense_posting"
+        ),
+    )

@@ -1,0 +1,268 @@
+"""Recording billing decisions (time and expenses) in StateTable, shared by the posting flows.
+
+A decision is stored as a charge item (``CHARGE#<time entry>`` or ``EXPENSE#<expense>`` under
+``ENG#<engagement>``), versioned. When a newer version of an already invoiced entry arrives, what
+was invoiced is kept as an ``ADJUST#…`` item that the next billing run credits, and the new version
+is decided and billed like any other: never a silent re-bill. Cap early warnings (80 %/100 %) and
+revenue events are recorded once each and published when a publisher is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.billing.decisions import ZERO, ChargeDecision, Consumption, Decision
+from r2r_core.billing.invoicing import cap_warnings
+from r2r_core.model.entities import CapBasis, Engagement, RevenueEvent, SourceRecord
+from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
+from r2r_core.state import AuditLog, StateStore, now_iso
+
+logger = Logger(child=True)
+
+SK_PREFIX = {"time": "CHARGE#", "expense": "EXPENSE#"}
+BILLABLE_DECISIONS = {Decision.INVOICEABLE, Decision.DEFERRED, Decision.CAPPED}
+
+
+class Publisher(Protocol):
+    def publish(self, envelope: EventEnvelope) -> None: ...
+
+
+def charge_key(engagement_id: str, kind: str, source_id: str) -> dict[str, str]:
+    return {"pk": f"ENG#{engagement_id}", "sk": f"{SK_PREFIX[kind]}{source_id}"}
+
+
+def _d(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+def consumption_from(items: Iterable[Mapping[str, Any]], *, exclude: str) -> Consumption:
+    """Committed billable time of the contract (exact amounts) from its charge items, but one."""
+    amount, hours, drawn = ZERO, ZERO, ZERO
+    budgets: dict[str, tuple[Decimal, Decimal]] = {}
+    for item in items:
+        if item.get("source_id", item.get("time_entry_id")) == exclude:
+            continue
+        rate = _d(item.get("rate"))
+        billable_hours = _d(item.get("billable_hours"))
+        exact = billable_hours * rate
+        if item.get("decision") in BILLABLE_DECISIONS:
+            amount += exact
+            hours += billable_hours
+            if item.get("budget_id"):
+                old = budgets.get(item["budget_id"], (ZERO, ZERO))
+                budgets[item["budget_id"]] = (old[0] + exact, old[1] + billable_hours)
+        drawn += _d(item.get("prepaid_hours")) * rate
+    return Consumption(amount=amount, hours=hours, budgets=budgets, retainer_drawn=drawn)
+
+
+def scope_totals(consumption: Consumption, engagement: Engagement) -> dict[str, tuple[Decimal, Decimal]]:
+    totals = {"contract": (consumption.amount, consumption.hours)}
+    for budget in engagement.budgets:
+        totals[f"budget:{budget.id}"] = consumption.budgets.get(budget.id, (ZERO, ZERO))
+    return totals
+
+
+def decision_fields(decision: ChargeDecision) -> dict[str, Any]:
+    """The stored form of a decision (Decimals stay Decimals; DynamoDB numbers are exact)."""
+    return {
+        "kind": decision.kind,
+        "source_id": decision.source_id,
+        "version": decision.version,
+        "decision": decision.decision.value,
+        "rule": decision.rule,
+        "reason": decision.reason,
+        "currency": decision.currency,
+        "work_date": decision.work_date.isoformat(),
+        "billable_from": decision.billable_from.isoformat(),
+        "resource_id": decision.resource_id,
+        "role": decision.role or None,
+        "region": decision.region or None,
+        "category": decision.category or None,
+        "hours": decision.hours,
+        "rate": decision.rate,
+        "rate_rule": decision.rate_rule or None,
+        "billable_hours": decision.billable_hours,
+        "amount": decision.amount,
+        "held_hours": decision.held_hours,
+        "held_amount": decision.held_amount,
+        "cap_policy": decision.cap_policy or None,
+        "prepaid_hours": decision.prepaid_hours,
+        "budget_id": decision.budget_id,
+        "status": "unbilled" if decision.billable else "not_billable",
+    }
+
+
+@dataclass
+class Recorded:
+    written: bool
+    previous: dict[str, Any] | None
+
+
+def record_decision(
+    store: StateStore,
+    *,
+    engagement_id: str,
+    decision: ChargeDecision,
+    existing: dict[str, Any] | None,
+    extra: Mapping[str, Any],
+) -> Recorded:
+    """Store the decision; an invoiced previous version becomes an ``ADJUST#`` item to credit.
+
+    Optimistic: the write only succeeds if the stored item still has the status we read, so a
+    charge the billing run marks invoiced meanwhile is seen (and credited) on the retry.
+    """
+    key = charge_key(engagement_id, decision.kind, decision.source_id)
+    for _attempt in range(3):
+        if existing is not None and existing.get("status") == "invoiced":
+            store.put_new(
+                {
+                    "pk": key["pk"],
+                    "sk": f"ADJUST#{decision.kind}#{decision.source_id}#v{existing['version']}",
+                    **{k: v for k, v in existing.items() if k not in {"pk", "sk"}},
+                    "status": "pending",
+                    "why": f"changed to version {decision.version}"
+                    if decision.decision is not Decision.REJECTED
+                    else f"version {decision.version}: {decision.rule.replace('-', ' ')}",
+                    "superseded_at": now_iso(),
+                }
+            )
+        item = {**key, **decision_fields(decision), **extra, "recorded_at": now_iso()}
+        if existing is not None and existing.get("status") == "invoiced":
+            item["credited_version"] = existing["version"]
+            item["credited_invoice_id"] = existing.get("invoice_id")
+        if store.put_versioned(item, if_status=existing.get("status") if existing else None):
+            store.put_new(
+                {
+                    "pk": f"ENTRY#{decision.kind}#{decision.source_id}",
+                    "sk": "LOOKUP",
+                    "engagement_id": engagement_id,
+                }
+            )
+            return Recorded(True, existing)
+        current = store.get(key["pk"], key["sk"])
+        if current is None or int(current["version"]) >= decision.version:
+            return Recorded(False, current)
+        existing = current
+    return Recorded(False, existing)
+
+
+def publish_once(
+    store: StateStore,
+    publisher: Publisher | None,
+    *,
+    engagement_id: str,
+    sk: str,
+    event_type: str,
+    record: SourceRecord,
+    correlation_id: str,
+) -> bool:
+    """Record an event item once (by its id) and publish it at least once; True when new.
+
+    The item is written ``pending`` first and marked ``published`` after the bus took the event, so
+    a failure in between republishes on the retry (same deterministic event id).
+    """
+    pk = f"ENG#{engagement_id}"
+    current = store.get(pk, sk)
+    if current is not None and (current.get("status") == "published" or publisher is None):
+        return False
+    new = current is None and store.put_new(
+        {
+            "pk": pk,
+            "sk": sk,
+            "record": record.model_dump_json(),
+            "type": event_type,
+            "status": "pending" if publisher is not None else "recorded",
+            "recorded_at": now_iso(),
+        }
+    )
+    if publisher is not None:
+        kind = EVENT_TYPES[event_type]
+        publisher.publish(
+            EventEnvelope(
+                type=kind.name,
+                schema_version=kind.schema_version,
+                event_id=event_id_for("r2r", f"{event_type}/{record.id}/{record.version}"),
+                source_system="r2r",
+                source_record_id=record.id,
+                source_record_version=record.version,
+                correlation_id=correlation_id,
+                occurred_at=datetime.now(UTC),
+                data=record.model_dump(mode="json"),
+            )
+        )
+        store.update_if(
+            pk, sk, set_values={"status": "published"}, condition="attribute_exists(pk)", values={}
+        )
+    return new
+
+
+def raise_committed_warnings(
+    store: StateStore,
+    publisher: Publisher | None,
+    *,
+    engagement: Engagement,
+    before: Consumption,
+    decision: ChargeDecision,
+    correlation_id: str,
+    audit: AuditLog,
+    event_id: str,
+) -> list[str]:
+    after = before.plus(decision)
+    raised = []
+    for warning in cap_warnings(
+        engagement,
+        basis=CapBasis.COMMITTED,
+        before=scope_totals(before, engagement),
+        after=scope_totals(after, engagement),
+        on=decision.work_date,
+    ):
+        if publish_once(
+            store,
+            publisher,
+            engagement_id=engagement.id,
+            sk=f"CAPWARN#{warning.id}",
+            event_type="billing.cap_threshold_reached",
+            record=warning,
+            correlation_id=correlation_id,
+        ):
+            raised.append(warning.id)
+            audit.append(
+                kind="engagement",
+                entity_id=engagement.id,
+                action="cap_threshold_reached",
+                event_id=event_id,
+                correlation_id=correlation_id,
+                detail=warning.model_dump(mode="json"),
+            )
+            logger.warning(
+                "cap threshold reached",
+                extra={"engagement_id": engagement.id, "warning_id": warning.id},
+            )
+    return raised
+
+
+def record_revenue(
+    store: StateStore,
+    publisher: Publisher | None,
+    *,
+    event: RevenueEvent | None,
+    correlation_id: str,
+) -> str | None:
+    if event is None:
+        return None
+    publish_once(
+        store,
+        publisher,
+        engagement_id=event.engagement_id,
+        sk=f"REVENUE#{event.id}",
+        event_type="revenue.recognized",
+        record=event,
+        correlation_id=correlation_id,
+    )
+    return event.id

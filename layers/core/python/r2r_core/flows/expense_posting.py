@@ -1,0 +1,125 @@
+"""Approved expense → billing decision → ERP expenseReport (upsert by external id) → charge recorded.
+
+The decision (``r2r_core.billing.decisions.decide_expense``) applies the contract's expense policy:
+billable or cost only, receipt rule, dated FX conversion, markup, per-category cap. A billable charge
+waits as ``unbilled`` under ``ENG#<engagement>`` / ``EXPENSE#<expense>`` for the next invoice; a newer
+version of an invoiced expense queues a credit for what was invoiced (never a silent re-bill).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.billing.decisions import decide_expense
+from r2r_core.erp import records
+from r2r_core.errors import EngagementNotReady
+from r2r_core.flows.charges import charge_key, record_decision
+from r2r_core.flows.project_setup import load_terms
+from r2r_core.model.entities import Expense
+from r2r_core.model.events import EventEnvelope
+from r2r_core.state import AuditLog, StateStore
+
+logger = Logger(child=True)
+
+
+class Erp(Protocol):
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
+
+
+def post_expense(
+    envelope: EventEnvelope,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp,
+    category_ids: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    expense = Expense.model_validate(envelope.data)
+    loaded = load_terms(store, expense.engagement_id)
+    if loaded is None:
+        raise EngagementNotReady(
+            f"expense {expense.id} belongs to engagement {expense.engagement_id}, which is not set up yet"
+        )
+    deal, terms = loaded
+    if expense.project_id != deal.project.id:
+        raise EngagementNotReady(
+            f"expense {expense.id} names project {expense.project_id}, which is not set up"
+        )
+
+    key = charge_key(expense.engagement_id, "expense", expense.id)
+    existing = store.get(key["pk"], key["sk"])
+    if existing is not None and existing["version"] >= expense.version:
+        audit.append(
+            kind="expense",
+            entity_id=expense.id,
+            action="stale_or_duplicate_ignored",
+            event_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            detail={"held_version": existing["version"], "received_version": expense.version},
+        )
+        return {"decision": existing["decision"], "duplicate": True}
+
+    decision = decide_expense(expense, deal.engagement)
+    report_eid = records.external_id("expense", expense.id)
+    report_id = erp.upsert(
+        "expenseReport",
+        report_eid,
+        records.expense_report_body(
+            employee_external_id=records.external_id("resource", expense.resource_id),
+            job_id=terms["erp_job_id"],
+            tran_date=expense.expense_date,
+            amount=expense.amount.amount,
+            currency=expense.amount.currency,
+            is_billable=decision.billable,
+            category_id=(category_ids or {}).get(expense.category),
+            memo=f"{expense.category} — {decision.rule}",
+        ),
+    )
+    recorded = record_decision(
+        store,
+        engagement_id=expense.engagement_id,
+        decision=decision,
+        existing=existing,
+        extra={
+            "expense_id": expense.id,
+            "project_id": expense.project_id,
+            "approved_at": expense.approved_at.isoformat(),
+            "original_amount": expense.amount.amount,
+            "original_currency": expense.amount.currency,
+            "erp_expense_report_id": report_id,
+            "erp_expense_report_external_id": report_eid,
+            "correlation_id": envelope.correlation_id,
+        },
+    )
+    if not recorded.written:
+        return {"decision": decision.decision.value, "duplicate": True}
+    audit.append(
+        kind="expense",
+        entity_id=expense.id,
+        action=f"charge_{decision.decision.value}",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "version": expense.version,
+            "amount": decision.amount,
+            "currency": decision.currency,
+            "rule": decision.rule,
+            "reason": decision.reason,
+            "erp_expense_report_id": report_id,
+        },
+    )
+    logger.info(
+        "expense posted",
+        extra={
+            "expense_id": expense.id,
+            "decision": decision.decision.value,
+            "erp_expense_report_id": report_id,
+        },
+    )
+    return {
+        "decision": decision.decision.value,
+        "amount": str(decision.amount),
+        "erp_expense_report_id": report_id,
+    }
