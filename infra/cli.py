@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from infra.billing_cli import app as billing_app
 from infra.local.cli import app as local_app
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(local_app, name="local")
+app.add_typer(billing_app, name="billing")
 
 
 if __name__ == "__main__":

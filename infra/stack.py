@@ -177,7 +177,16 @@ class R2rStack(Stack):
             max_concurrency=settings.erp_concurrency_share,
             description="r2r time_posting: billing decision and ERP timeBill per approved entry",
         )
-        for erp_writer in (project_setup, time_posting):
+        expense_posting = consumer(
+            "ExpensePosting",
+            "expense_posting",
+            environment=dict(erp_writer_environment),
+            event_pattern=_canonical_pattern("expense.approved"),
+            event_bus=bus,
+            max_concurrency=settings.erp_concurrency_share,
+            description="r2r expense_posting: billing decision and ERP expenseReport per approved expense",
+        )
+        for erp_writer in (project_setup, time_posting, expense_posting):
             tables.state.grant_read_write_data(erp_writer.function)
             tables.audit.grant_read_write_data(erp_writer.function)
             tables.idempotency.grant_read_write_data(erp_writer.function)

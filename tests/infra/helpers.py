@@ -32,6 +32,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     ),
     "project_setup": (ERP_WRITER_ENV, 30),
     "time_posting": (ERP_WRITER_ENV, 30),
+    "expense_posting": (ERP_WRITER_ENV, 30),
     "milestone_trigger": (
         {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "STATE_MACHINE_ARN"},
         30,
@@ -47,6 +48,7 @@ COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"
 CONSUMERS = {
     "project_setup": ("custom", "opportunity.closed_won", CONTEXT["erpConcurrencyShare"]),
     "time_posting": ("custom", "time_entry.approved", CONTEXT["erpConcurrencyShare"]),
+    "expense_posting": ("custom", "expense.approved", CONTEXT["erpConcurrencyShare"]),
     "milestone_trigger": ("custom", "milestone.completed", 5),
     "exception_router": ("default", "Step Functions Execution Status Change", 5),
 }

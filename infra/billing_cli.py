@@ -1,0 +1,101 @@
+"""``r2r billing``: look at billing decisions on a running stack (``r2r billing explain <time-entry-id>``).
+
+Reads ``.r2r/local.json`` (written by ``r2r local up``) for the AWS endpoint, region and StateTable,
+finds the entry's engagement through its ``ENTRY#time#<id>`` / ``LOOKUP`` item and prints the stored
+decision, its rule and the reason in plain words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import boto3
+import typer
+
+from infra.local import config
+from r2r_core.state import StateStore
+
+app = typer.Typer(help="Billing decisions: why was (or wasn't) something billed?", no_args_is_help=True)
+
+_FIELDS = (
+    ("decision", "decision"),
+    ("rule", "rule"),
+    ("status", "status"),
+    ("version", "version"),
+    ("hours", "hours approved"),
+    ("billable_hours", "hours billable"),
+    ("rate", "rate"),
+    ("rate_rule", "rate from"),
+    ("amount", "amount"),
+    ("held_hours", "hours held over a cap"),
+    ("held_amount", "amount held over a cap"),
+    ("prepaid_hours", "hours drawn from the retainer"),
+    ("billable_from", "billable from"),
+    ("invoice_id", "invoice"),
+    ("credited_invoice_id", "earlier version credited from invoice"),
+)
+
+
+def _state_store(local_json: Path) -> StateStore:
+    if not local_json.is_file():
+        raise typer.BadParameter(
+            f"{local_json} not found: start the local stack with `r2r local up` first",
+            param_hint="--local-json",
+        )
+    described: dict[str, Any] = json.loads(local_json.read_text())
+    tables = described.get("tables", {})
+    state = [name for logical_id, name in tables.items() if "State" in logical_id]
+    if len(state) != 1:
+        raise typer.BadParameter(f"{local_json} names no single state table (tables: {sorted(tables)})")
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=described["aws_endpoint_url"],
+        region_name=described.get("region", config.REGION),
+        aws_access_key_id=config.ACCESS_KEY_ID,
+        aws_secret_access_key=config.SECRET_ACCESS_KEY,
+    )
+    return StateStore(state[0], client)
+
+
+def _decision(store: StateStore, kind: str, source_id: str) -> dict[str, Any] | None:
+    lookup = store.get(f"ENTRY#{kind}#{source_id}", "LOOKUP")
+    if lookup is None:
+        return None
+    prefix = "CHARGE#" if kind == "time" else "EXPENSE#"
+    return store.get(f"ENG#{lookup['engagement_id']}", f"{prefix}{source_id}")
+
+
+@app.command()
+def explain(
+    entry_id: Annotated[str, typer.Argument(help="The canonical id of the time entry (or expense).")],
+    *,
+    expense: Annotated[bool, typer.Option("--expense", help="Explain an expense instead.")] = False,
+    local_json: Annotated[Path, typer.Option(help="The file `r2r local up` wrote.")] = Path(
+        ".r2r/local.json"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the stored decision as JSON.")] = False,
+) -> None:
+    """Print the billing decision of a time entry, the rule that made it and why."""
+    kind = "expense" if expense else "time"
+    item = _decision(_state_store(local_json), kind, entry_id)
+    if item is None:
+        typer.echo(
+            f"no billing decision recorded for {'expense' if expense else 'time entry'} {entry_id}", err=True
+        )
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(
+            json.dumps({k: v for k, v in item.items() if k not in {"pk", "sk"}}, default=str, indent=2)
+        )
+        return
+    label = "expense" if expense else "time entry"
+    typer.echo(f"{label} {entry_id} (engagement {item['pk'].removeprefix('ENG#')})")
+    for key, title in _FIELDS:
+        value = item.get(key)
+        if value in (None, "") or (key.startswith(("held", "prepaid")) and not value):
+            continue
+        suffix = f" {item.get('currency', '')}" if key in {"rate", "amount", "held_amount"} else ""
+        typer.echo(f"  {title + ':':<40} {value}{suffix}")
+    typer.echo(f"  {'why:':<40} {item.get('reason', '')}")
