@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from r2r_core.errors import EngagementNotReady, TaxConfigurationMissing
+from r2r_core.flows.expense_posting import post_expense
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
 from r2r_core.flows.milestones import execution_name
 from r2r_core.flows.project_setup import set_up_project
@@ -299,3 +300,38 @@ def test_execution_names_are_deterministic_and_valid() -> None:
     assert execution_name("eng-1", "ms-1") == "eng-1-ms-1"
     long = execution_name("e" * 70, "m/1")
     assert len(long) <= 80 and long == execution_name("e" * 70, "m/1")
+
+
+def expense_envelope(**data_overrides: Any) -> EventEnvelope:
+    body = json.loads((SCENARIO.parents[1] / "samples" / "expense.approved.json").read_text())
+    body["data"].update(data_overrides)
+    payload = WebhookPayload.model_validate(body)
+    record = event_type(payload.type).data_model.model_validate(payload.data)
+    return build_envelope(source_system="psa", delivery_id="msg_expense_1", payload=payload, record=record)
+
+
+def test_an_approved_expense_is_posted_to_the_erp_and_billed_on_the_next_invoice(
+    ports: dict[str, Any],
+) -> None:
+    set_up(ports)
+    result = post_expense(expense_envelope(), store=ports["store"], audit=ports["audit"], erp=ports["erp"])
+    assert result["decision"] == "invoiceable" and result["amount"] == "189.00"
+    [report] = ports["erp"].of_type("expenseReport")
+    assert report["expense"]["items"][0]["amount"] == "189.00"
+    # no receipt and the contract requires one: rejected, with the reason stored
+    rejected = post_expense(
+        expense_envelope(id="exp-2", receipt_attached=False),
+        store=ports["store"],
+        audit=ports["audit"],
+        erp=ports["erp"],
+    )
+    assert rejected["decision"] == "rejected"
+    state = complete_milestone(ports)
+    [invoice] = ports["erp"].of_type("invoice")
+    assert [i["description"] for i in invoice["item"]["items"]] == [
+        "Expense: Lodging on 2026-11-17 (res-maria-lopez)",
+        "Milestone: Discovery and migration plan signed off",
+    ]
+    assert state["invoice_total"] == "25189.00"  # 189.00 + 25000.00
+    charge = ports["store"].get("ENG#eng-acme-cloud-2026", "EXPENSE#exp-maria-lopez-2026-11-17-hotel")
+    assert charge["status"] == "invoiced"

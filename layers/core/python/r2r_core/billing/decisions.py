@@ -243,7 +243,7 @@ def decide_time_entry(
     def not_billed(kind: Decision, rule: str, reason: str) -> ChargeDecision:
         return replace(base, decision=kind, rule=rule, reason=reason)
 
-    if entry.status is ApprovalStatus.UNAPPROVED:
+    if entry.status == ApprovalStatus.UNAPPROVED:
         return not_billed(
             Decision.REJECTED,
             "approval-withdrawn",
@@ -412,7 +412,7 @@ def decide_expense(expense: Expense, engagement: Engagement) -> ChargeDecision:
     def not_billed(kind: Decision, rule: str, reason: str) -> ChargeDecision:
         return replace(base, decision=kind, rule=rule, reason=reason)
 
-    if expense.status is ApprovalStatus.UNAPPROVED:
+    if expense.status == ApprovalStatus.UNAPPROVED:
         return not_billed(
             Decision.REJECTED,
             "approval-withdrawn",
