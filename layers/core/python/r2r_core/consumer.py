@@ -20,9 +20,10 @@ from r2r_core.erp.errors import ErpPermanentError
 from r2r_core.errors import Permanent
 from r2r_core.idempotency import once
 from r2r_core.model.events import EventEnvelope
+from r2r_core.runtime import environ
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (Permanent, ErpPermanentError)
-_WRAPPED: dict[tuple[str, str], Any] = {}
+_WRAPPED: dict[tuple[str, str, str | None], Any] = {}
 
 
 def envelope_from_body(body: str) -> EventEnvelope:
@@ -72,14 +73,17 @@ def consume(
 
 
 def _once(name: str, table: str | None) -> Callable[..., Any]:
-    """An idempotent runner for one consumer, built once per (consumer, table).
+    """An idempotent runner for one consumer, built once per (consumer, table, AWS endpoint).
+
+    The endpoint is part of the key because the runner holds a DynamoDB client: a second local
+    stack in the same process (another endpoint, same table names) must not reuse the first one's.
 
     The runner is called as ``run(data=envelope, process=fn)``: only ``data`` is hashed, so
     the per-invocation ``process`` (bound to that invocation's ports) passes straight through.
     """
     if table is None:
         return lambda *, data, process: process(data)
-    key = (name, table)
+    key = (name, table, environ().get("AWS_ENDPOINT_URL"))
     wrapped = _WRAPPED.get(key)
     if wrapped is None:
 
