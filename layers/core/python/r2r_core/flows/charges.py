@@ -19,6 +19,8 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.billing.decisions import ZERO, ChargeDecision, Consumption, Decision
 from r2r_core.billing.invoicing import cap_warnings
+from r2r_core.errors import EngagementNotReady
+from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import CapBasis, Engagement, RevenueEvent, SourceRecord
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.state import AuditLog, StateStore, now_iso
@@ -37,8 +39,51 @@ def charge_key(engagement_id: str, kind: str, source_id: str) -> dict[str, str]:
     return {"pk": f"ENG#{engagement_id}", "sk": f"{SK_PREFIX[kind]}{source_id}"}
 
 
-def _d(value: Any) -> Decimal:
+def as_decimal(value: Any) -> Decimal:
+    """A stored number as Decimal (DynamoDB gives Decimal already; absent means zero)."""
     return value if isinstance(value, Decimal) else Decimal(str(value or 0))
+
+
+_d = as_decimal
+
+
+def engagement_of(store: StateStore, noun: str, record: Any) -> tuple[Any, dict[str, Any]]:
+    """The closed-won deal and stored terms that ``record`` (a time entry or expense) bills against.
+
+    Work can arrive before its engagement is set up (events are not ordered): that is retryable.
+    """
+    loaded = load_terms(store, record.engagement_id)
+    if loaded is None:
+        raise EngagementNotReady(
+            f"{noun} {record.id} belongs to engagement {record.engagement_id}, which is not set up yet"
+        )
+    deal, terms = loaded
+    if record.project_id != deal.project.id:
+        # The engagement's project is the only one set up for it in this release.
+        raise EngagementNotReady(f"{noun} {record.id} names project {record.project_id}, which is not set up")
+    return deal, terms
+
+
+def prior_charge(
+    store: StateStore, audit: AuditLog, envelope: EventEnvelope, *, key: Mapping[str, str], kind: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The stored charge for the envelope's record, and a reply when its version is a duplicate or stale.
+
+    A version at most as new as the stored one changes nothing (audited).
+    """
+    version = envelope.source_record_version
+    existing = store.get(key["pk"], key["sk"])
+    if existing is not None and existing["version"] >= version:
+        audit.append(
+            kind=kind,
+            entity_id=envelope.source_record_id,
+            action="stale_or_duplicate_ignored",
+            event_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            detail={"held_version": existing["version"], "received_version": version},
+        )
+        return existing, {"decision": existing["decision"], "duplicate": True}
+    return existing, None
 
 
 def consumption_from(items: Iterable[Mapping[str, Any]], *, exclude: str) -> Consumption:

@@ -14,9 +14,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.billing.decisions import decide_expense
 from r2r_core.erp import records
-from r2r_core.errors import EngagementNotReady
-from r2r_core.flows.charges import charge_key, record_decision
-from r2r_core.flows.project_setup import load_terms
+from r2r_core.flows.charges import charge_key, engagement_of, prior_charge, record_decision
 from r2r_core.model.entities import Expense
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
@@ -37,29 +35,11 @@ def post_expense(
     category_ids: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     expense = Expense.model_validate(envelope.data)
-    loaded = load_terms(store, expense.engagement_id)
-    if loaded is None:
-        raise EngagementNotReady(
-            f"expense {expense.id} belongs to engagement {expense.engagement_id}, which is not set up yet"
-        )
-    deal, terms = loaded
-    if expense.project_id != deal.project.id:
-        raise EngagementNotReady(
-            f"expense {expense.id} names project {expense.project_id}, which is not set up"
-        )
-
+    deal, terms = engagement_of(store, "expense", expense)
     key = charge_key(expense.engagement_id, "expense", expense.id)
-    existing = store.get(key["pk"], key["sk"])
-    if existing is not None and existing["version"] >= expense.version:
-        audit.append(
-            kind="expense",
-            entity_id=expense.id,
-            action="stale_or_duplicate_ignored",
-            event_id=envelope.event_id,
-            correlation_id=envelope.correlation_id,
-            detail={"held_version": existing["version"], "received_version": expense.version},
-        )
-        return {"decision": existing["decision"], "duplicate": True}
+    existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="expense")
+    if duplicate is not None:
+        return duplicate
 
     decision = decide_expense(expense, deal.engagement)
     report_eid = records.external_id("expense", expense.id)

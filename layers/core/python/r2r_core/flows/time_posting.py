@@ -8,7 +8,6 @@ are recorded once and published on the bus.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -16,16 +15,17 @@ from aws_lambda_powertools import Logger
 from r2r_core.billing.decisions import ZERO, Decision, decide_time_entry
 from r2r_core.billing.revenue import delivered_value, revenue_for_time
 from r2r_core.erp import records
-from r2r_core.errors import EngagementNotReady
 from r2r_core.flows.charges import (
     Publisher,
+    as_decimal,
     charge_key,
     consumption_from,
+    engagement_of,
+    prior_charge,
     raise_committed_warnings,
     record_decision,
     record_revenue,
 )
-from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
@@ -37,10 +37,6 @@ class Erp(Protocol):
     def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
 
 
-def _d(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value or 0))
-
-
 def post_time(
     envelope: EventEnvelope,
     *,
@@ -50,31 +46,12 @@ def post_time(
     publisher: Publisher | None = None,
 ) -> dict[str, Any]:
     entry = TimeEntry.model_validate(envelope.data)
-    loaded = load_terms(store, entry.engagement_id)
-    if loaded is None:
-        raise EngagementNotReady(
-            f"time entry {entry.id} belongs to engagement {entry.engagement_id}, which is not set up yet"
-        )
-    deal, terms = loaded
+    deal, terms = engagement_of(store, "time entry", entry)
     engagement = deal.engagement
-    if entry.project_id != deal.project.id:
-        # The engagement's project is the only one set up for it in this release.
-        raise EngagementNotReady(
-            f"time entry {entry.id} names project {entry.project_id}, which is not set up"
-        )
-
     key = charge_key(entry.engagement_id, "time", entry.id)
-    existing = store.get(key["pk"], key["sk"])
-    if existing is not None and existing["version"] >= entry.version:
-        audit.append(
-            kind="time_entry",
-            entity_id=entry.id,
-            action="stale_or_duplicate_ignored",
-            event_id=envelope.event_id,
-            correlation_id=envelope.correlation_id,
-            detail={"held_version": existing["version"], "received_version": entry.version},
-        )
-        return {"decision": existing["decision"], "duplicate": True}
+    existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="time_entry")
+    if duplicate is not None:
+        return duplicate
 
     charges = list(store.query_prefix(key["pk"], "CHARGE#"))
     consumption = consumption_from(charges, exclude=entry.id)
@@ -98,18 +75,17 @@ def post_time(
 
     # Revenue recognised for this entry so far, and for percent complete the contract's totals.
     others = [c for c in charges if c.get("source_id", c.get("time_entry_id")) != entry.id]
-    held_hours_before = sum(
-        (_d(c.get("hours")) for c in others if c.get("decision") == Decision.HELD_FOR_MILESTONE.value), ZERO
-    )
+    held = Decision.HELD_FOR_MILESTONE.value
+    held_hours_before = sum((as_decimal(c.get("hours")) for c in others if c.get("decision") == held), ZERO)
     revenue = revenue_for_time(
         decision,
         engagement,
         project_id=entry.project_id,
-        recognised_for_entry=_d(existing.get("revenue_recognised")) if existing else ZERO,
+        recognised_for_entry=as_decimal(existing.get("revenue_recognised")) if existing else ZERO,
         delivered_hours_before=held_hours_before,
-        recognised_percent_complete=sum((_d(c.get("revenue_recognised")) for c in charges), ZERO),
+        recognised_percent_complete=sum((as_decimal(c.get("revenue_recognised")) for c in charges), ZERO),
     )
-    recognised = (_d(existing.get("revenue_recognised")) if existing else ZERO) + (
+    recognised = (as_decimal(existing.get("revenue_recognised")) if existing else ZERO) + (
         revenue.amount.amount if revenue else ZERO
     )
     recorded = record_decision(
