@@ -59,8 +59,8 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-class StateStore:
-    """Typed access to ``StateTable``. The boto3 client is injectable for tests."""
+class _Table:
+    """A DynamoDB table by name; the boto3 client is created on first use or injected (tests)."""
 
     def __init__(self, table_name: str, client: Any | None = None) -> None:
         self.table_name = table_name
@@ -71,6 +71,10 @@ class StateStore:
         if self._client is None:
             self._client = aws_client("dynamodb")
         return self._client
+
+
+class StateStore(_Table):
+    """Typed access to ``StateTable``."""
 
     # -- generic ------------------------------------------------------------------
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
@@ -215,18 +219,8 @@ def exception_id(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-class AuditLog:
+class AuditLog(_Table):
     """Append-only audit of state changes (``AuditTable``)."""
-
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws_client("dynamodb")
-        return self._client
 
     def append(
         self,
