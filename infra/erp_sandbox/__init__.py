@@ -13,6 +13,10 @@ Record API (every request TBA-signed, ``realm`` = account id, HMAC-SHA256):
 
 Types: customer, job, timeBill, invoice, creditMemo, expenseReport, employee (``schema.RECORD_TYPES``).
 
+OAuth 2.0: ``POST /services/rest/auth/oauth2/v1/token`` (client credentials, JWT assertion verified with
+the certificate's public key; ``ErpSandbox(..., oauth2=SandboxOAuth2Client(...))``) issues bearer tokens
+the record API then accepts. Wrong credentials get NetSuite's 401 ``INVALID_LOGIN``.
+
 Sandbox control (no auth): ``GET /_sandbox/records``, ``GET /_sandbox/stats``,
 ``GET|POST|DELETE /_sandbox/faults`` (format in :mod:`infra.erp_sandbox.faults`),
 ``POST /_sandbox/reset``, ``GET /_sandbox/health``.
@@ -24,7 +28,7 @@ Use::
     client = NetSuiteClient(base_url, sandbox.tba_credentials())
 """
 
-from .auth import SandboxCredentials
+from .auth import SandboxCredentials, SandboxOAuth2Client
 from .errors import CODE_STATUS, SandboxError
 from .faults import FaultRule
 from .schema import RECORD_TYPES, RecordType
@@ -39,4 +43,5 @@ __all__ = [
     "RecordType",
     "SandboxCredentials",
     "SandboxError",
+    "SandboxOAuth2Client",
 ]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from . import jsonio
-from .auth import AuthFailure, SandboxCredentials, TbaVerifier
+from .auth import AuthFailure, OAuth2Verifier, SandboxCredentials, SandboxOAuth2Client, TbaVerifier
 from .errors import (
     SandboxError,
     closed_period,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["RECORD_API_PATH", "ErpSandbox"]
 
 RECORD_API_PATH = "/services/rest/record/v1"
+TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"  # noqa: S105 - a URL path, not a secret
 CONTROL_PATH = "/_sandbox"
 DEFAULT_ACCOUNT_ID = "TSTDRV1234567"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -154,6 +155,8 @@ class ErpSandbox:
         account_id: str | None = None,
         credentials: SandboxCredentials | Mapping[str, Any] | None = None,
         *,
+        oauth2: SandboxOAuth2Client | None = None,
+        token_ttl_s: float = 3600.0,
         max_clock_skew_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -163,6 +166,7 @@ class ErpSandbox:
         if isinstance(credentials, Mapping):
             # An ErpCredentials-shaped secret: its account id is the realm unless one is given.
             account_id = account_id or credentials.get("account_id")
+            oauth2 = oauth2 or SandboxOAuth2Client.from_mapping(credentials)
             credentials = SandboxCredentials.from_mapping(credentials)
         self.account_id = str(account_id or DEFAULT_ACCOUNT_ID)
         self.credentials = credentials or SandboxCredentials()
@@ -170,6 +174,7 @@ class ErpSandbox:
         self._verifier = TbaVerifier(
             self.account_id, self.credentials, max_skew_s=max_clock_skew_s, clock=clock
         )
+        self.oauth2 = OAuth2Verifier(oauth2, token_ttl_s=token_ttl_s, clock=clock)
         self._stats = _Stats()
         self._store: RecordStore | None = None
         self._server: _Server | None = None
@@ -338,7 +343,10 @@ class ErpSandbox:
             if self.faults.latency_ms:
                 time.sleep(self.faults.latency_ms / 1000)
             try:
-                self._verifier.verify(method, uri, authorization)
+                if authorization and authorization[:7].lower() == "bearer ":
+                    self.oauth2.verify_bearer(authorization[7:].strip())
+                else:
+                    self._verifier.verify(method, uri, authorization)
             except AuthFailure as exc:
                 log.info("erp sandbox refused login", extra={"reason": str(exc)})
                 response = Response.error(invalid_login())
@@ -348,6 +356,20 @@ class ErpSandbox:
         finally:
             status = "dropped" if response.drop else str(response.status)
             self._stats.leave(admitted, method, stats_type, status)
+
+    def token(self, body: bytes, *, host: str) -> Response:
+        """``POST /services/rest/auth/oauth2/v1/token``: client credentials with a JWT assertion."""
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", errors="replace")).items()}
+        try:
+            answer = self.oauth2.issue(form, f"http://{host}{TOKEN_PATH}")
+        except AuthFailure as exc:
+            log.info("erp sandbox refused a token request", extra={"reason": str(exc)})
+            return Response.error(invalid_login())
+        return Response.json(200, answer)
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every OAuth 2.0 access token issued so far."""
+        self.oauth2.revoke_all()
 
     # ---- record API -----------------------------------------------------------------------
 
@@ -604,6 +626,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if split.path == CONTROL_PATH or split.path.startswith(CONTROL_PATH + "/"):
                 response = sandbox.control(method, split.path, body)
+            elif split.path == TOKEN_PATH and method == "POST":
+                response = sandbox.token(
+                    body, host=self.headers.get("Host") or f"{sandbox.host}:{sandbox.port}"
+                )
             elif split.path.startswith(RECORD_API_PATH + "/") or split.path == RECORD_API_PATH:
                 host = self.headers.get("Host") or f"{sandbox.host}:{sandbox.port}"
                 response = sandbox.record_api(

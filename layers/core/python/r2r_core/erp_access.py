@@ -1,7 +1,9 @@
 """The ERP client a function uses, built from its settings and the ``ErpCredentials`` secret.
 
 The secret is read through Powertools Parameters (cached for five minutes, so a rotated
-secret is picked up without a redeploy) and the client is reused across warm invocations.
+secret is picked up without a redeploy) and the client is reused across warm invocations (with it
+the OAuth 2.0 access token, cached until shortly before it expires). The secret's ``auth`` key
+chooses Token-Based Authentication (``"tba"``, the default) or OAuth 2.0 (``"oauth2"``).
 Besides the TBA material, the secret may carry the account's mapping configuration:
 ``{"items": {"time": "<item id>", "milestone": "<item id>", "default": "<item id>"}}``.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from r2r_core.erp.auth import TbaCredentials
+from r2r_core.erp.auth import credentials_from_secret_json
 from r2r_core.erp.client import NetSuiteClient
 from r2r_core.runtime import aws_client
 
@@ -47,6 +49,6 @@ def erp_client(base_url: str | None, secret_arn: str | None) -> NetSuiteClient:
     with _LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = NetSuiteClient(base_url, TbaCredentials.from_secret_json(text))
+            client = NetSuiteClient(base_url, credentials_from_secret_json(text))
             _CLIENTS[key] = client
     return client

@@ -1,15 +1,21 @@
-"""NetSuite Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, realm = account id)."""
+"""NetSuite Token-Based Authentication (OAuth 1.0a, HMAC-SHA256, realm = account id), and the
+choice between TBA and OAuth 2.0 (:mod:`r2r_core.erp.oauth2`) by the secret's ``auth`` key."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-__all__ = ["TbaCredentials", "netsuite_base_url", "tba_authorization"]
+from .oauth2 import OAuth2Credentials
+
+__all__ = ["TbaCredentials", "credentials_from_secret_json", "netsuite_base_url", "tba_authorization"]
+
+AUTH_METHODS = ("tba", "oauth2")
+M = TypeVar("M", bound=BaseModel)
 
 
 class TbaCredentials(BaseModel):
@@ -29,23 +35,7 @@ class TbaCredentials(BaseModel):
 
         Errors name the missing or invalid keys, never the values.
         """
-        try:
-            document: Any = json.loads(text)
-        except ValueError as exc:
-            raise ValueError("ERP credentials secret is not valid JSON") from exc
-        if not isinstance(document, dict):
-            raise ValueError("ERP credentials secret must be a JSON object")
-        values = dict(document)
-        nested = values.pop("tba", None)
-        if isinstance(nested, dict):
-            values.update(nested)
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
-            raise ValueError(
-                "ERP credentials secret is missing or has invalid: " + ", ".join(fields)
-            ) from None
+        return _validated(cls, _secret_document(text), "tba")
 
     @property
     def realm(self) -> str:
@@ -85,3 +75,42 @@ def tba_authorization(
     )
     _, headers, _ = client.sign(url, http_method=method.upper())
     return str(headers["Authorization"])
+
+
+def credentials_from_secret_json(text: str | bytes) -> TbaCredentials | OAuth2Credentials:
+    """The ``ErpCredentials`` secret as TBA or OAuth 2.0 credentials, chosen by its ``auth`` key.
+
+    ``{"account_id", "auth": "tba", "consumer_key", "consumer_secret", "token_id", "token_secret"}``
+    (``auth`` may be left out for TBA) or ``{"account_id", "auth": "oauth2", "client_id",
+    "certificate_id", "private_key": "-----BEGIN PRIVATE KEY-----...", "algorithm": "PS256"}``; the
+    material may also sit under a ``"tba"`` / ``"oauth2"`` key. Errors never show values.
+    """
+    document = _secret_document(text)
+    method = str(document.get("auth") or "tba").strip().lower()
+    if method == "tba":
+        return _validated(TbaCredentials, document, "tba")
+    if method == "oauth2":
+        return _validated(OAuth2Credentials, document, "oauth2")
+    raise ValueError(f"ERP credentials secret: auth must be one of {', '.join(AUTH_METHODS)}")
+
+
+def _secret_document(text: str | bytes) -> dict[str, Any]:
+    try:
+        document: Any = json.loads(text)
+    except ValueError as exc:
+        raise ValueError("ERP credentials secret is not valid JSON") from exc
+    if not isinstance(document, dict):
+        raise ValueError("ERP credentials secret must be a JSON object")
+    return document
+
+
+def _validated(model: type[M], document: dict[str, Any], nested_key: str) -> M:
+    values = dict(document)
+    nested = values.pop(nested_key, None)
+    if isinstance(nested, dict):
+        values.update(nested)
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+        raise ValueError("ERP credentials secret is missing or has invalid: " + ", ".join(fields)) from None

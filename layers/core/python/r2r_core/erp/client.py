@@ -1,4 +1,4 @@
-"""NetSuite REST record API client: TBA-signed, retrying, idempotent writes.
+"""NetSuite REST record API client: TBA-signed or OAuth 2.0 bearer, retrying, idempotent writes.
 
 Every write goes through ``PUT /<type>/eid:<externalId>`` (upsert) where possible, so a retried
 write lands once. Transient failures (429, 5xx, timeouts, dropped connections) are retried with
@@ -27,11 +27,13 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError, Re
 from .auth import TbaCredentials, tba_authorization
 from .errors import (
     ErpAmbiguousWriteError,
+    ErpAuthError,
     ErpError,
     ErpPermanentError,
     ErpTransientError,
     error_from_response,
 )
+from .oauth2 import OAuth2Credentials, OAuth2TokenSource
 
 __all__ = ["RECORD_API_PATH", "NetSuiteClient", "write_applied"]
 
@@ -48,7 +50,7 @@ class NetSuiteClient:
     def __init__(
         self,
         base_url: str,
-        credentials: TbaCredentials,
+        credentials: TbaCredentials | OAuth2Credentials,
         *,
         http: urllib3.PoolManager | None = None,
         max_attempts: int = 6,
@@ -69,6 +71,12 @@ class NetSuiteClient:
         self._credentials = credentials
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._http = http if http is not None else urllib3.PoolManager(maxsize=10, retries=False)
+        # OAuth 2.0: one cached access token per client (so per process), fetched on first use.
+        self._tokens = (
+            OAuth2TokenSource(self._base_url, credentials, http=self._http, timeout=self._timeout)
+            if isinstance(credentials, OAuth2Credentials)
+            else None
+        )
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -78,7 +86,8 @@ class NetSuiteClient:
         self._log = logger if logger is not None else Logger(child=True)
 
     def __repr__(self) -> str:
-        return f"NetSuiteClient({self._base_url!r}, account={self._credentials.account_id!r})"
+        auth = "oauth2" if self._tokens is not None else "tba"
+        return f"NetSuiteClient({self._base_url!r}, account={self._credentials.account_id!r}, auth={auth})"
 
     # ---- public API -----------------------------------------------------------------------
 
@@ -245,11 +254,29 @@ class NetSuiteClient:
         self._log.info("erp retry scheduled", extra={**context, "retry": retry_number, "delay_s": delay})
         self._sleep(delay)
 
+    def _authorization(self, method: str, url: str) -> str:
+        if self._tokens is not None:
+            return self._tokens.authorization(method, url)
+        assert isinstance(self._credentials, TbaCredentials)
+        return tba_authorization(self._credentials, method, url)
+
     def _send(
         self, method: str, url: str, payload: bytes | None, context: Mapping[str, Any], attempt: int
     ) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._send_once(method, url, payload, context, attempt)
+        except ErpAuthError:
+            # A bearer token can be revoked or expire early: fetch a new one once, then give up.
+            if self._tokens is None or not self._tokens.invalidate():
+                raise
+            self._log.info("erp access token refused, fetching a new one", extra=dict(context))
+            return self._send_once(method, url, payload, context, attempt)
+
+    def _send_once(
+        self, method: str, url: str, payload: bytes | None, context: Mapping[str, Any], attempt: int
+    ) -> urllib3.BaseHTTPResponse:
         headers = {
-            "Authorization": tba_authorization(self._credentials, method, url),
+            "Authorization": self._authorization(method, url),
             "Accept": "application/json",
         }
         if payload is not None:
