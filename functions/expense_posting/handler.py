@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core import settings as settings_module
 from r2r_core.consumer import consume
-from r2r_core.erp_access import erp_account_config, erp_client
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.expense_posting import post_expense
 from r2r_core.model.events import EventEnvelope
@@ -24,17 +24,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
 
     def process(envelope: EventEnvelope) -> dict[str, Any]:
-        categories = (
-            erp_account_config(settings.erp_secret_arn).get("expense_categories", {})
-            if settings.erp_secret_arn
-            else {}
-        )
         return post_expense(
             envelope,
             store=store,
             audit=audit,
             erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
-            category_ids={str(k): str(v) for k, v in dict(categories).items()},
+            category_ids=dict(erp_mapping(settings.erp_secret_arn).expense_categories),
         )
 
     return consume(

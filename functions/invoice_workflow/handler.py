@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
-from r2r_core.erp_access import erp_account_config, erp_client
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.invoicing import InvoiceSteps
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
@@ -27,13 +27,12 @@ def _steps(settings: ConsumerSettings) -> InvoiceSteps:
     if not settings.event_bus_name:
         raise RuntimeError("EVENT_BUS_NAME is not set")
     bus_name = settings.event_bus_name
-    items = erp_account_config(settings.erp_secret_arn).get("items", {}) if settings.erp_secret_arn else {}
     return InvoiceSteps(
         store=StateStore(settings.state_table_name),
         audit=AuditLog(settings.audit_table_name),
         erp=lambda: erp_client(settings.erp_base_url, settings.erp_secret_arn),
         publisher=lambda: EventPublisher(bus_name),
-        item_ids={str(k): str(v) for k, v in dict(items).items()},
+        mapping=erp_mapping(settings.erp_secret_arn),
     )
 
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core import settings as settings_module
 from r2r_core.consumer import consume
-from r2r_core.erp_access import erp_client
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.project_setup import set_up_project
 from r2r_core.model.events import EventEnvelope
@@ -25,7 +25,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     def process(envelope: EventEnvelope) -> dict[str, str]:
         return set_up_project(
-            envelope, store=store, audit=audit, erp=erp_client(settings.erp_base_url, settings.erp_secret_arn)
+            envelope,
+            store=store,
+            audit=audit,
+            erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
+            mapping=erp_mapping(settings.erp_secret_arn),
         )
 
     return consume(

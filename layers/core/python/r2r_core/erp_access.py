@@ -4,8 +4,8 @@ The secret is read through Powertools Parameters (cached for five minutes, so a 
 secret is picked up without a redeploy) and the client is reused across warm invocations (with it
 the OAuth 2.0 access token, cached until shortly before it expires). The secret's ``auth`` key
 chooses Token-Based Authentication (``"tba"``, the default) or OAuth 2.0 (``"oauth2"``).
-Besides the TBA material, the secret may carry the account's mapping configuration:
-``{"items": {"time": "<item id>", "milestone": "<item id>", "default": "<item id>"}}``.
+Besides the credentials, the secret carries the account's mapping configuration under
+``"mapping"`` (:class:`r2r_core.erp.mapping.ErpMapping`: subsidiary, items, segments, tax codes).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from r2r_core.erp.auth import credentials_from_secret_json
 from r2r_core.erp.client import NetSuiteClient
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.runtime import aws_client
 
 SECRET_MAX_AGE_SECONDS = 300
@@ -37,6 +38,11 @@ def _secret_text(secret_arn: str) -> str:
 def erp_account_config(secret_arn: str) -> dict[str, Any]:
     document = json.loads(_secret_text(secret_arn))
     return document if isinstance(document, dict) else {}
+
+
+def erp_mapping(secret_arn: str | None) -> ErpMapping:
+    """The account's mapping configuration (subsidiary, items, segments, tax codes) from the secret."""
+    return ErpMapping.from_secret(erp_account_config(secret_arn)) if secret_arn else ErpMapping()
 
 
 def erp_client(base_url: str | None, secret_arn: str | None) -> NetSuiteClient:

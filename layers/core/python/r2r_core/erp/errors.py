@@ -13,6 +13,7 @@ and then, by name, by Step Functions and SQS; every ``ErpPermanentError`` needs 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,7 @@ __all__ = [
     "ErpError",
     "ErpPermanentError",
     "ErpTransientError",
+    "error_details_from_message",
     "error_from_response",
     "is_transient_status",
     "parse_error_body",
@@ -144,7 +146,12 @@ def error_from_response(
     """The exception for a non-2xx NetSuite answer."""
     text = body.decode("utf-8", errors="replace") if body else None
     code, detail, path = parse_error_body(body)
-    message = f"NetSuite answered {status}" + (f" {code}" if code else "") + (f": {detail}" if detail else "")
+    message = (
+        f"NetSuite answered {status}"
+        + (f" {code}" if code else "")
+        + (f" at {path}" if path else "")
+        + (f": {detail}" if detail else "")
+    )
     fields: dict[str, Any] = {
         "status": status,
         "code": code,
@@ -158,6 +165,28 @@ def error_from_response(
     if status == 401:
         return ErpAuthError(message, **fields)
     return ErpPermanentError(message, **fields)
+
+
+# The message of error_from_response: only the message crosses a Lambda boundary (a Step Functions
+# task's ``cause``), so the exception router reads the code, path and detail back from it.
+_MESSAGE = re.compile(
+    r"^NetSuite answered (?P<status>\d{3})(?: (?P<code>[A-Z][A-Z0-9_]*))?"
+    r"(?: at (?P<path>\S+))?(?:: (?P<detail>.*))?$",
+    re.DOTALL,
+)
+
+
+def error_details_from_message(message: str) -> dict[str, Any]:
+    """``{"erp_status", "erp_error_code", "erp_error_path", "erp_error_detail"}`` from our own message."""
+    match = _MESSAGE.match(message or "")
+    if match is None:
+        return {}
+    return {
+        "erp_status": int(match["status"]),
+        "erp_error_code": match["code"],
+        "erp_error_path": match["path"],
+        "erp_error_detail": match["detail"],
+    }
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

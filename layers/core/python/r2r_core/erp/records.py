@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -22,6 +22,7 @@ from r2r_core.model.money import minor_units as currency_minor_units
 __all__ = [
     "MAX_EXTERNAL_ID_LENGTH",
     "InvoiceLine",
+    "credit_memo_body",
     "currency_minor_units",
     "customer_body",
     "decimal_string",
@@ -47,6 +48,7 @@ class InvoiceLine:
     quantity: Decimal
     rate: Decimal
     amount: Decimal
+    tax_code_id: str | None = None
 
 
 def decimal_string(value: Decimal | int) -> str:
@@ -223,28 +225,99 @@ def invoice_body(
     memo: str | None,
     lines: Sequence[InvoiceLine],
     currency_id: str | None = None,
+    subsidiary_id: str | None = None,
+    segments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """An invoice to ``customer_id`` for project ``job_id`` with ``item.items`` lines."""
+    """An invoice to ``customer_id`` for project ``job_id`` with ``item.items`` lines.
+
+    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` (``ErpMapping.segments``).
+    """
+    return _sales_transaction(
+        customer_id=customer_id,
+        job_id=job_id,
+        tran_date=tran_date,
+        currency=currency,
+        memo=memo,
+        lines=lines,
+        currency_id=currency_id,
+        subsidiary_id=subsidiary_id,
+        segments=segments,
+        created_from=None,
+    )
+
+
+def credit_memo_body(
+    *,
+    customer_id: str,
+    job_id: str | None,
+    tran_date: date,
+    currency: str,
+    memo: str | None,
+    lines: Sequence[InvoiceLine],
+    invoice_id: str | None = None,
+    currency_id: str | None = None,
+    subsidiary_id: str | None = None,
+    segments: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A ``creditMemo``: the credited amounts as positive lines, ``createdFrom`` the invoice credited."""
+    if any(_as_decimal(line.amount) <= 0 for line in lines):
+        raise ValueError("credit memo lines carry the credited amount as a positive number")
+    return _sales_transaction(
+        customer_id=customer_id,
+        job_id=job_id,
+        tran_date=tran_date,
+        currency=currency,
+        memo=memo,
+        lines=lines,
+        currency_id=currency_id,
+        subsidiary_id=subsidiary_id,
+        segments=segments,
+        created_from=invoice_id,
+    )
+
+
+def _sales_transaction(
+    *,
+    customer_id: str,
+    job_id: str | None,
+    tran_date: date,
+    currency: str,
+    memo: str | None,
+    lines: Sequence[InvoiceLine],
+    currency_id: str | None,
+    subsidiary_id: str | None,
+    segments: Mapping[str, Mapping[str, str]] | None,
+    created_from: str | None,
+) -> dict[str, Any]:
     if not lines:
-        raise ValueError("an invoice needs at least one line")
+        raise ValueError("a transaction needs at least one line")
     places = currency_minor_units(currency)
     items = [
-        {
-            "item": _ref(line.item_id),
-            "description": line.description,
-            "quantity": decimal_string(line.quantity),
-            "rate": _rate_string(line.rate, places),
-            "amount": money_string(line.amount, currency),
-        }
+        _without_none(
+            {
+                "item": _ref(line.item_id),
+                "description": line.description,
+                "quantity": decimal_string(line.quantity),
+                "rate": _rate_string(line.rate, places),
+                "amount": money_string(line.amount, currency),
+                "taxCode": _ref(line.tax_code_id) if line.tax_code_id else None,
+            }
+        )
         for line in lines
     ]
+    unknown = set(segments or {}) - {"department", "class", "location"}
+    if unknown:
+        raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
     return _without_none(
         {
             "entity": _ref(customer_id),
             "job": _ref(job_id) if job_id else None,
+            "createdFrom": _ref(created_from) if created_from else None,
+            "subsidiary": _ref(subsidiary_id) if subsidiary_id else None,
             "tranDate": tran_date.isoformat(),
             "currency": _currency_ref(currency, currency_id),
             "memo": memo,
+            **{name: dict(ref) for name, ref in (segments or {}).items()},
             "item": {"items": items},
         }
     )

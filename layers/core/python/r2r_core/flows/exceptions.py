@@ -7,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from r2r_core.erp.errors import ErpError, error_details_from_message
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, exception_id, now_iso
@@ -30,6 +31,18 @@ def _business_context(store: StateStore, engagement_id: str | None) -> dict[str,
         "region": deal.engagement.region,
         "business_unit": deal.engagement.business_unit,
         "owner": f"finance-ops/{deal.engagement.region}/{deal.engagement.business_unit or 'all'}",
+    }
+
+
+def _erp_fields(error: Exception) -> dict[str, Any]:
+    """What finance needs to fix a refused ERP write: NetSuite's code, field path and detail."""
+    if not isinstance(error, ErpError):
+        return {}
+    return {
+        "erp_status": error.status,
+        "erp_error_code": error.code,
+        "erp_error_path": error.error_path,
+        "erp_error_detail": error.detail,
     }
 
 
@@ -57,6 +70,7 @@ def record_event_failure(
         "amount_at_risk": amount["amount"] if amount else None,
         "currency": amount["currency"] if amount else None,
         "created_at": now_iso(),
+        **_erp_fields(error),
         **context,
     }
     created = store.put_exception(record)
@@ -102,6 +116,7 @@ def record_execution_failure(event: dict[str, Any], *, store: StateStore, audit:
         "currency": draft["currency"] if draft else None,
         "recovery": "fix the cause, then redrive the execution from the Step Functions console",
         "created_at": now_iso(),
+        **(error_details_from_message(_cause_message(detail.get("cause"))) if _is_erp(detail) else {}),
         **context,
     }
     created = store.put_exception(record)
@@ -115,6 +130,10 @@ def record_execution_failure(event: dict[str, Any], *, store: StateStore, audit:
             detail={"execution_arn": detail["executionArn"], "error": record["error_type"]},
         )
     return created
+
+
+def _is_erp(detail: dict[str, Any]) -> bool:
+    return str(detail.get("error") or "").startswith("Erp")
 
 
 def _cause_message(cause: str | None) -> str:

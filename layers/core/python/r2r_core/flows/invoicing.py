@@ -29,6 +29,7 @@ from r2r_core.billing.invoicing import (
 from r2r_core.billing.revenue import revenue_for_milestone
 from r2r_core.bus import EventPublisher
 from r2r_core.erp import records
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import ContractInvalid, TaxConfigurationMissing
 from r2r_core.flows.charges import publish_once
 from r2r_core.flows.project_setup import load_terms
@@ -52,6 +53,7 @@ class InvoiceSteps:
         erp: Callable[[], Erp],
         publisher: Callable[[], EventPublisher],
         item_ids: dict[str, str] | None = None,
+        mapping: ErpMapping | None = None,
         today: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -59,6 +61,8 @@ class InvoiceSteps:
         self._erp = erp
         self._publisher = publisher
         self.item_ids = item_ids or {}
+        # The account's mapping; plain ``item_ids`` (by line kind) are the items of a bare one.
+        self.mapping = mapping or ErpMapping(items=self.item_ids)
         self.today = today
 
     def run(self, step: str, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
@@ -318,16 +322,19 @@ class InvoiceSteps:
         return {"legal_entity": engagement.legal_entity, "client_country": deal.client.billing_country}
 
     def create_invoice(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
-        _, terms = self._terms(state)
+        deal, terms = self._terms(state)
         invoice = self._draft(state)
         external_id = records.external_id("invoice", invoice.id)
+        mapping = self.mapping
+        tax_code = mapping.tax_code_for(deal.client.billing_country)
         lines = [
             records.InvoiceLine(
-                item_id=self.item_ids.get(line.kind.value, self.item_ids.get("default", "1")),
+                item_id=mapping.item_for(line.kind.value, line.role),
                 description=line.description,
                 quantity=line.quantity,
                 rate=line.rate,
                 amount=line.amount,
+                tax_code_id=tax_code,
             )
             for line in invoice.lines
         ]
@@ -341,6 +348,9 @@ class InvoiceSteps:
                 currency=invoice.currency,
                 memo=f"r2r invoice {invoice.id}",
                 lines=lines,
+                currency_id=mapping.currency_id(invoice.currency),
+                subsidiary_id=mapping.subsidiary_id,
+                segments=mapping.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
             ),
         )
         pk = f"ENG#{state['engagement_id']}"

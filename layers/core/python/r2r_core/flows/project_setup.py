@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from r2r_core.erp import records
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.model.entities import ClosedWonDeal
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
@@ -19,16 +20,28 @@ class Erp(Protocol):
 
 
 def set_up_project(
-    envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp: Erp
+    envelope: EventEnvelope,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp,
+    mapping: ErpMapping | None = None,
 ) -> dict[str, str]:
     deal = ClosedWonDeal.model_validate(envelope.data)
     client, engagement, project = deal.client, deal.engagement, deal.project
+    mapping = mapping or ErpMapping()
 
     customer_eid = records.external_id("customer", client.id)
     customer_id = erp.upsert(
         "customer",
         customer_eid,
-        records.customer_body(client.legal_name or client.name, currency=client.currency, email=client.email),
+        records.customer_body(
+            client.legal_name or client.name,
+            currency=client.currency,
+            email=client.email,
+            subsidiary_id=mapping.subsidiary_id,
+            currency_id=mapping.currency_id(client.currency),
+        ),
     )
     store.put_crosswalk("client", client.id, internal_id=customer_id, external_id=customer_eid)
 
@@ -42,6 +55,7 @@ def set_up_project(
             start_date=project.start_date,
             end_date=project.end_date,
             currency=engagement.currency,
+            currency_id=mapping.currency_id(engagement.currency),
         ),
     )
     store.put_crosswalk("project", project.id, internal_id=job_id, external_id=job_eid)

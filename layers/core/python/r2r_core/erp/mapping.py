@@ -1,0 +1,137 @@
+"""Per-account NetSuite mapping: which internal ids r2r writes for subsidiary, items and segments.
+
+Every NetSuite account has its own internal ids for the subsidiary, the service items, the
+department / class / location segments and the tax codes. They live in the ``ErpCredentials``
+secret under ``"mapping"`` (an administrator fills them in once, see the README), e.g.::
+
+    {"mapping": {
+        "subsidiary_id": "1",
+        "items": {"time": "20", "milestone": "21", "expense": "22", "adjustment": "23", "default": "20"},
+        "service_items_by_role": {"Cloud Engineer": "31", "Solution Architect": "32"},
+        "departments": {"EMEA": "4"},          # by region (or business unit, region wins)
+        "classes": {"Cloud": "7"},             # by business unit
+        "locations": {"EMEA": "2"},            # by region
+        "tax_codes": {"DE": "11", "default": "10"},   # by client billing country
+        "expense_categories": {"travel": "5"},
+        "currency_ids": {"EUR": "2"}
+    }}
+
+The older top-level ``items`` and ``expense_categories`` keys are still read. Anything left out is
+simply not sent (NetSuite then applies the record's defaults), except the invoice item, which falls
+back to ``items.default`` and then to ``"1"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ErpMapping", "Segments"]
+
+_IdMap = dict[str, str]
+
+
+class Segments(BaseModel):
+    """Classification of a transaction: NetSuite's department, class and location (internal ids)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    department_id: str | None = None
+    class_id: str | None = None
+    location_id: str | None = None
+
+    def as_fields(self) -> dict[str, dict[str, str]]:
+        """``{"department": {"id": ...}, "class": ..., "location": ...}`` for what is known."""
+        fields = {"department": self.department_id, "class": self.class_id, "location": self.location_id}
+        return {name: {"id": value} for name, value in fields.items() if value}
+
+
+class ErpMapping(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    subsidiary_id: str | None = None
+    items: _IdMap = Field(default_factory=dict)
+    service_items_by_role: _IdMap = Field(default_factory=dict)
+    departments: _IdMap = Field(default_factory=dict)
+    classes: _IdMap = Field(default_factory=dict)
+    locations: _IdMap = Field(default_factory=dict)
+    tax_codes: _IdMap = Field(default_factory=dict)
+    expense_categories: _IdMap = Field(default_factory=dict)
+    currency_ids: _IdMap = Field(default_factory=dict)
+
+    @field_validator(
+        "items",
+        "service_items_by_role",
+        "departments",
+        "classes",
+        "locations",
+        "tax_codes",
+        "expense_categories",
+        "currency_ids",
+        mode="before",
+    )
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): str(v) for k, v in value.items() if v is not None and not str(k).startswith("_")}
+        return value
+
+    @field_validator("subsidiary_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @classmethod
+    def from_secret(cls, document: Mapping[str, Any] | str | bytes | None) -> ErpMapping:
+        """From the ``ErpCredentials`` secret (its ``mapping`` key, plus the legacy top-level keys)."""
+        if document is None:
+            return cls()
+        if isinstance(document, str | bytes):
+            document = json.loads(document)
+            assert isinstance(document, Mapping)
+        values: dict[str, Any] = {}
+        for legacy in ("items", "expense_categories"):
+            if isinstance(document.get(legacy), Mapping):
+                values[legacy] = document[legacy]
+        nested = document.get("mapping")
+        if isinstance(nested, Mapping):
+            for key, value in nested.items():
+                # A legacy top-level map and the nested one merge, the nested one winning per key.
+                if isinstance(value, Mapping) and isinstance(values.get(key), Mapping):
+                    values[key] = {**values[key], **value}
+                else:
+                    values[key] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+            raise ValueError("ERP mapping configuration is invalid at: " + ", ".join(fields)) from None
+
+    def item_for(self, kind: str, role: str | None = None) -> str:
+        """The service item of an invoice line: by role for time, else by line kind, else default."""
+        if role and kind == "time" and role in self.service_items_by_role:
+            return self.service_items_by_role[role]
+        return self.items.get(kind) or self.items.get("default") or "1"
+
+    def segments(self, region: str | None, business_unit: str | None) -> Segments:
+        """Department by region (else business unit), class by business unit, location by region."""
+        department = (self.departments.get(region) if region else None) or (
+            self.departments.get(business_unit) if business_unit else None
+        )
+        return Segments(
+            department_id=department,
+            class_id=self.classes.get(business_unit) if business_unit else None,
+            location_id=self.locations.get(region) if region else None,
+        )
+
+    def tax_code_for(self, country: str | None) -> str | None:
+        """The tax code of the client's billing country, else ``default``, else none."""
+        if country and country.upper() in self.tax_codes:
+            return self.tax_codes[country.upper()]
+        return self.tax_codes.get("default")
+
+    def currency_id(self, currency: str) -> str | None:
+        return self.currency_ids.get(currency.upper())
