@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from .errors import (
 from .faults import FaultInjector, FaultRule
 from .schema import RECORD_TYPES, RecordType, render_decimals, tran_date, validate
 from .store import RecordStore, StoredRecord
+from .suiteql import apply_settlement, invoice_rows, parse_invoice_query, settle_fields
 
 if TYPE_CHECKING:
     from r2r_core.erp import TbaCredentials
@@ -43,6 +45,8 @@ __all__ = ["RECORD_API_PATH", "ErpSandbox"]
 
 RECORD_API_PATH = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"  # noqa: S105 - a URL path, not a secret
+QUERY_PATH = "/services/rest/query/v1/suiteql"
+SETTLED_TYPES = ("invoice",)
 CONTROL_PATH = "/_sandbox"
 DEFAULT_ACCOUNT_ID = "TSTDRV1234567"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -257,6 +261,56 @@ class ErpSandbox:
         """Put one record in a closed period: writes to it answer ``CLOSED_PERIOD``."""
         self.faults.mark_closed(record_type, id=id, external_id=external_id)
 
+    def settle_invoice(
+        self,
+        *,
+        id: str | None = None,
+        external_id: str | None = None,
+        action: str,
+        amount: Decimal | str | None = None,
+    ) -> dict[str, Any]:
+        """Play finance in NetSuite: mark an invoice ``paid`` (all, or a partial ``amount``),
+        ``voided`` or ``credited`` (a credit memo for what remains, or ``amount``, is created from it).
+
+        Returns the invoice as ``/_sandbox/records`` shows it; its ``lastModifiedDate`` moves on.
+        """
+        key = f"eid:{external_id}" if external_id is not None else str(id or "")
+        invoice_type = RECORD_TYPES["invoice"]
+        with self.store.transaction():
+            existing = self._find(invoice_type, key)
+            if existing is None:
+                raise not_found()
+            fields, credited = apply_settlement(
+                existing.fields, action, Decimal(str(amount)) if amount is not None else None
+            )
+            record = self.store.replace(existing, fields)
+            if credited > 0:
+                self._credit_memo_from(existing, credited)
+        return record.as_document()
+
+    def _credit_memo_from(self, invoice: StoredRecord, amount: Decimal) -> None:
+        lines = (invoice.fields.get("item") or {}).get("items") or [{}]
+        item = lines[0].get("item") or {"id": "1"}
+        fields = {
+            "entity": invoice.fields.get("entity"),
+            "createdFrom": {"id": invoice.id},
+            "tranDate": invoice.fields.get("tranDate"),
+            "currency": invoice.fields.get("currency"),
+            "memo": f"credit of invoice {invoice.fields.get('tranId') or invoice.id}",
+            "item": {
+                "items": [
+                    {
+                        "item": item,
+                        "quantity": "1",
+                        "rate": format(amount, "f"),
+                        "amount": format(amount, "f"),
+                    }
+                ]
+            },
+        }
+        credit_type = RECORD_TYPES["creditMemo"]
+        self.store.insert(credit_type.name, None, validate(credit_type, fields, self._resolve))
+
     def reset(self) -> None:
         """Forget records, faults and stats (internal ids keep counting up)."""
         self.store.clear()
@@ -306,6 +360,23 @@ class ErpSandbox:
         if (method, route) == ("POST", "/reset"):
             self.reset()
             return Response(204)
+        if method == "POST" and route.startswith("/invoices/") and route.endswith("/settle"):
+            key = route[len("/invoices/") : -len("/settle")]
+            try:
+                request = jsonio.loads(body or b"{}")
+                if not isinstance(request, dict):
+                    raise ValueError("the body must be a JSON object")
+                document = self.settle_invoice(
+                    id=None if key.startswith("eid:") else key,
+                    external_id=key[4:] if key.startswith("eid:") else None,
+                    action=str(request.get("action", "")),
+                    amount=request.get("amount"),
+                )
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                return Response.error(invalid_content(None, str(exc)))
+            except SandboxError as exc:
+                return Response.error(exc)
+            return Response.json(200, document)
         if route == "/faults":
             if method == "GET":
                 return Response.json(200, self.faults.snapshot())
@@ -331,9 +402,78 @@ class ErpSandbox:
         ``target`` is the request line's path and query; ``host`` the Host header (both signed).
         """
         split = urlsplit(target)
-        path, query, uri = split.path, split.query, f"http://{host}{target}"
+        path, query = split.path, split.query
         parts = [part for part in path[len(RECORD_API_PATH) :].split("/") if part]
         stats_type = parts[0] if parts else "-"
+        return self._gated(
+            method,
+            target,
+            host=host,
+            authorization=authorization,
+            stats_type=stats_type,
+            work=lambda: self._dispatch(method, parts, query, body),
+        )
+
+    def suiteql(
+        self,
+        method: str,
+        target: str,
+        *,
+        host: str,
+        authorization: str | None,
+        body: bytes,
+        prefer: str | None,
+    ) -> Response:
+        """``POST /services/rest/query/v1/suiteql?limit=&offset=`` with ``Prefer: transient``."""
+
+        def work() -> Response:
+            try:
+                if method != "POST":
+                    raise _method_not_allowed(method)
+                if (prefer or "").strip().lower() != "transient":
+                    raise SandboxError(400, "INVALID_PARAMETER", "The header Prefer: transient is required.")
+                payload = _payload(body)
+                params = parse_qs(urlsplit(target).query)
+                limit = _int_param(params, "limit", 1000, 1, 1000)
+                offset = _int_param(params, "offset", 0, 0, None)
+                like, since = parse_invoice_query(str(payload.get("q") or ""))
+                rows = invoice_rows([r for r in self.store.all() if r.record_type == "invoice"], like, since)
+            except SandboxError as exc:
+                return Response.error(exc)
+            page = rows[offset : offset + limit]
+            base = f"{self.url}{QUERY_PATH}"
+            has_more = offset + len(page) < len(rows)
+            links = [{"rel": "self", "href": f"{base}?{urlencode({'limit': limit, 'offset': offset})}"}]
+            if has_more:
+                links.append(
+                    {"rel": "next", "href": f"{base}?{urlencode({'limit': limit, 'offset': offset + limit})}"}
+                )
+            document = {
+                "links": links,
+                "count": len(page),
+                "hasMore": has_more,
+                "items": [{"links": [], **row} for row in page],
+                "offset": offset,
+                "totalResults": len(rows),
+            }
+            return Response.json(200, document, _JSON_COLLECTION)
+
+        return self._gated(
+            method, target, host=host, authorization=authorization, stats_type="suiteql", work=work
+        )
+
+    def _gated(
+        self,
+        method: str,
+        target: str,
+        *,
+        host: str,
+        authorization: str | None,
+        stats_type: str,
+        work: Callable[[], Response],
+    ) -> Response:
+        """Concurrency gate, latency, authentication, then ``work``; counted in the stats."""
+        uri = f"http://{host}{target}"
         admitted = self._stats.enter(self.faults.concurrency_limit)
         response = Response(500)
         try:
@@ -351,7 +491,7 @@ class ErpSandbox:
                 log.info("erp sandbox refused login", extra={"reason": str(exc)})
                 response = Response.error(invalid_login())
                 return response
-            response = self._dispatch(method, parts, query, body)
+            response = work()
             return response
         finally:
             status = "dropped" if response.drop else str(response.status)
@@ -474,8 +614,24 @@ class ErpSandbox:
                 )
             fields = validate(record_type, payload, self._resolve)
             self._check_open(record_type, None, external_id, fields)
-            record = self.store.insert(record_type.name, external_id, fields)
+            record = self._insert(record_type, external_id, fields)
         return Response(204, self._location(record_type, record.id))
+
+    def _insert(
+        self, record_type: RecordType, external_id: str | None, fields: dict[str, Any]
+    ) -> StoredRecord:
+        if record_type.name not in SETTLED_TYPES:
+            return self.store.insert(record_type.name, external_id, fields)
+        record = self.store.insert(record_type.name, external_id, settle_fields(fields, None))
+        # The document number NetSuite assigns (auto-numbering): INV + the internal id.
+        return self.store.replace(record, {**record.fields, "tranId": f"INV{int(record.id):05d}"})
+
+    def _replace(
+        self, record_type: RecordType, existing: StoredRecord, fields: dict[str, Any]
+    ) -> StoredRecord:
+        if record_type.name in SETTLED_TYPES:
+            fields = settle_fields(fields, existing.fields)
+        return self.store.replace(existing, fields)
 
     def _upsert(self, record_type: RecordType, external_id: str, payload: dict[str, Any]) -> Response:
         external_id = _valid_external_id(external_id)
@@ -485,10 +641,10 @@ class ErpSandbox:
             fields = validate(record_type, merged, self._resolve)
             if existing is None:
                 self._check_open(record_type, None, external_id, fields)
-                record = self.store.insert(record_type.name, external_id, fields)
+                record = self._insert(record_type, external_id, fields)
             else:
                 self._check_open(record_type, existing.id, external_id, existing.fields, fields)
-                record = self.store.replace(existing, fields)
+                record = self._replace(record_type, existing, fields)
         return Response(204, self._location(record_type, record.id))
 
     def _update(self, record_type: RecordType, key: str, payload: dict[str, Any]) -> Response:
@@ -498,7 +654,7 @@ class ErpSandbox:
                 raise not_found()
             fields = validate(record_type, _merge(existing.fields, payload), self._resolve)
             self._check_open(record_type, existing.id, existing.external_id, existing.fields, fields)
-            self.store.replace(existing, fields)
+            self._replace(record_type, existing, fields)
         return Response(204, self._location(record_type, existing.id))
 
     def _delete(self, record_type: RecordType, key: str) -> Response:
@@ -626,6 +782,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if split.path == CONTROL_PATH or split.path.startswith(CONTROL_PATH + "/"):
                 response = sandbox.control(method, split.path, body)
+            elif split.path == QUERY_PATH:
+                response = sandbox.suiteql(
+                    method,
+                    self.path,
+                    host=self.headers.get("Host") or f"{sandbox.host}:{sandbox.port}",
+                    authorization=self.headers.get("Authorization"),
+                    body=body,
+                    prefer=self.headers.get("Prefer"),
+                )
             elif split.path == TOKEN_PATH and method == "POST":
                 response = sandbox.token(
                     body, host=self.headers.get("Host") or f"{sandbox.host}:{sandbox.port}"

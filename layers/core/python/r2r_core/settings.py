@@ -34,6 +34,8 @@ class ConsumerSettings(_Settings):
     erp_secret_arn: str | None = Field(default=None, alias="ERP_SECRET_ARN")
     erp_base_url: str | None = Field(default=None, alias="ERP_BASE_URL")
     state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
+    salesforce_secret_arn: str | None = Field(default=None, alias="SALESFORCE_SECRET_ARN")
+    salesforce_base_url: str | None = Field(default=None, alias="SALESFORCE_BASE_URL")
 
 
 S = TypeVar("S", bound=_Settings)

@@ -35,9 +35,10 @@ from .errors import (
 )
 from .oauth2 import OAuth2Credentials, OAuth2TokenSource
 
-__all__ = ["RECORD_API_PATH", "NetSuiteClient", "write_applied"]
+__all__ = ["RECORD_API_PATH", "SUITEQL_PATH", "NetSuiteClient", "write_applied"]
 
 RECORD_API_PATH = "/services/rest/record/v1"
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 _RECORD_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _INTERNAL_ID = re.compile(r"^[0-9]+$")
@@ -145,6 +146,27 @@ class NetSuiteClient:
                 return
             offset += len(items)
 
+    def suiteql(self, query: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every row of a SuiteQL query, page by page (``?limit=&offset=``, ``Prefer: transient``).
+
+        Rows are NetSuite's ``items`` without their ``links``; numbers stay strings as SuiteQL sends
+        them (parse money with ``Decimal``). A read: retried on transient errors like a GET.
+        """
+        limit = page_size or self._page_size
+        if not 1 <= limit <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        payload = _dumps({"q": query})
+        offset = 0
+        while True:
+            url = f"{self._base_url}{SUITEQL_PATH}?{urlencode({'limit': limit, 'offset': offset})}"
+            page = self._read_json(url, record_type="suiteql", method="POST", payload=payload)
+            items = page.get("items") or []
+            for item in items:
+                yield {key: value for key, value in item.items() if key != "links"}
+            if not page.get("hasMore") or not items:
+                return
+            offset += len(items)
+
     def backoff_delay(self, retry_number: int, retry_after: float | None = None) -> float | None:
         """Seconds to wait before retry ``retry_number`` (1-based); None means stop retrying.
 
@@ -212,14 +234,22 @@ class NetSuiteClient:
         assert last is not None
         raise last
 
-    def _read_json(self, url: str, *, record_type: str, external_id: str | None = None) -> dict[str, Any]:
-        context = {"record_type": record_type, "external_id": external_id, "method": "GET"}
+    def _read_json(
+        self,
+        url: str,
+        *,
+        record_type: str,
+        external_id: str | None = None,
+        method: str = "GET",
+        payload: bytes | None = None,
+    ) -> dict[str, Any]:
+        context = {"record_type": record_type, "external_id": external_id, "method": method}
         last: ErpTransientError | None = None
         for attempt in range(1, self._max_attempts + 1):
             if last is not None:
                 self._pause(last, attempt - 1, context)
             try:
-                response = self._send("GET", url, None, context, attempt)
+                response = self._send(method, url, payload, context, attempt)
             except ErpTransientError as exc:
                 last = exc
                 continue
@@ -279,6 +309,8 @@ class NetSuiteClient:
             "Authorization": self._authorization(method, url),
             "Accept": "application/json",
         }
+        if url.split("?", 1)[0].endswith(SUITEQL_PATH):
+            headers["Prefer"] = "transient"
         if payload is not None:
             headers["Content-Type"] = "application/json"
         try:

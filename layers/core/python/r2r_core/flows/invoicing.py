@@ -384,6 +384,16 @@ class InvoiceSteps:
             values={},
         )
         self.store.put_crosswalk("invoice", invoice.id, internal_id=erp_id, external_id=external_id)
+        # The invoice status poller finds the engagement and milestone of an ERP invoice here.
+        self.store.put_new(
+            {
+                "pk": f"INVOICE#{invoice.id}",
+                "sk": "LOOKUP",
+                "engagement_id": state["engagement_id"],
+                "milestone_id": state["milestone_id"],
+                "external_id": external_id,
+            }
+        )
         self._audit(
             state,
             "invoice_created",

@@ -465,6 +465,32 @@ class Invoice(SourceRecord):
         return self
 
 
+class InvoiceStatusChange(SourceRecord):
+    """The settlement of an invoice changed in the ERP (seen by the status poller).
+
+    ``id`` is the canonical invoice id; ``version`` counts the changes r2r has seen of it, so each
+    change is its own business key. Amounts are in the invoice currency.
+    """
+
+    engagement_id: CanonicalId | None = None
+    milestone_id: CanonicalId | None = None
+    erp_id: str = Field(min_length=1, max_length=64)
+    invoice_number: str = Field(min_length=1, max_length=64, description="The ERP document number (tranid).")
+    invoice_date: date | None = None
+    status: InvoiceStatus
+    previous_status: InvoiceStatus | None = None
+    total: Money
+    amount_remaining: Money
+    amount_paid: Money
+    erp_last_modified: str = Field(min_length=1, max_length=40, description="ERP lastModifiedDate (ISO).")
+
+    @model_validator(mode="after")
+    def _one_currency(self) -> Self:
+        if len({self.total.currency, self.amount_remaining.currency, self.amount_paid.currency}) != 1:
+            raise ValueError("total, amount_remaining and amount_paid must share one currency")
+        return self
+
+
 class RevenueKind(StrEnum):
     TIME_AND_MATERIALS_DELIVERED = "time_and_materials_delivered"
     MILESTONE_ACCEPTED = "milestone_accepted"

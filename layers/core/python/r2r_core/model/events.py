@@ -23,6 +23,7 @@ from r2r_core.model.entities import (
     ClosedWonDeal,
     Expense,
     Invoice,
+    InvoiceStatusChange,
     Milestone,
     Project,
     RateCard,
@@ -63,6 +64,12 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("expense.approved", Expense, "1.0", "An expense was approved in the PSA."),
         EventType("milestone.completed", Milestone, "1.0", "A project milestone was completed."),
         EventType("invoice.created", Invoice, "1.0", "An invoice was created in the ERP."),
+        EventType(
+            "invoice.status_changed",
+            InvoiceStatusChange,
+            "1.0",
+            "An invoice was paid (in part or in full), voided or credited in the ERP.",
+        ),
         EventType("revenue.recognized", RevenueEvent, "1.0", "Revenue was recognised."),
         EventType(
             "billing.cap_threshold_reached",
