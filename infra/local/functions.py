@@ -5,8 +5,8 @@ under a module name of its own, and called with a fake Lambda context inside
 ``r2r_core.runtime.use_environ(env)``: several functions run concurrently in one process,
 each seeing the environment the template gives it, resolved to the local resources.
 
-Step Functions reaches the same runtime through moto's Lambda ``invoke`` (patched by
-:func:`install_moto_dispatch`), so a workflow task runs the same code as an SQS consumer.
+Step Functions reaches the same runtime through moto's Lambda ``invoke``, forwarded from moto's
+process to :class:`DispatchServer`, so a workflow task runs the same code as an SQS consumer.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import unquote
 
 from infra.local import config
 from infra.local.provision import FunctionSpec, function_name_of
@@ -245,64 +247,83 @@ def _import_file(name: str, file: Path) -> ModuleType:
     return module
 
 
-# --- moto Lambda seam ----------------------------------------------------------------------------
+# --- the Lambda seam: moto (child process) -> here ----------------------------------------------
 
 
-class _Seam:
-    """The patched moto method and the runtime it dispatches to (moto's backends are per process)."""
+class DispatchServer:
+    """Answers the invocations moto's Lambda receives (Step Functions tasks, SDK ``Invoke``).
 
-    lock = threading.Lock()
-    runtime: FunctionRuntime | None = None
-    original: Any = None
+    moto runs in a child process (:mod:`infra.local.moto_process`) whose ``invoke`` POSTs
+    ``/invoke/<function name or ARN>`` here with the payload; the answer is
+    ``{"payload": "<JSON text>", "error": false}``, or ``"error": true`` with Lambda's error body
+    (``errorType`` is what Step Functions matches in ``Retry``/``Catch``). 404: not ours.
+    """
 
+    def __init__(self, host: str = config.HOST) -> None:
+        self.runtime: FunctionRuntime | None = None
+        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="r2r-dispatch", daemon=True
+        )
 
-def install_moto_dispatch(runtime: FunctionRuntime) -> None:
-    """Route moto's Lambda ``invoke`` (Step Functions tasks, SDK calls) to ``runtime``."""
-    from moto.awslambda_simple.models import LambdaSimpleBackend
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
 
-    with _Seam.lock:
-        if _Seam.original is None:
-            _Seam.original = LambdaSimpleBackend.invoke
-        LambdaSimpleBackend.invoke = _dispatching_invoke  # type: ignore[method-assign]
-        _Seam.runtime = runtime
+    def start(self) -> None:
+        self._thread.start()
 
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
 
-def uninstall_moto_dispatch(runtime: FunctionRuntime) -> None:
-    from moto.awslambda_simple.models import LambdaSimpleBackend
+    def dispatch(self, name_or_arn: str, raw: bytes, invocation_type: str) -> tuple[int, dict[str, Any]]:
+        runtime = self.runtime
+        if runtime is None or not runtime.knows(name_or_arn):
+            return 404, {"message": f"function {name_or_arn} is not run locally"}
+        try:
+            event = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            error = {"errorType": "Runtime.InvalidPayload", "errorMessage": "payload is not JSON"}
+            return 200, {"error": True, "payload": to_json(error)}
+        if invocation_type == "Event":
+            runtime.invoke_async(name_or_arn, event)
+            return 200, {"error": False, "payload": ""}
+        if invocation_type == "DryRun":
+            return 200, {"error": False, "payload": ""}
+        try:
+            result = runtime.invoke(name_or_arn, event)
+        except Exception as exc:
+            LOG.info("function %s failed: %s: %s", function_name_of(name_or_arn), type(exc).__name__, exc)
+            return 200, {"error": True, "payload": to_json(error_payload(exc))}
+        return 200, {"error": False, "payload": to_json(result)}
 
-    with _Seam.lock:
-        if _Seam.runtime is runtime:
-            _Seam.runtime = None
-            LambdaSimpleBackend.invoke = _Seam.original  # type: ignore[method-assign]
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
 
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
 
-def _dispatching_invoke(  # noqa: PLR0917 - moto's LambdaSimpleBackend.invoke signature
-    self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
-) -> bytes | str | None:
-    runtime = _Seam.runtime
-    if runtime is None or not runtime.knows(function_name):
-        return _Seam.original(self, function_name, qualifier, body, headers, response_headers)
-    raw = body.decode() if isinstance(body, bytes) else (body or "")
-    try:
-        event = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return to_json(
-            {"errorType": "Runtime.InvalidPayload", "errorMessage": "payload is not JSON"}
-        ).encode()
-    invocation_type = (headers or {}).get("X-Amz-Invocation-Type", "RequestResponse")
-    if invocation_type == "Event":
-        runtime.invoke_async(function_name, event)
-        return b""
-    if invocation_type == "DryRun":
-        return b""
-    try:
-        result = runtime.invoke(function_name, event)
-    except Exception as exc:
-        LOG.info("function %s failed: %s: %s", function_name_of(function_name), type(exc).__name__, exc)
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return to_json(error_payload(exc)).encode()
-    return to_json(result).encode()
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                name = unquote(self.path.removeprefix("/invoke/"))
+                invocation_type = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
+                status, answer = server.dispatch(name, raw, invocation_type)
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                LOG.debug("dispatch: " + format, *args)
+
+        return Handler
 
 
 def local_common_env(moto_url: str, erp_url: str | None) -> dict[str, str]:

@@ -22,13 +22,14 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
-
-from moto.events.models import EventPattern
+from typing import TYPE_CHECKING, Any
 
 from infra.local import config
 from infra.local.functions import FunctionRuntime
 from infra.local.provision import MappingSpec
+
+if TYPE_CHECKING:
+    from moto.events.models import EventPattern
 
 LOG = logging.getLogger("r2r.local.pollers")
 
@@ -107,6 +108,15 @@ def _matches_filters(record: dict[str, Any], patterns: list[EventPattern]) -> bo
     return any(pattern.matches_event(view) for pattern in patterns)  # type: ignore[arg-type]
 
 
+def _patterns(filters: list[dict[str, Any]]) -> list[EventPattern]:
+    """FilterCriteria patterns, matched with moto's EventBridge pattern matcher (same grammar)."""
+    if not any(filters):
+        return []
+    from moto.events.models import EventPattern
+
+    return [EventPattern.load(json.dumps(f)) for f in filters if f]
+
+
 class QueuePoller:
     """The worker threads of one event source mapping."""
 
@@ -124,7 +134,7 @@ class QueuePoller:
         self._stop = stop
         self.retry_delay_s = retry_delay_s
         self._threads: list[threading.Thread] = []
-        self._patterns = [EventPattern.load(json.dumps(p)) for p in mapping.filters if p]
+        self._patterns = _patterns(mapping.filters)
         self._batch_size = max(1, mapping.batch_size)
         wanted = mapping.max_concurrency or config.DEFAULT_WORKERS_PER_MAPPING
         self.workers = max(1, min(wanted, config.MAX_WORKERS_PER_MAPPING))

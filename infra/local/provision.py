@@ -67,6 +67,7 @@ class QueueInfo:
     dlq_arn: str | None = None
     max_receive_count: int | None = None
     visibility_timeout: int = 30
+    attributes: dict[str, str] = field(default_factory=dict)  # as given to CreateQueue
 
 
 @dataclass
@@ -341,6 +342,7 @@ class Provisioner:
             dlq_arn=dlq_arn,
             max_receive_count=max_receive,
             visibility_timeout=int(props.get("VisibilityTimeout", 30)),
+            attributes=attributes,
         )
 
     # -- DynamoDB -------------------------------------------------------------------------------

@@ -1,18 +1,19 @@
-"""The embedded local stack: the synthesized template, run on moto in this process.
+"""The embedded local stack: the synthesized template, run on moto, on 127.0.0.1.
 
 ``LocalStack.start(repo_root)`` reads ``cdk.out/<stack>.template.json`` (synthesized on demand),
-starts moto's server and the ERP sandbox, creates the template's resources, and runs the
-template's functions, event source mappings, API routes and state machine executions
-in-process. See docs/local-stack.md.
+starts moto's server (in a child process that owns moto's state) and the ERP sandbox, creates the
+template's resources, and runs the template's functions, event source mappings and API routes in
+this process; state machine executions run in moto and call back here for their Lambda tasks.
+See docs/local-stack.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -33,10 +34,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from infra.local import config, webhooks
 from infra.local.api import ApiServer
 from infra.local.functions import (
+    DispatchServer,
     FunctionRuntime,
-    install_moto_dispatch,
     local_common_env,
-    uninstall_moto_dispatch,
 )
 from infra.local.pollers import QueuePoller
 from infra.local.provision import LocalResources, Provisioner
@@ -46,12 +46,9 @@ from infra.local.template import Template
 
 LOG = logging.getLogger("r2r.local")
 
-_ACTIVE_LOCK = threading.Lock()
-_ACTIVE: list[LocalStack] = []  # at most one: moto's state and the Lambda seam are per process
-
 # Loggers of the embedded servers: quiet unless asked (moto logs every request and every
 # failed state, which are expected outcomes here).
-_NOISY_LOGGERS = ("werkzeug", "moto", "botocore.credentials")
+_NOISY_LOGGERS = ("botocore.credentials",)
 
 
 # Long enough for a Step Functions task to exhaust its ErpTransientError retries
@@ -156,7 +153,9 @@ class LocalStack:
         self.pollers: list[QueuePoller] = []
         self.watcher: ExecutionWatcher | None = None
         self.startup_s = 0.0
-        self._moto: Any = None
+        self._moto: subprocess.Popen[str] | None = None
+        self._moto_log: Any = None
+        self._dispatch: DispatchServer | None = None
         self._stop = threading.Event()
         self._saved_env: dict[str, str | None] = {}
         self._saved_levels: dict[str, int] = {}
@@ -164,7 +163,6 @@ class LocalStack:
         self._closed = False
         self._consumed_queue_urls: dict[str, str] = {}
         self._client_local = threading.local()
-        self._saved_moto_config: dict[str, Any] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -196,12 +194,6 @@ class LocalStack:
             function_log_level=function_log_level,
         )
         stack = cls(Path(repo_root) if repo_root else find_repo_root(), options)
-        with _ACTIVE_LOCK:
-            if _ACTIVE:
-                raise RuntimeError(
-                    "a local stack is already running in this process (moto's state is per process)"
-                )
-            _ACTIVE.append(stack)
         try:
             stack._start()
         except BaseException:
@@ -234,8 +226,9 @@ class LocalStack:
         self._set_process_env(environment)
         synth = None if self.options.template else _Synth(self.repo_root, self.stage)
         try:
-            self._start_moto()
-            _warm_imports()  # moto imports a module per service on first use: take that hit now
+            self._dispatch = DispatchServer()
+            self._dispatch.start()
+            self._start_moto(self._dispatch.url)  # meanwhile the synth runs in its own process
             template = synth.result() if synth else self.options.template
         finally:
             if synth is not None:
@@ -252,7 +245,8 @@ class LocalStack:
         self.runtime = FunctionRuntime(
             self.local.functions, local_common_env(self.aws_endpoint_url, self.erp_url)
         )
-        install_moto_dispatch(self.runtime)
+        assert self._dispatch is not None
+        self._dispatch.runtime = self.runtime
         for name, error in self.runtime.preload().items():
             LOG.warning("function %s cannot be loaded yet: %s", name, error)
         port = self._port(2)
@@ -291,25 +285,16 @@ class LocalStack:
             server.stop()
         if self.runtime is not None:
             self.runtime.join_background(3)
-            uninstall_moto_dispatch(self.runtime)
         if self.erp is not None:
             with contextlib.suppress(Exception):
                 self.erp.stop()
-        if self._moto is not None:
-            with contextlib.suppress(Exception):
-                requests.post(f"{self.aws_endpoint_url}/moto-api/reset", timeout=10)
-            with contextlib.suppress(Exception):
-                self._moto.stop()
-            from moto.core.config import default_user_config
-
-            default_user_config.update(self._saved_moto_config)  # type: ignore[typeddict-item]
+        if self._dispatch is not None:
+            self._dispatch.stop()
+        self._stop_moto()
         self._restore_process_env()
         self._restore_loggers()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
-        with _ACTIVE_LOCK:
-            if self in _ACTIVE:
-                _ACTIVE.remove(self)
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -331,30 +316,66 @@ class LocalStack:
                         "is another local stack running? choose another --port-base, or 0 for any free ports"
                     ) from None
 
-    def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
-
+    def _start_moto(self, dispatch_url: str, timeout: float = 60.0) -> None:
+        """moto's server in a child process (:mod:`infra.local.moto_process`); wait until it listens."""
         self._check_ports()
-
-        self._moto = ThreadedMotoServer(ip_address=config.HOST, port=self._port(0), verbose=False)
-        self._moto.start()
-        _host, port = self._moto.get_host_and_port()
+        self._moto_log = tempfile.TemporaryFile(mode="w+", prefix="r2r-moto-")  # noqa: SIM115 - closed in close()
+        self._moto = subprocess.Popen(  # noqa: S603 - this interpreter, our module
+            [
+                sys.executable,
+                "-m",
+                "infra.local.moto_process",
+                "--port",
+                str(self._port(0)),
+                "--dispatch-url",
+                dispatch_url,
+            ],
+            cwd=self.repo_root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if not self.options.quiet else self._moto_log,
+            text=True,
+        )
+        assert self._moto.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline and self._moto.poll() is None:
+            ready, _, _ = select.select([self._moto.stdout], [], [], 0.2)
+            if ready:
+                line = self._moto.stdout.readline()
+                break
+        if not line.strip():
+            raise RuntimeError(f"moto did not start within {timeout:.0f} s: {self._moto_log_tail()}")
+        port = int(json.loads(line)["port"])
         self.aws_endpoint_url = f"http://{config.HOST}:{port}"
-        # The ASL interpreter calls Lambda at http://localhost:$MOTO_PORT.
-        self._set_process_env({"MOTO_PORT": str(port), "AWS_ENDPOINT_URL": self.aws_endpoint_url})
-        # moto's state is per process: start from nothing, then switch on what we need (and put
-        # the switches back on close, for whatever else runs in this process afterwards).
-        from moto.core.config import default_user_config
-
-        self._saved_moto_config = {
-            k: copy.deepcopy(default_user_config.get(k)) for k in ("lambda", "stepfunctions")
-        }
-        requests.post(f"{self.aws_endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         requests.post(
             f"{self.aws_endpoint_url}/moto-api/config",
             json={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}},
             timeout=10,
         ).raise_for_status()
+
+    def _moto_log_tail(self) -> str:
+        if self._moto_log is None:
+            return ""
+        self._moto_log.seek(0)
+        return "\n".join(self._moto_log.read().strip().splitlines()[-20:]) or "(no output)"
+
+    def _stop_moto(self) -> None:
+        process, self._moto = self._moto, None
+        if process is not None:
+            with contextlib.suppress(OSError):
+                if process.stdin is not None:
+                    process.stdin.close()  # its signal to stop
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._moto_log is not None:
+            self._moto_log.close()
+            self._moto_log = None
 
     def _start_erp(self) -> None:
         from infra.erp_sandbox import ErpSandbox
@@ -658,23 +679,6 @@ class LocalStack:
                 for r in api.routes
             ],
         }
-
-
-def _warm_imports() -> None:
-    import importlib
-
-    for module in (
-        "moto.stepfunctions.parser.models",
-        "moto.awslambda.models",
-        "moto.dynamodb.models",
-        "moto.s3.models",
-        "moto.secretsmanager.models",
-        "moto.iam.models",
-        "moto.events.models",
-        "moto.sqs.models",
-    ):
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
 
 
 def _erp_credentials_kwargs(sandbox_class: Any) -> dict[str, Any]:

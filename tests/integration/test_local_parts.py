@@ -156,23 +156,21 @@ def test_a_taken_port_base_fails_fast(tmp_path: Path):
 
 
 @pytest.mark.xdist_group("local")
-def test_closing_puts_moto_and_the_process_back(tmp_path: Path):
+def test_closing_stops_moto_and_puts_the_process_back(tmp_path: Path):
     import os
 
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-    from moto.core.config import default_user_config
+    import requests
 
     template = tmp_path / "t.json"
     template.write_text(json.dumps({"Resources": {}}))
-    before = (dict(default_user_config), LambdaSimpleBackend.invoke, os.environ.get("AWS_ENDPOINT_URL"))
+    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "MOTO_PORT", "POWERTOOLS_TRACE_DISABLED")}
 
     with LocalStack.start(tmp_path, template=template, erp=False) as stack:
-        assert os.environ["AWS_ENDPOINT_URL"] == stack.aws_endpoint_url
-        assert default_user_config["stepfunctions"] == {"execute_state_machine": True}
+        endpoint = stack.aws_endpoint_url
+        assert requests.get(endpoint + "/moto-api/data.json", timeout=5).ok
+        assert "AWS_ENDPOINT_URL" not in os.environ  # only the functions' environment points at moto
         assert stack.api_url == "" and stack.drain(timeout=5, stable_s=0.1) < 5
 
-    assert (
-        dict(default_user_config),
-        LambdaSimpleBackend.invoke,
-        os.environ.get("AWS_ENDPOINT_URL"),
-    ) == before
+    assert {k: os.environ.get(k) for k in before} == before
+    with pytest.raises(requests.ConnectionError):
+        requests.get(endpoint + "/moto-api/data.json", timeout=5)

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-from moto.sqs.models import sqs_backends
 
 from infra.local import DrainTimeout, LocalStack
 from infra.local.scenario import ScenarioError
@@ -360,9 +359,10 @@ def test_resources_come_from_the_template(stack: LocalStack):
         "deadLetterTargetArn": dlq["Attributes"]["QueueArn"],
         "maxReceiveCount": 2,
     }
-    # moto keeps RedriveAllowPolicy but does not return it from GetQueueAttributes: look inside.
-    moto_dlq = sqs_backends["123456789012"]["us-east-1"].queues["r2r-dev-ConsumerDlq"]
-    assert json.loads(moto_dlq.redrive_allow_policy)["redrivePermission"] == "allowAll"
+    # moto keeps RedriveAllowPolicy but does not return it from GetQueueAttributes.
+    assert stack.local is not None
+    allow = stack.local.queues["ConsumerDlq"].attributes["RedriveAllowPolicy"]
+    assert json.loads(allow) == {"redrivePermission": "allowAll"}
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expiration"
     assert json.loads(secret["SecretString"])["crm"][0].startswith("whsec_")
     assert stack.resources["Bus"] == "r2r-dev-canonical"
@@ -515,9 +515,16 @@ def test_scenario_errors_are_clear(stack: LocalStack, tmp_path: Path):
         stack.run_scenario(tmp_path)
 
 
-def test_only_one_stack_per_process(stack: LocalStack, tmp_path: Path):
-    with pytest.raises(RuntimeError, match="already running"):
-        LocalStack.start(tmp_path, template=tmp_path / "none.json", erp=False)
+def test_a_second_stack_in_the_same_process_is_independent(stack: LocalStack, tmp_path: Path):
+    template = tmp_path / "t.json"
+    template.write_text(json.dumps({"Resources": {"Other": {"Type": "AWS::SQS::Queue"}}}))
+
+    with LocalStack.start(tmp_path, template=template, erp=False) as other:
+        theirs = other.boto3_client("sqs").list_queues()["QueueUrls"]
+        ours = stack.boto3_client("sqs").list_queues()["QueueUrls"]
+
+    assert [u.rsplit("/", 1)[1] for u in theirs] == ["t-Other"]
+    assert "t-Other" not in {u.rsplit("/", 1)[1] for u in ours}
 
 
 def test_startup_is_quick(stack: LocalStack):
