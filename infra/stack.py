@@ -7,6 +7,8 @@ function gets is the contract of docs/architecture.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aws_cdk import CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_events as events
 from constructs import Construct
@@ -27,6 +29,8 @@ INGEST_TIMEOUT = Duration.seconds(10)
 CONSUMER_TIMEOUT = Duration.seconds(30)
 WORKFLOW_TIMEOUT = Duration.seconds(60)
 DEFAULT_CONSUMER_CONCURRENCY = 5
+# The poller reads the ERP (SuiteQL) and serialises itself on a watermark: the smallest share.
+POLLER_CONCURRENCY = 2
 FAILED_EXECUTION_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
 
 # Output names the local stack and operators rely on.
@@ -131,10 +135,11 @@ class R2rStack(Stack):
             folder: str,
             *,
             environment: dict[str, str],
-            event_pattern: events.EventPattern,
+            event_pattern: events.EventPattern | None,
             event_bus: events.IEventBus | None,
             max_concurrency: int,
             description: str,
+            schedule: events.Schedule | None = None,
         ) -> QueueConsumer:
             return QueueConsumer(
                 self,
@@ -149,6 +154,7 @@ class R2rStack(Stack):
                 event_bus=event_bus,
                 max_concurrency=max_concurrency,
                 description=description,
+                schedule=schedule,
             )
 
         erp_writer_environment = {
@@ -235,6 +241,8 @@ class R2rStack(Stack):
         tables.state.grant_read_write_data(exception_router.function)
         tables.audit.grant_read_write_data(exception_router.function)
 
+        self._invoice_status_sync(consumer, settings=settings, tables=tables, secrets=secrets, bus=bus)
+
         # --- outputs --------------------------------------------------------------------
         CfnOutput(self, OUTPUT_API_URL, value=api.webhook_base_url, description="POST <ApiUrl>/<source>")
         CfnOutput(self, OUTPUT_EVENT_BUS_NAME, value=bus.event_bus_name, description="canonical bus")
@@ -245,6 +253,59 @@ class R2rStack(Stack):
             description="milestone-to-invoice",
         )
         CfnOutput(self, OUTPUT_RAW_BUCKET_NAME, value=archive.bucket.bucket_name, description="raw archive")
+
+    def _invoice_status_sync(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        settings: StageSettings,
+        tables: DataTables,
+        secrets: IntegrationSecrets,
+        bus: events.IEventBus,
+    ) -> None:
+        """ERP -> CRM and PSA: a schedule rule ticks the poller's queue (own DLQ); the poller reads
+        invoice status with SuiteQL and publishes ``invoice.status_changed``; the write-back consumer
+        updates Salesforce (CRM opportunity, Certinia billing event). Neither writes to the ERP."""
+        status_poller = consumer(
+            "InvoiceStatusPoller",
+            "invoice_status_poller",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+                "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+                "ERP_BASE_URL": settings.erp_base_url,
+            },
+            event_pattern=None,
+            schedule=events.Schedule.rate(Duration.minutes(settings.invoice_status_poll_minutes)),
+            event_bus=None,
+            max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
+            description="r2r invoice_status_poller: SuiteQL poll of invoice status changes (ERP read only)",
+        )
+        tables.state.grant_read_write_data(status_poller.function)
+        tables.audit.grant_read_write_data(status_poller.function)
+        bus.grant_put_events_to(status_poller.function)
+        secrets.erp_credentials.grant_read(status_poller.function)
+
+        status_writeback = consumer(
+            "InvoiceStatusWriteback",
+            "invoice_status_writeback",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "SALESFORCE_SECRET_ARN": secrets.salesforce_credentials.secret_arn,
+                "SALESFORCE_BASE_URL": settings.salesforce_base_url,
+            },
+            event_pattern=_canonical_pattern("invoice.status_changed"),
+            event_bus=bus,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r invoice_status_writeback: invoice status to CRM opportunity, PSA billing event",
+        )
+        tables.state.grant_read_write_data(status_writeback.function)
+        tables.audit.grant_read_write_data(status_writeback.function)
+        tables.idempotency.grant_read_write_data(status_writeback.function)
+        secrets.salesforce_credentials.grant_read(status_writeback.function)
 
     def _acknowledge_bucket_put(self, function: R2rFunction, archive: RawArchive) -> None:
         policy = function.role.node.find_child("DefaultPolicy")

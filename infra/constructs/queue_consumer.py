@@ -72,11 +72,16 @@ class QueueConsumer(Construct):
         environment: Mapping[str, str],
         layers: Sequence[lambda_.ILayerVersion],
         log_removal_policy: RemovalPolicy,
-        event_pattern: events.EventPattern,
+        event_pattern: events.EventPattern | None,
         event_bus: events.IEventBus | None,
         max_concurrency: int,
         description: str,
+        schedule: events.Schedule | None = None,
     ) -> None:
+        """``event_pattern`` routes events from ``event_bus``; or, with ``schedule`` (default bus),
+        the rule puts a scheduled event on the queue at each tick."""
+        if (event_pattern is None) == (schedule is None):
+            raise ValueError("give exactly one of event_pattern and schedule")
         super().__init__(scope, construct_id)
         self.consumer = R2rFunction(
             self,
@@ -124,6 +129,7 @@ class QueueConsumer(Construct):
             description=f"{description}: route matching events to its queue",
             event_bus=event_bus,
             event_pattern=event_pattern,
+            schedule=schedule,
         )
         self.rule.add_target(targets.SqsQueue(self.queue))
 

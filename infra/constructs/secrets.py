@@ -18,6 +18,7 @@ PLACEHOLDER_KEY = "_placeholder"
 # Skeletons only (no secret material): the operator replaces the whole value.
 WEBHOOK_SECRETS_SKELETON = '{"generic": []}'
 ERP_CREDENTIALS_SKELETON = '{"account_id": ""}'
+SALESFORCE_CREDENTIALS_SKELETON = '{"client_id": ""}'
 _NO_ROTATION = (
     "Third-party credentials: they are issued by the source system (webhook signing secrets, "
     "NetSuite TBA/OAuth material) and rotated there by the operator, who then updates this "
@@ -26,7 +27,8 @@ _NO_ROTATION = (
 
 
 class IntegrationSecrets(Construct):
-    """``WebhookSecrets`` (``{"<source>": ["whsec_...", ...]}``) and ``ErpCredentials``."""
+    """``WebhookSecrets`` (``{"<source>": ["whsec_...", ...]}``), ``ErpCredentials`` and
+    ``SalesforceCredentials`` (connected app client credentials for CRM/PSA write-backs)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
@@ -50,5 +52,15 @@ class IntegrationSecrets(Construct):
             ),
             removal_policy=removal_policy,
         )
-        for secret in (self.webhook_secrets, self.erp_credentials):
+        self.salesforce_credentials = secretsmanager.Secret(
+            self,
+            "SalesforceCredentials",
+            description='r2r Salesforce connected app: {"client_id", "client_secret", "api_version"}',
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=SALESFORCE_CREDENTIALS_SKELETON,
+                generate_string_key=PLACEHOLDER_KEY,
+            ),
+            removal_policy=removal_policy,
+        )
+        for secret in (self.webhook_secrets, self.erp_credentials, self.salesforce_credentials):
             nag.acknowledge(secret, "SMG4", _NO_ROTATION)

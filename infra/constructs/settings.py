@@ -22,6 +22,8 @@ CTX_API_BURST = "apiThrottleBurstLimit"
 CTX_ERP_CONCURRENCY = "erpConcurrencyShare"
 CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
+CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
+CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -63,6 +65,8 @@ class StageSettings:
     erp_concurrency_share: int = 5
     remove_data_on_destroy: bool = False
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
+    salesforce_base_url: str = "https://example.my.salesforce.com"
+    invoice_status_poll_minutes: int = 15
 
     @property
     def stack_name(self) -> str:
@@ -96,4 +100,11 @@ class StageSettings:
                 CTX_REMOVE_DATA, get(CTX_REMOVE_DATA, defaults.remove_data_on_destroy)
             ),
             erp_base_url=str(get(CTX_ERP_BASE_URL, defaults.erp_base_url)),
+            salesforce_base_url=str(get(CTX_SALESFORCE_BASE_URL, defaults.salesforce_base_url)),
+            invoice_status_poll_minutes=_as_int(
+                CTX_INVOICE_STATUS_POLL_MINUTES,
+                get(CTX_INVOICE_STATUS_POLL_MINUTES, defaults.invoice_status_poll_minutes),
+                minimum=1,
+                maximum=1440,
+            ),
         )

@@ -8,7 +8,12 @@ from typing import Any
 
 STAGE = "dev"
 # Non-default values, so the tests see context reach the template.
-CONTEXT = {"erpConcurrencyShare": 3, "apiThrottleRateLimit": 25, "apiThrottleBurstLimit": 40}
+CONTEXT = {
+    "erpConcurrencyShare": 3,
+    "apiThrottleRateLimit": 25,
+    "apiThrottleBurstLimit": 40,
+    "invoiceStatusPollMinutes": 10,
+}
 
 # Folder -> (environment keys besides the common ones, timeout) from docs/architecture.md.
 ERP_WRITER_ENV = {
@@ -42,6 +47,20 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         60,
     ),
     "exception_router": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME"}, 30),
+    "invoice_status_poller": (
+        {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"},
+        30,
+    ),
+    "invoice_status_writeback": (
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "IDEMPOTENCY_TABLE_NAME",
+            "SALESFORCE_SECRET_ARN",
+            "SALESFORCE_BASE_URL",
+        },
+        30,
+    ),
 }
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Consumer folder -> (bus, detail-type or None, expected MaximumConcurrency).
@@ -51,6 +70,11 @@ CONSUMERS = {
     "expense_posting": ("custom", "expense.approved", CONTEXT["erpConcurrencyShare"]),
     "milestone_trigger": ("custom", "milestone.completed", 5),
     "exception_router": ("default", "Step Functions Execution Status Change", 5),
+    "invoice_status_writeback": ("custom", "invoice.status_changed", 5),
+}
+# Consumers fed by a schedule rule on the default bus: folder -> (rate expression, MaximumConcurrency).
+SCHEDULED_CONSUMERS = {
+    "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
 }
 
 

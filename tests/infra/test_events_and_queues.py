@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.helpers import CONSUMERS, flatten, functions_by_folder, of_type, ref_id
+from tests.infra.helpers import CONSUMERS, SCHEDULED_CONSUMERS, flatten, functions_by_folder, of_type, ref_id
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -59,7 +59,7 @@ def _consumer_wiring(resources: dict[str, dict[str, Any]], folder: str) -> dict[
     }
 
 
-@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+@pytest.mark.parametrize("folder", sorted(CONSUMERS | SCHEDULED_CONSUMERS))
 def test_queue_and_dlq(resources: dict[str, dict[str, Any]], folder: str) -> None:
     w = _consumer_wiring(resources, folder)
     queue, dlq = w["queue"], w["dlq"]
@@ -75,7 +75,7 @@ def test_queue_and_dlq(resources: dict[str, dict[str, Any]], folder: str) -> Non
     assert "RedrivePolicy" not in dlq
 
 
-@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+@pytest.mark.parametrize("folder", sorted(CONSUMERS | SCHEDULED_CONSUMERS))
 def test_queues_deny_insecure_transport(resources: dict[str, dict[str, Any]], folder: str) -> None:
     w = _consumer_wiring(resources, folder)
     for queue_id in (w["queue_id"], w["dlq_id"]):
@@ -91,7 +91,7 @@ def test_queues_deny_insecure_transport(resources: dict[str, dict[str, Any]], fo
         ), queue_id
 
 
-@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+@pytest.mark.parametrize("folder", sorted(CONSUMERS | SCHEDULED_CONSUMERS))
 def test_dlq_redrive_allow_policy_names_its_source_queue(
     resources: dict[str, dict[str, Any]], folder: str
 ) -> None:
@@ -116,12 +116,38 @@ def test_dlq_redrive_allow_policy_names_its_source_queue(
     }
 
 
-@pytest.mark.parametrize("folder", sorted(CONSUMERS))
+@pytest.mark.parametrize("folder", sorted(CONSUMERS | SCHEDULED_CONSUMERS))
 def test_event_source_mapping(resources: dict[str, dict[str, Any]], folder: str) -> None:
     esm = _consumer_wiring(resources, folder)["esm"]
     assert esm["BatchSize"] == 10
     assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert esm["ScalingConfig"]["MaximumConcurrency"] == CONSUMERS[folder][2]
+    expected = (CONSUMERS.get(folder) or SCHEDULED_CONSUMERS[folder])[-1]
+    assert esm["ScalingConfig"]["MaximumConcurrency"] == expected
+
+
+@pytest.mark.parametrize("folder", sorted(SCHEDULED_CONSUMERS))
+def test_schedule_rule_ticks_the_pollers_own_queue(resources: dict[str, dict[str, Any]], folder: str) -> None:
+    wiring = _consumer_wiring(resources, folder)
+    rule = wiring["rule"]
+    assert rule["ScheduleExpression"] == SCHEDULED_CONSUMERS[folder][0]
+    assert "EventPattern" not in rule and "EventBusName" not in rule  # schedules live on the default bus
+    assert wiring["queue"]["RedrivePolicy"]["maxReceiveCount"] >= 5
+
+
+def test_every_erp_writing_consumer_is_capped_at_the_erp_share(resources: dict[str, dict[str, Any]]) -> None:
+    """A consumer whose function holds the ERP secret counts against NetSuite's account-wide limit."""
+    share = CONSUMERS["project_setup"][2]
+    capped = 0
+    for folder, (_lid, fn) in functions_by_folder(resources).items():
+        if (
+            "ERP_SECRET_ARN" not in fn["Properties"]["Environment"]["Variables"]
+            or folder == "invoice_workflow"
+        ):
+            continue
+        esm = _consumer_wiring(resources, folder)["esm"]
+        assert esm["ScalingConfig"]["MaximumConcurrency"] <= share, folder
+        capped += 1
+    assert capped == 4  # project_setup, time_posting, expense_posting, invoice_status_poller
 
 
 @pytest.mark.parametrize("folder", sorted(CONSUMERS))
@@ -141,6 +167,7 @@ def test_rule_pattern_and_bus(resources: dict[str, dict[str, Any]], folder: str)
         assert resources[ref_id(machine)]["Type"] == "AWS::StepFunctions::StateMachine"
 
 
-def test_four_consumers_four_queue_pairs(resources: dict[str, dict[str, Any]]) -> None:
-    assert len(of_type(resources, "AWS::SQS::Queue")) == 2 * len(CONSUMERS)
-    assert len(of_type(resources, "AWS::Lambda::EventSourceMapping")) == len(CONSUMERS)
+def test_every_consumer_has_its_own_queue_pair(resources: dict[str, dict[str, Any]]) -> None:
+    consumers = len(CONSUMERS) + len(SCHEDULED_CONSUMERS)
+    assert len(of_type(resources, "AWS::SQS::Queue")) == 2 * consumers
+    assert len(of_type(resources, "AWS::Lambda::EventSourceMapping")) == consumers

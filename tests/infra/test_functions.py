@@ -67,13 +67,18 @@ def test_environment_references_resolve_to_the_right_resources(resources: dict[s
         "WEBHOOK_SECRETS_ARN": "AWS::SecretsManager::Secret",
         "ERP_SECRET_ARN": "AWS::SecretsManager::Secret",
         "STATE_MACHINE_ARN": "AWS::StepFunctions::StateMachine",
+        "SALESFORCE_SECRET_ARN": "AWS::SecretsManager::Secret",
     }
     table_for = {
         "IDEMPOTENCY_TABLE_NAME": "Idempotency",
         "STATE_TABLE_NAME": "State",
         "AUDIT_TABLE_NAME": "Audit",
     }
-    secret_for = {"WEBHOOK_SECRETS_ARN": "WebhookSecrets", "ERP_SECRET_ARN": "ErpCredentials"}
+    secret_for = {
+        "WEBHOOK_SECRETS_ARN": "WebhookSecrets",
+        "ERP_SECRET_ARN": "ErpCredentials",
+        "SALESFORCE_SECRET_ARN": "SalesforceCredentials",
+    }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         for key, value in res["Properties"]["Environment"]["Variables"].items():
             if key not in expected_types:
@@ -130,6 +135,8 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "milestone_trigger": {"dynamodb:PutItem", "states:StartExecution"},
         "invoice_workflow": {"dynamodb:PutItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
         "exception_router": {"dynamodb:PutItem"},
+        "invoice_status_poller": {"dynamodb:UpdateItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
+        "invoice_status_writeback": {"dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         role = ref_id(res["Properties"]["Role"])

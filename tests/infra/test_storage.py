@@ -99,9 +99,10 @@ def test_tables(
 
 def test_secrets_hold_a_generated_json_skeleton_only(resources: dict[str, dict[str, Any]]) -> None:
     secrets = of_type(resources, "AWS::SecretsManager::Secret")
-    assert len(secrets) == 2
+    assert len(secrets) == 3
     assert any("WebhookSecrets" in lid for lid in secrets)
     assert any("ErpCredentials" in lid for lid in secrets)
+    assert any("SalesforceCredentials" in lid for lid in secrets)
     for lid, res in secrets.items():
         props = res["Properties"]
         assert "SecretString" not in props, lid
