@@ -43,6 +43,14 @@ ERP_CREDENTIALS: Final[dict[str, str]] = {
     "token_secret": "r2r-local-token-secret",
 }
 
+# OAuth client credentials for the local Salesforce sandbox (CRM / PSA write-backs); the sandbox is
+# started with exactly these.
+SALESFORCE_CREDENTIALS: Final[dict[str, str]] = {
+    "client_id": "r2r-local-sf-client",
+    "client_secret": "r2r-local-sf-secret",
+    "api_version": "v61.0",
+}
+
 # Lambda defaults when the template leaves them out (AWS's own defaults).
 DEFAULT_TIMEOUT_S: Final = 3
 DEFAULT_MEMORY_MB: Final = 128

@@ -22,6 +22,7 @@ from typing import Any
 from botocore import xform_name
 
 from infra.local import config
+from infra.local.schedules import ScheduleSpec, ScheduleTarget
 from infra.local.template import (
     Resolver,
     Resource,
@@ -55,7 +56,11 @@ _NAMING: dict[str, tuple[str, str | None]] = {
 }
 
 # Environment variables that tell which secret holds what.
-_SECRET_ROLES = {"WEBHOOK_SECRETS_ARN": "webhook", "ERP_SECRET_ARN": "erp"}
+_SECRET_ROLES = {
+    "WEBHOOK_SECRETS_ARN": "webhook",
+    "ERP_SECRET_ARN": "erp",
+    "SALESFORCE_SECRET_ARN": "salesforce",
+}
 
 
 @dataclass
@@ -137,6 +142,7 @@ class LocalResources:
     state_machines: dict[str, StateMachineInfo] = field(default_factory=dict)
     mappings: list[MappingSpec] = field(default_factory=list)
     apis: list[ApiSpec] = field(default_factory=list)
+    schedules: list[ScheduleSpec] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # logical id -> type
 
     def queue_by_arn(self, arn: str) -> QueueInfo | None:
@@ -156,6 +162,21 @@ class LocalResources:
             if value and value in self.buckets.values():
                 return value
         return next(iter(self.buckets.values()), None)
+
+    def uses_env(self, variable: str) -> bool:
+        """Whether some function's template environment sets ``variable``."""
+        return any(variable in f.environment for f in self.functions.values())
+
+    def function(self, name: str) -> FunctionSpec:
+        """A function by logical id, physical name or ARN, or its source folder (``time_posting``)."""
+        for spec in self.functions.values():
+            if name in (spec.logical_id, spec.name, spec.arn, spec.source_dir.name):
+                return spec
+        found = self.function_by_name(name)
+        if found is None:
+            known = ", ".join(sorted(f.source_dir.name for f in self.functions.values()))
+            raise LookupError(f"no function {name!r} in the template (functions: {known})")
+        return found
 
     def table_for_env(self, variable: str) -> str | None:
         """The table a function's environment ``variable`` (e.g. STATE_TABLE_NAME) names."""
@@ -411,6 +432,8 @@ class Provisioner:
                 roles[logical_id] = "webhook"
             elif "erp" in lowered or "netsuite" in lowered:
                 roles[logical_id] = "erp"
+            elif "salesforce" in lowered:
+                roles[logical_id] = "salesforce"
         return roles
 
     def _secret(self, resource: Resource, name: str) -> None:
@@ -421,6 +444,8 @@ class Provisioner:
             value = config.webhook_secrets_json()
         elif role == "erp":
             value = config.erp_credentials_json()
+        elif role == "salesforce":
+            value = json.dumps(config.SALESFORCE_CREDENTIALS)
         elif "SecretString" in resource.properties:
             value = self.resolver.resolve_str(resource.properties["SecretString"])
         else:
@@ -454,15 +479,15 @@ class Provisioner:
             kwargs["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
         if props.get("ScheduleExpression"):
             kwargs["ScheduleExpression"] = props["ScheduleExpression"]
-            LOG.warning("rule %s: schedules do not fire in the local stack", resource.logical_id)
         if props.get("Description"):
             kwargs["Description"] = props["Description"]
         events = self.client("events")
         arn = events.put_rule(**kwargs)["RuleArn"]
         targets = []
+        scheduled = bool(props.get("ScheduleExpression"))
         for target in props.get("Targets") or []:
             target_arn = str(target["Arn"])
-            if ":sqs:" not in target_arn:
+            if ":sqs:" not in target_arn and not scheduled:
                 LOG.warning(
                     "rule %s: target %s is not an SQS queue; moto only delivers to SQS targets",
                     resource.logical_id,
@@ -478,6 +503,44 @@ class Provisioner:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
         self.resolver.set_physical(resource.logical_id, name, {"Arn": arn})
         self.out.rules[resource.logical_id] = name
+        if scheduled:
+            self._schedule(resource.logical_id, name, arn, props)
+
+    def _schedule(self, logical_id: str, name: str, arn: str, props: Mapping[str, Any]) -> None:
+        """A scheduled rule: moto never fires it, infra.local.schedules does."""
+        targets = []
+        for target in props.get("Targets") or []:
+            target_arn = str(target["Arn"])
+            queue = self.out.queue_by_arn(target_arn)
+            function = self.out.function_by_name(target_arn) if ":lambda:" in target_arn else None
+            if queue is None and function is None:
+                LOG.warning(
+                    "scheduled rule %s: target %s is neither a local queue nor function",
+                    logical_id,
+                    target_arn,
+                )
+                continue
+            if "InputTransformer" in target:
+                LOG.warning("scheduled rule %s: InputTransformer is not applied locally", logical_id)
+            targets.append(
+                ScheduleTarget(
+                    arn=target_arn,
+                    queue_url=queue.url if queue else None,
+                    function_name=function.name if function else None,
+                    input=target.get("Input"),
+                    input_path=target.get("InputPath"),
+                )
+            )
+        self.out.schedules.append(
+            ScheduleSpec(
+                logical_id=logical_id,
+                name=name,
+                arn=arn,
+                expression=str(props["ScheduleExpression"]),
+                enabled=str(props.get("State", "ENABLED")) == "ENABLED",
+                targets=targets,
+            )
+        )
 
     # -- Lambda ---------------------------------------------------------------------------------
 

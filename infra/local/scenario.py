@@ -21,6 +21,7 @@ _KNOWN_KEYS = {
     "path",
     "description",
 }
+_TICK_KEYS = {"tick", "description"}
 
 
 class ScenarioError(ValueError):
@@ -41,6 +42,7 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     sign: bool = True
     path: str | None = None
+    tick: str | None = None  # a scheduled rule to tick instead of a delivery
 
     def expected(self, status: int) -> bool:
         if self.expect_status is None:
@@ -60,9 +62,18 @@ def load_step(file: Path) -> Step:
         raise ScenarioError(f"{file.name}: not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise ScenarioError(f"{file.name}: a scenario file is a JSON object")
+    if "tick" in document:
+        extra = set(document) - _TICK_KEYS
+        if extra:
+            raise ScenarioError(
+                f"{file.name}: a tick step takes only {sorted(_TICK_KEYS)}, not {sorted(extra)}"
+            )
+        return Step(file=file.name, source="", webhook_id="", tick=str(document["tick"]))
     unknown = set(document) - _KNOWN_KEYS
     if unknown:
-        raise ScenarioError(f"{file.name}: unknown keys {sorted(unknown)} (known: {sorted(_KNOWN_KEYS)})")
+        raise ScenarioError(
+            f"{file.name}: unknown keys {sorted(unknown)} (known: {sorted(_KNOWN_KEYS | _TICK_KEYS)})"
+        )
     source = document.get("source")
     if not isinstance(source, str) or not source:
         raise ScenarioError(f"{file.name}: 'source' (e.g. \"crm\") is required")

@@ -41,6 +41,14 @@ from infra.local.functions import (
 from infra.local.pollers import QueuePoller
 from infra.local.provision import LocalResources, Provisioner
 from infra.local.scenario import ScenarioError, Step, invoice_summary, load_scenario, to_jsonable
+from infra.local.schedules import (
+    Scheduler,
+    ScheduleSpec,
+    find_schedule,
+    schedule_document,
+    scheduled_event,
+    target_payload,
+)
 from infra.local.sfn_events import ExecutionWatcher
 from infra.local.template import Template
 
@@ -75,6 +83,8 @@ class StackOptions:
     secret_values: Mapping[str, str] = field(default_factory=dict)
     quiet: bool = True
     function_log_level: str | None = None
+    saas: bool = True
+    schedules: bool = False
 
 
 def find_repo_root(start: Path | None = None) -> Path:
@@ -146,6 +156,9 @@ class LocalStack:
         self.local: LocalResources | None = None
         self.erp: Any = None
         self.erp_url: str | None = None
+        self.salesforce: Any = None
+        self.salesforce_url: str | None = None
+        self.scheduler: Scheduler | None = None
         self.aws_endpoint_url = ""
         self.api_url = ""
         self.api_servers: list[ApiServer] = []
@@ -180,6 +193,8 @@ class LocalStack:
         secret_values: Mapping[str, str] | None = None,
         quiet: bool = True,
         function_log_level: str | None = None,
+        saas: bool = True,
+        schedules: bool = False,
     ) -> LocalStack:
         """Start every part; the returned stack is a context manager that stops them."""
         options = StackOptions(
@@ -192,6 +207,8 @@ class LocalStack:
             secret_values=dict(secret_values or {}),
             quiet=quiet,
             function_log_level=function_log_level,
+            saas=saas,
+            schedules=schedules,
         )
         stack = cls(Path(repo_root) if repo_root else find_repo_root(), options)
         try:
@@ -242,9 +259,12 @@ class LocalStack:
         )
         self.local = provisioner.provision()
         self.resources = dict(self.local.physical)
-        self.runtime = FunctionRuntime(
-            self.local.functions, local_common_env(self.aws_endpoint_url, self.erp_url)
-        )
+        if self.options.saas and self.local.uses_env("SALESFORCE_BASE_URL"):
+            self._start_salesforce()
+        common_env = local_common_env(self.aws_endpoint_url, self.erp_url)
+        if self.salesforce_url:
+            common_env["SALESFORCE_BASE_URL"] = self.salesforce_url
+        self.runtime = FunctionRuntime(self.local.functions, common_env)
         assert self._dispatch is not None
         self._dispatch.runtime = self.runtime
         for name, error in self.runtime.preload().items():
@@ -268,6 +288,9 @@ class LocalStack:
             [sm.arn for sm in self.local.state_machines.values()], self._new_client, self._stop
         )
         self.watcher.start()
+        if self.options.schedules:
+            self.scheduler = Scheduler(self.local.schedules, self._tick, self._stop)
+            self.scheduler.start()
         self.startup_s = time.monotonic() - started
         LOG.info("local stack up in %.1f s: %s", self.startup_s, self.api_url)
 
@@ -277,6 +300,8 @@ class LocalStack:
             return
         self._closed = True
         self._stop.set()
+        if self.scheduler is not None:
+            self.scheduler.join(3)
         for poller in self.pollers:
             poller.join(3)
         if self.watcher is not None:
@@ -288,6 +313,9 @@ class LocalStack:
         if self.erp is not None:
             with contextlib.suppress(Exception):
                 self.erp.stop()
+        if self.salesforce is not None:
+            with contextlib.suppress(Exception):
+                self.salesforce.stop()
         if self._dispatch is not None:
             self._dispatch.stop()
         self._stop_moto()
@@ -387,6 +415,21 @@ class LocalStack:
         db.parent.mkdir(parents=True, exist_ok=True)
         self.erp = ErpSandbox(db, host=config.HOST, port=self._port(1), **_erp_credentials_kwargs(ErpSandbox))
         self.erp_url = str(self.erp.start()).rstrip("/")
+
+    def _start_salesforce(self) -> None:
+        try:
+            from infra.saas_sandbox import SalesforceSandbox
+        except ImportError:
+            LOG.warning("the template's functions call Salesforce, but infra.saas_sandbox is not there")
+            return
+        credentials = config.SALESFORCE_CREDENTIALS
+        self.salesforce = SalesforceSandbox(
+            host=config.HOST,
+            port=self._port(3 + len(self.local.apis) if self.local else 4),
+            client_id=credentials["client_id"],
+            client_secret=credentials["client_secret"],
+        )
+        self.salesforce_url = str(self.salesforce.start()).rstrip("/")
 
     def _set_process_env(self, values: Mapping[str, str | None]) -> None:
         for key, value in values.items():
@@ -499,6 +542,42 @@ class LocalStack:
 
     # -- webhooks and scenarios -----------------------------------------------------------------
 
+    def invoke(self, function: str, event: Any) -> Any:
+        """Run one of the template's functions with ``event`` (logical id, name or source folder)."""
+        assert self.local is not None and self.runtime is not None
+        return self.runtime.invoke(self.local.function(function).name, event)
+
+    def tick(self, schedule: str) -> int:
+        """Fire one tick of a scheduled rule (by logical id, name, or the function it feeds).
+
+        Returns the number of targets that received the ``Scheduled Event``.
+        """
+        assert self.local is not None
+        return self._tick(find_schedule(self.local.schedules, schedule, self._consumers()))
+
+    def _consumers(self) -> dict[str, str]:
+        assert self.local is not None
+        consumers = {f.name: f.source_dir.name for f in self.local.functions.values()}
+        for mapping in self.local.mappings:
+            spec = self.local.function_by_name(mapping.function_name)
+            if spec is not None:
+                consumers[mapping.queue.url] = spec.source_dir.name
+        return consumers
+
+    def _tick(self, schedule: ScheduleSpec) -> int:
+        event = scheduled_event(schedule.arn)
+        delivered = 0
+        for target in schedule.targets:
+            payload = target_payload(target, event)
+            if target.queue_url:
+                self._thread_client("sqs").send_message(QueueUrl=target.queue_url, MessageBody=payload)
+                delivered += 1
+            elif target.function_name and self.runtime is not None:
+                self.runtime.invoke_async(target.function_name, json.loads(payload))
+                delivered += 1
+        LOG.info("ticked %s (%s): %d target(s)", schedule.logical_id, schedule.expression, delivered)
+        return delivered
+
     def post_webhook(
         self,
         source: str,
@@ -537,17 +616,7 @@ class LocalStack:
         deliveries: list[dict[str, Any]] = []
         drain_error: str | None = None
         for step in steps:
-            delivery = self._deliver(step)
-            entry = {
-                "file": step.file,
-                "source": step.source,
-                "webhook_id": step.webhook_id,
-                "path": delivery.path,
-                "status": delivery.status,
-                "expected": step.expect_status or "2xx",
-                "ok": step.expected(delivery.status),
-                "response": delivery.json if delivery.json is not None else delivery.text,
-            }
+            entry = self._tick_step(step) if step.tick else self._webhook_step(step)
             try:
                 entry["drain_s"] = round(self.drain(timeout=drain_timeout, stable_s=stable_s), 3)
             except DrainTimeout as exc:
@@ -565,6 +634,34 @@ class LocalStack:
         )
         report["duration_s"] = round(time.monotonic() - started, 3)
         return report
+
+    def _tick_step(self, step: Step) -> dict[str, Any]:
+        assert step.tick is not None
+        try:
+            targets = self.tick(step.tick)
+        except LookupError as exc:
+            raise ScenarioError(f"{step.file}: {exc}") from exc
+        return {
+            "file": step.file,
+            "kind": "tick",
+            "schedule": step.tick,
+            "targets": targets,
+            "ok": targets > 0,
+        }
+
+    def _webhook_step(self, step: Step) -> dict[str, Any]:
+        delivery = self._deliver(step)
+        return {
+            "file": step.file,
+            "kind": "webhook",
+            "source": step.source,
+            "webhook_id": step.webhook_id,
+            "path": delivery.path,
+            "status": delivery.status,
+            "expected": step.expect_status or "2xx",
+            "ok": step.expected(delivery.status),
+            "response": delivery.json if delivery.json is not None else delivery.text,
+        }
 
     def _deliver(self, step: Step) -> webhooks.Delivery:
         try:
@@ -637,12 +734,19 @@ class LocalStack:
             )
         return depths
 
+    def saas_records(self) -> dict[str, Any]:
+        """Records of the SaaS sandboxes the stack started (``{"salesforce": {object: [...]}}``)."""
+        if self.salesforce is None:
+            return {}
+        return {"salesforce": to_jsonable(self.salesforce.records())}
+
     def report(self) -> dict[str, Any]:
-        """The observable outcome: ERP records, invoices, exceptions, DLQ depths."""
+        """The observable outcome: ERP (and SaaS) records, invoices, exceptions, DLQ depths."""
         records = self.erp_records()
         return {
             "erp": {"records": records},
             "invoices": [invoice_summary(r) for r in records.get("invoice", [])],
+            "saas": self.saas_records(),
             "exceptions": self.exceptions(),
             "dlq_depths": self.queue_depths(dlq_only=True),
         }
@@ -652,12 +756,14 @@ class LocalStack:
         assert self.local is not None
         local = self.local
         dlqs = local.dlq_arns()
+        consumers = self._consumers()
         return {
             "stack": local.stack_name,
             "stage": self.stage,
             "api_url": self.api_url,
             "aws_endpoint_url": self.aws_endpoint_url,
             "erp_url": self.erp_url,
+            "salesforce_url": self.salesforce_url,
             "region": config.REGION,
             "account_id": config.ACCOUNT_ID,
             "queues": {
@@ -672,6 +778,7 @@ class LocalStack:
             "state_machines": {k: v.arn for k, v in local.state_machines.items()},
             "state_machine_arn": next((v.arn for v in local.state_machines.values()), None),
             "functions": {k: v.name for k, v in local.functions.items()},
+            "schedules": {s.logical_id: schedule_document(s, consumers) for s in local.schedules},
             "webhook_secrets": dict(config.WEBHOOK_SECRETS),
             "routes": [
                 {"method": r.http_method, "path": r.path, "function": r.function_name}

@@ -63,81 +63,121 @@ def print_up(console: Console, description: dict[str, Any], startup_s: float) ->
 
 def print_report(console: Console, report: dict[str, Any]) -> None:
     """The summary of ``r2r local run``."""
-    deliveries = Table(title="Deliveries")
-    for column in ("file", "source", "webhook-id", "status", "expected", "drain s"):
-        deliveries.add_column(column)
-    for delivery in report["deliveries"]:
-        expected = delivery["expected"]
-        deliveries.add_row(
-            escape(delivery["file"]),
-            escape(delivery["source"]),
-            escape(delivery["webhook_id"]),
-            f"[{_status_style(delivery['ok'])}]{delivery['status']}[/]",
-            ", ".join(str(e) for e in expected) if isinstance(expected, list) else str(expected),
-            "-" if delivery.get("drain_s") is None else f"{delivery['drain_s']:.2f}",
-        )
-    console.print(deliveries)
-
-    records = report["erp"]["records"]
-    erp = Table(title="ERP records")
-    erp.add_column("type")
-    erp.add_column("count", justify="right")
-    erp.add_column("external ids")
-    for record_type, items in sorted(records.items()):
-        if not items:
-            continue
-        external_ids = [str(r.get("externalId")) for r in items if r.get("externalId")]
-        shown = ", ".join(external_ids[:4]) + (
-            f" (+{len(external_ids) - 4})" if len(external_ids) > 4 else ""
-        )
-        erp.add_row(escape(record_type), str(len(items)), escape(shown))
-    if not any(records.values()):
-        erp.add_row("(none)", "0", "")
-    console.print(erp)
-
+    console.print(_deliveries(report["deliveries"]))
+    console.print(_erp(report["erp"]["records"]))
     for invoice in report["invoices"]:
-        lines = Table(
-            title=escape(
-                f"Invoice {invoice.get('externalId') or invoice.get('id')} "
-                f"(entity {invoice.get('entity')}, {invoice.get('currency') or 'currency n/a'})"
-            )
-        )
-        lines.add_column("description")
-        lines.add_column("quantity", justify="right")
-        lines.add_column("rate", justify="right")
-        lines.add_column("amount", justify="right")
-        for line in invoice["lines"]:
-            lines.add_row(
-                escape(str(line.get("description") or line.get("item") or "")),
-                escape(str(line.get("quantity") or "")),
-                escape(str(line.get("rate") or "")),
-                escape(str(line.get("amount") or "")),
-            )
-        lines.add_section()
-        lines.add_row("[bold]total[/]", "", "", f"[bold]{escape(str(invoice['total']))}[/]")
-        console.print(lines)
-
-    exceptions = Table(title="Exceptions for finance", min_width=40)
-    exceptions.add_column("pk")
-    exceptions.add_column("detail")
-    for item in report["exceptions"]:
-        rest = {k: v for k, v in item.items() if k not in ("pk", "sk")}
-        text = json.dumps(rest, default=str)
-        exceptions.add_row(
-            escape(str(item.get("pk"))), escape(text if len(text) <= 160 else text[:157] + "...")
-        )
-    if not report["exceptions"]:
-        exceptions.add_row("(none)", "")
-    console.print(exceptions)
-
-    dlqs = Table(title="Dead-letter queues")
-    dlqs.add_column("queue")
-    dlqs.add_column("messages", justify="right")
-    for queue, depth in sorted(report["dlq_depths"].items()):
-        dlqs.add_row(escape(queue), f"[{_status_style(depth == 0)}]{depth}[/]")
-    console.print(dlqs)
-
+        console.print(_invoice(invoice))
+    for system, objects in (report.get("saas") or {}).items():
+        if objects:
+            console.print(_saas(system, objects))
+    console.print(_exceptions(report["exceptions"]))
+    console.print(_dlqs(report["dlq_depths"]))
     if report.get("drain_error"):
         console.print(f"drain timed out {report['drain_error']}", style="bold red", markup=False)
     verdict = "[green]OK[/]" if report["ok"] else "[bold red]FAILED[/]"
     console.print(f"{verdict} in {report['duration_s']:.1f} s")
+
+
+def _drain(entry: dict[str, Any]) -> str:
+    return "-" if entry.get("drain_s") is None else f"{entry['drain_s']:.2f}"
+
+
+def _deliveries(entries: list[dict[str, Any]]) -> Table:
+    table = Table(title="Deliveries")
+    for column in ("file", "source", "webhook-id", "status", "expected", "drain s"):
+        table.add_column(column)
+    for entry in entries:
+        style = _status_style(entry["ok"])
+        if entry.get("kind") == "tick":
+            table.add_row(
+                escape(entry["file"]),
+                "tick",
+                escape(entry["schedule"]),
+                f"[{style}]{entry['targets']} target(s)[/]",
+                "",
+                _drain(entry),
+            )
+            continue
+        expected = entry["expected"]
+        table.add_row(
+            escape(entry["file"]),
+            escape(entry["source"]),
+            escape(entry["webhook_id"]),
+            f"[{style}]{entry['status']}[/]",
+            ", ".join(str(e) for e in expected) if isinstance(expected, list) else str(expected),
+            _drain(entry),
+        )
+    return table
+
+
+def _erp(records: dict[str, list[dict[str, Any]]]) -> Table:
+    table = Table(title="ERP records")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    table.add_column("external ids")
+    for record_type, items in sorted(records.items()):
+        if not items:
+            continue
+        external_ids = [str(r.get("externalId")) for r in items if r.get("externalId")]
+        more = f" (+{len(external_ids) - 4})" if len(external_ids) > 4 else ""
+        table.add_row(escape(record_type), str(len(items)), escape(", ".join(external_ids[:4]) + more))
+    if not any(records.values()):
+        table.add_row("(none)", "0", "")
+    return table
+
+
+def _invoice(invoice: dict[str, Any]) -> Table:
+    table = Table(
+        title=escape(
+            f"Invoice {invoice.get('externalId') or invoice.get('id')} "
+            f"(entity {invoice.get('entity')}, {invoice.get('currency') or 'currency n/a'})"
+        )
+    )
+    table.add_column("description")
+    for column in ("quantity", "rate", "amount"):
+        table.add_column(column, justify="right")
+    for line in invoice["lines"]:
+        table.add_row(
+            *(
+                escape(str(value or ""))
+                for value in (
+                    line.get("description") or line.get("item"),
+                    line.get("quantity"),
+                    line.get("rate"),
+                    line.get("amount"),
+                )
+            )
+        )
+    table.add_section()
+    table.add_row("[bold]total[/]", "", "", f"[bold]{escape(str(invoice['total']))}[/]")
+    return table
+
+
+def _saas(system: str, objects: dict[str, list[Any]]) -> Table:
+    table = Table(title=f"{system} records")
+    table.add_column("object")
+    table.add_column("count", justify="right")
+    for name, rows in sorted(objects.items()):
+        table.add_row(escape(name), str(len(rows)))
+    return table
+
+
+def _exceptions(items: list[dict[str, Any]]) -> Table:
+    table = Table(title="Exceptions for finance", min_width=40)
+    table.add_column("pk")
+    table.add_column("detail")
+    for item in items:
+        text = json.dumps({k: v for k, v in item.items() if k not in ("pk", "sk")}, default=str)
+        table.add_row(escape(str(item.get("pk"))), escape(text if len(text) <= 160 else text[:157] + "..."))
+    if not items:
+        table.add_row("(none)", "")
+    return table
+
+
+def _dlqs(depths: dict[str, int]) -> Table:
+    table = Table(title="Dead-letter queues")
+    table.add_column("queue")
+    table.add_column("messages", justify="right")
+    for queue, depth in sorted(depths.items()):
+        table.add_row(escape(queue), f"[{_status_style(depth == 0)}]{depth}[/]")
+    return table

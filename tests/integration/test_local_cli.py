@@ -70,13 +70,27 @@ def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
         template_queues = {k for k, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
         assert set(described["queues"]) == template_queues
         assert listed == {q["name"] for q in described["queues"].values()}
-        for url in (described["api_url"], described["aws_endpoint_url"], described["erp_url"]):
+        urls = [described["api_url"], described["aws_endpoint_url"], described["erp_url"]]
+        if "SALESFORCE_BASE_URL" in json.dumps(template):  # a function writes back to Salesforce
+            urls.append(described["salesforce_url"])
+        for url in urls:
             assert url.startswith("http://127.0.0.1:")
         assert described["api_url"].endswith("/dev/")
         assert described["state_machine_arn"].startswith(
             "arn:aws:states:us-east-1:123456789012:stateMachine:"
         )
         assert set(described["webhook_secrets"]) == {"crm", "psa", "hris", "generic"}
+        for name in described["schedules"]:
+            ticked = subprocess.run(
+                [*_r2r(), "local", "tick", name, "--state-dir", str(state_dir)],
+                check=False,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert ticked.returncode == 0, ticked.stderr
+            assert f"ticked {name}" in ticked.stdout
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -174,3 +174,34 @@ def test_closing_stops_moto_and_puts_the_process_back(tmp_path: Path):
     assert {k: os.environ.get(k) for k in before} == before
     with pytest.raises(requests.ConnectionError):
         requests.get(endpoint + "/moto-api/data.json", timeout=5)
+
+
+def test_the_scheduler_ticks_rate_rules_on_their_period():
+    import threading
+    import time
+
+    from infra.local.schedules import Scheduler, ScheduleSpec, ScheduleTarget, scheduled_event, target_payload
+
+    ticks: list[str] = []
+    stop = threading.Event()
+    every_minute = ScheduleSpec("Every", "r2r-dev-Every", "arn:rule/every", "rate(1 minute)")
+    nightly = ScheduleSpec("Nightly", "r2r-dev-Nightly", "arn:rule/nightly", "cron(0 2 * * ? *)")
+    scheduler = Scheduler(
+        [every_minute, nightly], lambda s: ticks.append(s.logical_id) or 1, stop, speedup=600
+    )
+
+    scheduler.start()
+    time.sleep(0.35)
+    stop.set()
+    scheduler.join(2)
+
+    assert 2 <= ticks.count("Every") <= 4  # every 0.1 s, the first one period after start
+    assert "Nightly" not in ticks  # cron rules are ticked on demand only
+    event = scheduled_event("arn:rule/every")
+    assert (event["source"], event["detail-type"], event["resources"]) == (
+        "aws.events",
+        "Scheduled Event",
+        ["arn:rule/every"],
+    )
+    assert json.loads(target_payload(ScheduleTarget("arn:q", input_path="$.detail"), event)) == {}
+    assert target_payload(ScheduleTarget("arn:q", input='{"a": 1}'), event) == '{"a": 1}'

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import requests
@@ -220,6 +221,20 @@ def hand_template() -> dict[str, Any]:
                 "EventPattern": {"source": ["r2r.canonical"], "detail-type": ["thing.happened"]},
                 "State": "ENABLED",
                 "Targets": [{"Arn": {"Fn::GetAtt": ["ConsumerQueue", "Arn"]}, "Id": "Target0"}],
+            },
+        },
+        "PollRule": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {
+                "ScheduleExpression": "rate(15 minutes)",
+                "State": "ENABLED",
+                "Targets": [
+                    {
+                        "Arn": {"Fn::GetAtt": ["ConsumerQueue", "Arn"]},
+                        "Id": "Target0",
+                        "Input": json.dumps({"detail": {"id": "tick"}}),
+                    }
+                ],
             },
         },
         "ConsumerFn": _function("consumer", {"STATE_TABLE_NAME": {"Ref": "StateTable"}}),
@@ -533,3 +548,42 @@ def test_startup_is_quick(stack: LocalStack):
 
     assert stack.startup_s < 10
     assert time.monotonic() - started < 5
+
+
+def test_a_scheduled_rule_ticks_on_demand_with_its_target_input(stack: LocalStack, tmp_path: Path):
+    assert stack.local is not None
+    [schedule] = stack.local.schedules
+    assert (schedule.logical_id, schedule.expression, schedule.period_s) == (
+        "PollRule",
+        "rate(15 minutes)",
+        900,
+    )
+
+    assert stack.tick("PollRule") == 1
+    stack.drain(timeout=30)
+    first = int(_items(stack, "THING#tick")["THING#tick"]["attempts"]["N"])
+    (tmp_path / "01-tick.json").write_text(json.dumps({"tick": "consumer"}))  # by the function it feeds
+    report = stack.run_scenario(tmp_path)
+
+    assert first == 1
+    assert report["deliveries"] == [
+        {
+            "file": "01-tick.json",
+            "kind": "tick",
+            "schedule": "consumer",
+            "targets": 1,
+            "ok": True,
+            "drain_s": ANY,
+        }
+    ]
+    assert _items(stack, "THING#tick")["THING#tick"]["attempts"]["N"] == "2"
+    with pytest.raises(LookupError, match="no scheduled rule"):
+        stack.tick("nothing")
+
+
+def test_invoke_runs_a_function_directly(stack: LocalStack):
+    result = stack.invoke("workflow", {"step": "s", "state": {"x": 1}, "execution_id": "e"})
+
+    assert result == {"x": 1, "step": "s", "execution_id": "e", "done": True}
+    with pytest.raises(LookupError, match="no function"):
+        stack.invoke("nothing", {})
