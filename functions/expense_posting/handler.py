@@ -29,7 +29,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             store=store,
             audit=audit,
             erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
-            category_ids=dict(erp_mapping(settings.erp_secret_arn).expense_categories),
+            mapping=erp_mapping(settings.erp_secret_arn),
         )
 
     return consume(

@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.consumer import consume
-from r2r_core.erp_access import erp_client
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope
@@ -31,6 +31,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             audit=audit,
             erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
             publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
+            mapping=erp_mapping(settings.erp_secret_arn),
         )
 
     return consume(

@@ -335,3 +335,44 @@ def test_an_approved_expense_is_posted_to_the_erp_and_billed_on_the_next_invoice
     assert state["invoice_total"] == "25189.00"  # 189.00 + 25000.00
     charge = ports["store"].get("ENG#eng-acme-cloud-2026", "EXPENSE#exp-maria-lopez-2026-11-17-hotel")
     assert charge["status"] == "invoiced"
+
+
+def test_time_bills_carry_the_accounts_service_item_and_segments(ports: dict[str, Any]) -> None:
+    from r2r_core.erp.mapping import ErpMapping
+
+    mapping = ErpMapping.from_secret(
+        {
+            "mapping": {
+                "service_items_by_role": {"Cloud Engineer": "501"},
+                "items": {"default": "500"},
+                "departments": {"NA": "12"},
+                "classes": {"Cloud Services": "7"},
+                "locations": {"NA": "3"},
+            }
+        }
+    )
+    set_up(ports)
+    post_time(
+        envelope("12-time-maria-lopez-2026-11-16.json"),
+        store=ports["store"],
+        audit=ports["audit"],
+        erp=ports["erp"],
+        mapping=mapping,
+    )
+    post_time(
+        envelope("17-time-tom-becker-training-non-billable.json"),
+        store=ports["store"],
+        audit=ports["audit"],
+        erp=ports["erp"],
+        mapping=mapping,
+    )
+    billable, training = ports["erp"].of_type("timeBill")
+    # Maria works in NA for the Cloud Services unit: NA department and location, Cloud Services class.
+    assert billable["item"] == {"id": "501"}
+    assert (billable["department"], billable["class"], billable["location"]) == (
+        {"id": "12"},
+        {"id": "7"},
+        {"id": "3"},
+    )
+    # Non-billable time carries no service item; Tom's EMEA region has no department or location mapped.
+    assert "item" not in training and "department" not in training and training["class"] == {"id": "7"}

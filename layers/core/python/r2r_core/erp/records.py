@@ -101,6 +101,14 @@ def _currency_ref(currency: str, currency_id: str | None) -> dict[str, str]:
     return {"id": currency_id} if currency_id else {"externalId": code}
 
 
+def _segment_fields(segments: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
+    """Department, class and location references (``ErpMapping.segments(...).as_fields()``)."""
+    unknown = set(segments or {}) - {"department", "class", "location"}
+    if unknown:
+        raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
+    return {name: dict(ref) for name, ref in (segments or {}).items()}
+
+
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if value is not None}
 
@@ -163,8 +171,12 @@ def time_bill_body(
     is_billable: bool,
     item_id: str | None,
     memo: str | None,
+    segments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """A time entry against a project (``customer`` is the job), hours and rate exact."""
+    """A time entry against a project (``customer`` is the job), hours and rate exact.
+
+    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` (``ErpMapping.segments``).
+    """
     if _as_decimal(hours) <= 0:
         raise ValueError("hours must be positive")
     if not employee_external_id:
@@ -179,6 +191,7 @@ def time_bill_body(
             "rate": _rate_string(rate, 2) if rate is not None else None,
             "item": _ref(item_id) if item_id else None,
             "memo": memo,
+            **_segment_fields(segments),
         }
     )
 
@@ -193,6 +206,7 @@ def expense_report_body(
     is_billable: bool,
     category_id: str | None,
     memo: str | None,
+    segments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """An approved expense as a one-line ``expenseReport`` for the employee, charged to the project."""
     if not employee_external_id:
@@ -208,6 +222,7 @@ def expense_report_body(
             "category": _ref(category_id) if category_id else None,
             "expenseDate": tran_date.isoformat(),
             "memo": memo,
+            **_segment_fields(segments),
         }
     )
     return _without_none(
@@ -305,9 +320,6 @@ def _sales_transaction(
         )
         for line in lines
     ]
-    unknown = set(segments or {}) - {"department", "class", "location"}
-    if unknown:
-        raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
     return _without_none(
         {
             "entity": _ref(customer_id),
@@ -317,7 +329,7 @@ def _sales_transaction(
             "tranDate": tran_date.isoformat(),
             "currency": _currency_ref(currency, currency_id),
             "memo": memo,
-            **{name: dict(ref) for name, ref in (segments or {}).items()},
+            **_segment_fields(segments),
             "item": {"items": items},
         }
     )

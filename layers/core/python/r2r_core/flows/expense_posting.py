@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.billing.decisions import decide_expense
 from r2r_core.erp import records
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import charge_key, engagement_of, prior_charge, record_decision
 from r2r_core.model.entities import Expense
 from r2r_core.model.events import EventEnvelope
@@ -32,7 +33,7 @@ def post_expense(
     store: StateStore,
     audit: AuditLog,
     erp: Erp,
-    category_ids: dict[str, str] | None = None,
+    mapping: ErpMapping | None = None,
 ) -> dict[str, Any]:
     expense = Expense.model_validate(envelope.data)
     deal, terms = engagement_of(store, "expense", expense)
@@ -42,6 +43,7 @@ def post_expense(
         return duplicate
 
     decision = decide_expense(expense, deal.engagement)
+    account = mapping or ErpMapping()
     report_eid = records.external_id("expense", expense.id)
     report_id = erp.upsert(
         "expenseReport",
@@ -53,8 +55,9 @@ def post_expense(
             amount=expense.amount.amount,
             currency=expense.amount.currency,
             is_billable=decision.billable,
-            category_id=(category_ids or {}).get(expense.category),
+            category_id=account.expense_categories.get(expense.category),
             memo=f"{expense.category} — {decision.rule}",
+            segments=account.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
         ),
     )
     recorded = record_decision(

@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger
 from r2r_core.billing.decisions import ZERO, Decision, decide_time_entry
 from r2r_core.billing.revenue import delivered_value, revenue_for_time
 from r2r_core.erp import records
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import (
     Publisher,
     as_decimal,
@@ -44,6 +45,7 @@ def post_time(
     audit: AuditLog,
     erp: Erp,
     publisher: Publisher | None = None,
+    mapping: ErpMapping | None = None,
 ) -> dict[str, Any]:
     entry = TimeEntry.model_validate(envelope.data)
     deal, terms = engagement_of(store, "time entry", entry)
@@ -57,6 +59,7 @@ def post_time(
     consumption = consumption_from(charges, exclude=entry.id)
     decision = decide_time_entry(entry, engagement, consumption, project_billable=deal.project.billable)
 
+    account = mapping or ErpMapping()
     time_bill_eid = records.external_id("time", entry.id)
     time_bill_id = erp.upsert(
         "timeBill",
@@ -68,8 +71,9 @@ def post_time(
             hours=entry.hours,
             rate=decision.rate if decision.billable else None,
             is_billable=decision.billable,
-            item_id=None,
+            item_id=account.item_for("time", entry.role) if decision.billable else None,
             memo=f"{entry.role} ({entry.region}) — {decision.rule}",
+            segments=account.segments(entry.region, engagement.business_unit).as_fields(),
         ),
     )
 
