@@ -18,8 +18,10 @@ from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import aws_client
 from r2r_core.settings import IngestSettings
 from r2r_core.state import AuditLog
+from r2r_core.telemetry import handler_metrics, tracer
 
 logger = Logger(service="r2r-ingest-webhook")
+metrics = handler_metrics()
 
 
 @cache
@@ -70,6 +72,8 @@ def _ingest(settings: IngestSettings) -> tuple[Ingest, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ingest, config = _ingest(settings_module.load(IngestSettings))
     config.register_lambda_context(context)

@@ -18,8 +18,10 @@ from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.invoicing import InvoiceSteps
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import annotate, handler_metrics, tracer
 
 logger = Logger(service="r2r-invoice-workflow")
+metrics = handler_metrics()
 
 
 @cache
@@ -37,6 +39,8 @@ def _steps(settings: ConsumerSettings) -> InvoiceSteps:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = event["state"]
     logger.append_keys(
@@ -44,6 +48,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         execution_id=event.get("execution_id"),
         step=event.get("step"),
     )
+    annotate(state.get("correlation_id"), step=event.get("step"), milestone_id=state.get("milestone_id"))
     result = _steps(settings_module.load(ConsumerSettings)).run(
         event["step"], state, event.get("execution_id", "")
     )

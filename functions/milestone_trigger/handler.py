@@ -14,11 +14,15 @@ from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import aws_client
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import handler_metrics, tracer
 
 logger = Logger(service="r2r-milestone-trigger")
+metrics = handler_metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = settings_module.load(ConsumerSettings)
     if not settings.state_machine_arn:

@@ -15,11 +15,15 @@ from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import handler_metrics, tracer
 
 logger = Logger(service="r2r-time-posting")
+metrics = handler_metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = settings_module.load(ConsumerSettings)
     store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)

@@ -19,8 +19,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from r2r_core.erp.errors import ErpPermanentError
 from r2r_core.errors import Permanent
 from r2r_core.idempotency import once
+from r2r_core.kpis import region_of, sync_kpi
 from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import environ
+from r2r_core.telemetry import annotate, emit
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (Permanent, ErpPermanentError)
 _WRAPPED: dict[tuple[str, str, str | None], Any] = {}
@@ -55,14 +57,37 @@ def consume(
             event_type=envelope.type,
             source_record_id=envelope.source_record_id,
         )
+        annotate(envelope.correlation_id, event_type=envelope.type, consumer=name)
+        region, business_unit = region_of(envelope.data)
         try:
-            return run(data=envelope, process=process)
+            result = run(data=envelope, process=process)
         except PERMANENT_ERRORS as exc:
             on_permanent(envelope, exc)
             logger.error("permanent failure", extra={"error_type": type(exc).__name__, "error": str(exc)})
+            emit(
+                [
+                    sync_kpi(
+                        succeeded=False,
+                        source_system=envelope.source_system,
+                        region=region,
+                        business_unit=business_unit,
+                    )
+                ]
+            )
             raise
         finally:
             logger.remove_keys(["event_id", "event_type", "source_record_id"])
+        emit(
+            [
+                sync_kpi(
+                    succeeded=True,
+                    source_system=envelope.source_system,
+                    region=region,
+                    business_unit=business_unit,
+                )
+            ]
+        )
+        return result
 
     return process_partial_response(  # type: ignore[return-value]
         event=event,

@@ -24,6 +24,9 @@ import urllib3
 from aws_lambda_powertools import Logger
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ProtocolError, ReadTimeoutError
 
+from r2r_core.kpis import COUNT, ERP_THROTTLED, Kpi
+from r2r_core.telemetry import emit
+
 from .auth import TbaCredentials, tba_authorization
 from .errors import (
     ErpAmbiguousWriteError,
@@ -353,6 +356,18 @@ class NetSuiteClient:
                 "erp request refused",
                 extra={**context, "attempt": attempt, "status": status, "error_code": error.code},
             )
+            if status == 429:
+                emit(
+                    [
+                        Kpi(
+                            ERP_THROTTLED,
+                            COUNT,
+                            Decimal(1),
+                            {"RecordType": str(context.get("record_type") or "query")},
+                            stack_wide=True,
+                        )
+                    ]
+                )
             raise error
         self._log.debug("erp request done", extra={**context, "attempt": attempt, "status": status})
         return response

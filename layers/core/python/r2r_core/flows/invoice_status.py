@@ -29,10 +29,12 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.erp.suiteql import InvoiceRow, invoice_status_query, parse_invoice_row
 from r2r_core.flows.project_setup import load_terms
+from r2r_core.kpis import collection_kpi, parse_day
 from r2r_core.model.entities import InvoiceStatus, InvoiceStatusChange
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.model.money import Money, minor_unit_quantum
 from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.telemetry import emit
 
 logger = Logger(child=True)
 
@@ -128,6 +130,19 @@ def _observe(row: InvoiceRow, *, store: StateStore, audit: AuditLog, publisher: 
     )
     publisher.publish(envelope)
     store.put_versioned(_status_item(row, version=version))
+    paid_on = parse_day(row.last_modified)
+    if row.status is InvoiceStatus.PAID and row.invoice_date is not None and paid_on is not None:
+        # Cash collection: invoice date to the day the ERP last changed it (the payment).
+        emit(
+            [
+                collection_kpi(
+                    invoice_date=row.invoice_date,
+                    paid_on=paid_on,
+                    region=lookup.get("region"),
+                    business_unit=lookup.get("business_unit"),
+                )
+            ]
+        )
     audit.append(
         kind="invoice",
         entity_id=row.invoice_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -33,9 +33,11 @@ from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import ContractInvalid, TaxConfigurationMissing
 from r2r_core.flows.charges import publish_once
 from r2r_core.flows.project_setup import load_terms
+from r2r_core.kpis import BilledTime, invoice_kpis
 from r2r_core.model.entities import CapThresholdReached, Invoice, Milestone
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.telemetry import emit
 
 logger = Logger(child=True)
 
@@ -215,22 +217,25 @@ class InvoiceSteps:
         existing = self.store.get(pk, f"INVOICE#{state['milestone_id']}")
         if existing is None:
             deal, _ = self._terms(state)
-            milestone, _ = self._milestone(state)
+            milestone, milestone_item = self._milestone(state)
             engagement = deal.engagement
-            charges = [
-                Charge.from_item(item)
+            unbilled = [
+                item
                 for prefix in ("CHARGE#", "EXPENSE#")
                 for item in self.store.query_prefix(pk, prefix)
                 if item.get("status") == "unbilled"
             ]
+            charges = [Charge.from_item(item) for item in unbilled]
             reversals = [
                 Reversal(Charge.from_item(item), item.get("invoice_id", ""), item.get("why", "changed"))
                 for item in self.store.query_prefix(pk, "ADJUST#")
                 if item.get("status") == "pending"
             ]
             prior = PriorBilling()
+            billed_before = Decimal(0)
             for item in self.store.query_prefix(pk, "INVOICE#"):
                 if item.get("status") == "created":
+                    billed_before += Decimal(item.get("total", 0))
                     fees, hours = json.loads(item.get("fees", "{}")), json.loads(item.get("fee_hours", "{}"))
                     prior = PriorBilling(
                         fees={k: prior.fees.get(k, Decimal(0)) + Decimal(v) for k, v in fees.items()}
@@ -283,6 +288,9 @@ class InvoiceSteps:
                     "currency": invoice.currency,
                     "execution_id": execution_id,
                     "drafted_at": now_iso(),
+                    "kpi_inputs": json.dumps(
+                        _kpi_inputs(run.billed, unbilled, billed_before, milestone_item.get("completed_at"))
+                    ),
                 }
             )
             if created:
@@ -392,8 +400,11 @@ class InvoiceSteps:
                 "engagement_id": state["engagement_id"],
                 "milestone_id": state["milestone_id"],
                 "external_id": external_id,
+                "region": deal.engagement.region,
+                "business_unit": deal.engagement.business_unit,
             }
         )
+        self._emit_kpis(deal.engagement, invoice, draft)
         self._audit(
             state,
             "invoice_created",
@@ -406,6 +417,25 @@ class InvoiceSteps:
         )
         logger.info("invoice created", extra={"invoice_id": invoice.id, "erp_id": erp_id})
         return {"erp_invoice_id": erp_id, "invoice_external_id": external_id}
+
+    def _emit_kpis(self, engagement: Any, invoice: Invoice, draft: dict[str, Any]) -> None:
+        """KPIs of the invoice from what the draft froze (no extra read). A redriven step emits again:
+        CloudWatch counts that run twice, the StateTable (and the report) count the invoice once."""
+        inputs = json.loads(draft.get("kpi_inputs") or "{}")
+        completed = inputs.get("milestone_completed_at")
+        emit(
+            invoice_kpis(
+                region=engagement.region,
+                business_unit=engagement.business_unit,
+                currency=invoice.currency,
+                invoice_total=invoice.total.amount,
+                invoiced_at=self.today(),
+                milestone_completed_at=datetime.fromisoformat(completed) if completed else None,
+                time=billed_time(inputs.get("time", [])),
+                contract_value=engagement.contract_value.amount if engagement.contract_value else None,
+                billed_before=Decimal(inputs.get("billed_before", "0")),
+            )
+        )
 
     def publish_invoice_created(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
         invoice = self._draft(state).model_copy(
@@ -459,3 +489,51 @@ STEPS = (
     "create_invoice",
     "publish_invoice_created",
 )
+
+
+def _kpi_inputs(
+    billed: Any, unbilled: list[dict[str, Any]], billed_before: Decimal, milestone_completed_at: str | None
+) -> dict[str, Any]:
+    """What the KPIs of this invoice need, frozen with the draft: the time billed (region, resource,
+    approval, hours, amounts written off), the total billed before, when the milestone completed."""
+    items = {(item.get("kind"), item.get("source_id")): item for item in unbilled}
+    time = []
+    for b in billed:
+        item = items.get((b.kind, b.source_id))
+        if b.kind != "time" or item is None or not item.get("approved_at"):
+            continue
+        time.append(
+            {
+                "region": item.get("region") or "",
+                "resource_id": item.get("resource_id") or "",
+                "work_date": item.get("work_date"),
+                "approved_at": item.get("approved_at"),
+                "hours": str(item.get("hours", 0)),
+                "billable_hours": str(b.billable_hours),
+                "amount": str(b.amount),
+                "held_amount": str(item.get("held_amount", 0)),
+                "written_off": item.get("cap_policy") == "write_off",
+            }
+        )
+    return {
+        "time": time,
+        "billed_before": str(billed_before),
+        "milestone_completed_at": milestone_completed_at,
+    }
+
+
+def billed_time(rows: list[dict[str, Any]]) -> list[BilledTime]:
+    return [
+        BilledTime(
+            region=row["region"],
+            resource_id=row["resource_id"],
+            work_date=date.fromisoformat(row["work_date"]),
+            approved_at=datetime.fromisoformat(row["approved_at"]),
+            hours=Decimal(row["hours"]),
+            billable_hours=Decimal(row["billable_hours"]),
+            amount=Decimal(row["amount"]),
+            held_amount=Decimal(row["held_amount"]),
+            written_off=bool(row["written_off"]),
+        )
+        for row in rows
+    ]

@@ -8,9 +8,11 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
+from r2r_core.kpis import project_setup_kpi
 from r2r_core.model.entities import ClosedWonDeal
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.telemetry import emit
 
 logger = Logger(child=True)
 
@@ -99,6 +101,9 @@ def set_up_project(
             "erp_job_id": job_id,
             "action": action,
         },
+    )
+    emit(
+        [project_setup_kpi(succeeded=True, region=engagement.region, business_unit=engagement.business_unit)]
     )
     return {"erp_customer_id": customer_id, "erp_job_id": job_id}
 
