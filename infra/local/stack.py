@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import boto3
 import requests
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.config import Config as BotoConfig
 
 from infra.local import config, webhooks
 from infra.local.api import ApiServer
@@ -58,6 +60,10 @@ LOG = logging.getLogger("r2r.local")
 # failed state, which are expected outcomes here).
 _NOISY_LOGGERS = ("botocore.credentials",)
 
+
+# The stack's own clients (pollers, watcher, drain) talk to a local server: no long retry backoff,
+# so that they notice a stopped moto at once.
+_INTERNAL_CLIENT_CONFIG = BotoConfig(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5)
 
 # Long enough for a Step Functions task to exhaust its ErpTransientError retries
 # (2 s, backoff 2, 6 attempts: about two minutes of real sleeps).
@@ -176,6 +182,9 @@ class LocalStack:
         self._closed = False
         self._consumed_queue_urls: dict[str, str] = {}
         self._client_local = threading.local()
+        self._executor: ThreadPoolExecutor | None = None
+        self._session = boto3.session.Session()
+        self._session_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -302,12 +311,14 @@ class LocalStack:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.join(3)
+        for server in self.api_servers:
+            server.stop()
+        # Stopping moto first ends the pollers' long polls at once instead of after their wait.
+        self._stop_moto()
         for poller in self.pollers:
             poller.join(3)
         if self.watcher is not None:
             self.watcher.join(3)
-        for server in self.api_servers:
-            server.stop()
         if self.runtime is not None:
             self.runtime.join_background(3)
         if self.erp is not None:
@@ -318,7 +329,8 @@ class LocalStack:
                 self.salesforce.stop()
         if self._dispatch is not None:
             self._dispatch.stop()
-        self._stop_moto()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._restore_process_env()
         self._restore_loggers()
         if self._temp_dir is not None:
@@ -391,16 +403,18 @@ class LocalStack:
     def _stop_moto(self) -> None:
         process, self._moto = self._moto, None
         if process is not None:
-            with contextlib.suppress(OSError):
-                if process.stdin is not None:
-                    process.stdin.close()  # its signal to stop
+            # moto keeps nothing worth flushing: SIGTERM ends it at once (closing stdin would too,
+            # after its server's shutdown poll).
+            process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         if self._moto_log is not None:
             self._moto_log.close()
             self._moto_log = None
@@ -463,61 +477,82 @@ class LocalStack:
 
     # -- clients --------------------------------------------------------------------------------
 
-    def boto3_client(self, service: str) -> Any:
+    def boto3_client(self, service: str, botocore_config: BotoConfig | None = None) -> Any:
         """A boto3 client for ``service`` aimed at the local moto server."""
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.aws_endpoint_url,
-            region_name=config.REGION,
-            aws_access_key_id=config.ACCESS_KEY_ID,
-            aws_secret_access_key=config.SECRET_ACCESS_KEY,
-        )
+        # One session (its loaded service models are reused); creating clients is not thread-safe.
+        with self._session_lock:
+            return self._session.client(
+                service,
+                endpoint_url=self.aws_endpoint_url,
+                region_name=config.REGION,
+                aws_access_key_id=config.ACCESS_KEY_ID,
+                aws_secret_access_key=config.SECRET_ACCESS_KEY,
+                config=botocore_config,
+            )
 
     def _new_client(self, service: str) -> Any:
-        return self.boto3_client(service)
+        return self.boto3_client(service, _INTERNAL_CLIENT_CONFIG)
 
     def _new_sqs_client(self) -> Any:
-        return self.boto3_client("sqs")
+        return self.boto3_client("sqs", _INTERNAL_CLIENT_CONFIG)
 
     def _thread_client(self, service: str) -> Any:
         cache = self._client_local.__dict__.setdefault("clients", {})
         if service not in cache:
-            cache[service] = self.boto3_client(service)
+            cache[service] = self.boto3_client(service, _INTERNAL_CLIENT_CONFIG)
         return cache[service]
 
     # -- drain ----------------------------------------------------------------------------------
 
-    def busy(self) -> list[str]:
-        """What is still at work: queue messages, running handlers, executions, API requests."""
+    def busy(self, everything: bool = True) -> list[str]:
+        """What is still at work: running handlers, API requests, queue messages, executions.
+
+        The cheap in-process checks come first; with ``everything=False`` the first busy kind is
+        enough (drain's loop), otherwise every busy thing is named (drain's timeout message).
+        """
         busy: list[str] = []
-        sqs = self._thread_client("sqs")
-        for name, url in self._consumed_queue_urls.items():
-            attributes = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
-            visible = int(attributes.get("ApproximateNumberOfMessages", 0))
-            in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
-            delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
-            if visible or in_flight or delayed:
-                busy.append(f"queue {name}: {visible} visible, {in_flight} in flight, {delayed} delayed")
         if self.runtime is not None:
             busy.extend(
                 f"function {name}: {n} invocation(s) running" for name, n in self.runtime.running().items()
             )
+        for server in self.api_servers:
+            if server.in_flight:
+                busy.append(f"API {server.api.name}: {server.in_flight} request(s) in progress")
+        if busy and not everything:
+            return busy
+        busy.extend(
+            line for line in self._pool().map(self._queue_busy, self._consumed_queue_urls.items()) if line
+        )
+        if busy and not everything:
+            return busy
         if self.watcher is not None and self.watcher.state_machine_arns:
             running, emitted = self.watcher.sync()
             busy.extend(f"execution RUNNING: {arn}" for arn in sorted(running))
             if emitted:
                 busy.append(f"{emitted} aws.states event(s) just put on the default bus")
-        for server in self.api_servers:
-            if server.in_flight:
-                busy.append(f"API {server.api.name}: {server.in_flight} request(s) in progress")
         return busy
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="r2r-drain")
+        return self._executor
+
+    def _queue_busy(self, queue: tuple[str, str]) -> str | None:
+        name, url = queue
+        attributes = self._thread_client("sqs").get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+        in_flight = int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+        delayed = int(attributes.get("ApproximateNumberOfMessagesDelayed", 0))
+        if visible or in_flight or delayed:
+            return f"queue {name}: {visible} visible, {in_flight} in flight, {delayed} delayed"
+        return None
 
     def drain(self, timeout: float = 60.0, stable_s: float = 0.5, interval_s: float = 0.1) -> float:
         """Wait until nothing is left to do (stable for ``stable_s``); returns the seconds waited.
@@ -528,12 +563,12 @@ class LocalStack:
         deadline = started + timeout
         idle_since: float | None = None
         while True:
-            busy = self.busy()
+            busy = self.busy(everything=False)
             now = time.monotonic()
             if busy:
                 idle_since = None
                 if now > deadline:
-                    raise DrainTimeout(timeout, busy)
+                    raise DrainTimeout(timeout, self.busy() or busy)
             else:
                 idle_since = idle_since or now
                 if now - idle_since >= stable_s:
