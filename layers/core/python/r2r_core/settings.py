@@ -26,6 +26,16 @@ class IngestSettings(_Settings):
     max_body_bytes: int = Field(default=1_048_576, alias="MAX_BODY_BYTES")
 
 
+class SalesforceOutboundSettings(_Settings):
+    raw_bucket_name: str = Field(alias="RAW_BUCKET_NAME")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
+    state_table_name: str = Field(alias="STATE_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+    outbound_secrets_arn: str = Field(alias="SALESFORCE_OUTBOUND_SECRETS_ARN")
+    max_body_bytes: int = Field(default=4 * 1_048_576, alias="MAX_BODY_BYTES")
+
+
 class ConsumerSettings(_Settings):
     state_table_name: str = Field(alias="STATE_TABLE_NAME")
     audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")

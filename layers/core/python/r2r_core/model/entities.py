@@ -535,6 +535,24 @@ class CapThresholdReached(SourceRecord):
     reached_on: date
 
 
+class OpportunityUpdate(SourceRecord):
+    """An opportunity changed in the CRM without reaching Closed Won (stage, amount or close date).
+
+    ``id`` is the opportunity's canonical id; consumers compare versions, the CRM sends the latest values.
+    """
+
+    name: Name
+    stage: Name
+    is_won: bool = False
+    is_closed: bool = False
+    amount: Money | None = None
+    close_date: date
+    client_id: CanonicalId | None = None
+    engagement_id: CanonicalId | None = Field(
+        default=None, description="The engagement the opportunity becomes when it is won."
+    )
+
+
 class ClosedWonDeal(SourceRecord):
     """An opportunity that reached Closed Won: everything needed to set the work up.
 

@@ -1,0 +1,1 @@
+"""Connectors: what real source systems send, mapped onto canonical events."""

@@ -1,0 +1,240 @@
+"""POST /v1/salesforce/outbound/{secret}: Salesforce Outbound Messages in, SOAP Ack out.
+
+Order: authenticate (listener secret in the path → the organisations it belongs to), archive the raw
+body, read the message (defusedxml), check its ``OrganizationId`` is one the secret belongs to, then
+accept each notification once (Powertools idempotency keyed on org + notification ``Id``): map it,
+publish its canonical events, remember what the mapping needs next time. Answers:
+
+- ``200`` ``notificationsResponse``/``Ack`` ``true`` once every notification is accepted (published, or
+  rejected for good: a record that can never be mapped is an exception for finance, not a retry loop);
+- ``500`` SOAP ``Server`` fault (Salesforce retries) on transient trouble, or when a notification refers
+  to a record r2r has not seen yet (recorded as a ``connector_waiting`` exception, closed once it passes);
+- ``400`` SOAP ``Client`` fault for a body that is not an Outbound Message (malformed, hostile XML, wrong
+  namespace, oversized, an organisation the secret does not belong to): archived, exception recorded;
+- ``401`` SOAP ``Client`` fault for an unknown listener secret (not archived: not a customer's data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.connectors.base import MappingError, NotReady
+from r2r_core.connectors.directory import Directory
+from r2r_core.connectors.salesforce import ACK, MESSAGE, XML_CONTENT_TYPE, parse_outbound_message, soap_fault
+from r2r_core.connectors.sobjects import map_record
+from r2r_core.flows.connector_exceptions import REJECTED, WAITING
+from r2r_core.model.events import EventEnvelope
+
+logger = Logger(child=True)
+
+CONNECTOR = "salesforce_outbound"
+ARCHIVE_SOURCE = "salesforce-outbound"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class Publisher(Protocol):
+    def publish(self, envelope: EventEnvelope) -> None: ...
+
+
+class Archive(Protocol):
+    def put(
+        self, *, source: str, delivery_id: str, body: bytes, content_type: str, received_at: datetime
+    ) -> str: ...
+
+
+@dataclass
+class SoapReply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": XML_CONTENT_TYPE})
+
+
+ExceptionSink = Callable[..., bool]
+
+
+def accept_notification(
+    data: dict[str, Any], *, directory: Directory, publisher: Publisher
+) -> dict[str, Any]:
+    """Map one notification, publish its events, then remember what the mapping needs next time.
+
+    A mapping error is *returned* (stored by the idempotency layer: redeliveries do not retry it);
+    ``NotReady`` and AWS errors propagate (nothing stored: the redelivery tries again).
+    """
+    try:
+        mapped = map_record(
+            data["sobject"],
+            data["fields"],
+            directory=directory,
+            delivery_id=f"{data['org']}/{data['notification_id']}",
+            record=data["record"],
+        )
+    except MappingError as exc:
+        return {"rejected": exc.as_detail(), "error": str(exc), "events": []}
+    for envelope in mapped.envelopes:
+        publisher.publish(envelope)
+    for item in mapped.remember:
+        directory.put(item)
+    return {
+        "events": [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "source_record_id": e.source_record_id,
+                "source_record_version": e.source_record_version,
+            }
+            for e in mapped.envelopes
+        ],
+        "note": mapped.note,
+    }
+
+
+class OutboundIntake:
+    def __init__(
+        self,
+        *,
+        org_secrets: Callable[[], Mapping[str, list[str]]],
+        archive: Archive,
+        accept_once: Callable[..., dict[str, Any]],
+        record_exception: ExceptionSink,
+        resolve_waiting: Callable[[str], object],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.org_secrets = org_secrets
+        self.archive = archive
+        self.accept_once = accept_once
+        self.record_exception = record_exception
+        self.resolve_waiting = resolve_waiting
+        self.max_body_bytes = max_body_bytes
+        self.now = now
+
+    def handle(self, *, path_secret: str, headers: Mapping[str, str], body: bytes) -> SoapReply:
+        received_at = self.now()
+        orgs = self._orgs_for(path_secret)
+        if not orgs:
+            logger.warning("outbound message refused: unknown listener secret")
+            return SoapReply(401, soap_fault("Client", "unknown listener: check the endpoint URL"))
+        digest = hashlib.sha256(body).hexdigest()
+        archived = self.archive.put(
+            source=ARCHIVE_SOURCE,
+            delivery_id=f"{orgs[0]}-{digest[:40]}",
+            body=body,
+            content_type=_header(headers, "content-type"),
+            received_at=received_at,
+        )
+        try:
+            if len(body) > self.max_body_bytes:
+                raise MappingError(
+                    MESSAGE, "(document)", f"body is {len(body)} bytes; the limit is {self.max_body_bytes}"
+                )
+            message = parse_outbound_message(body)
+            if message.organization_id[:15] not in {org[:15] for org in orgs}:
+                raise MappingError(
+                    MESSAGE,
+                    "Envelope/Body/notifications/OrganizationId",
+                    f"{message.organization_id} is not an organisation this listener secret belongs to",
+                )
+        except MappingError as exc:
+            self.record_exception(
+                connector=CONNECTOR,
+                kind=REJECTED,
+                key=f"message/{digest}",
+                error=exc,
+                archived_as=archived,
+                context={"organization_id": orgs[0]},
+            )
+            logger.warning("outbound message rejected", extra={"archived_as": archived, "error": str(exc)})
+            return SoapReply(400, soap_fault("Client", str(exc)))
+
+        waiting: list[str] = []
+        accepted = rejected = 0
+        for notification in message.notifications:
+            key = f"{message.organization_id}/{notification.id}"
+            try:
+                result = self.accept_once(
+                    data={
+                        "org": message.organization_id,
+                        "notification_id": notification.id,
+                        "sobject": notification.sobject_type,
+                        "record": notification.record,
+                        "fields": notification.fields,
+                        "archived_as": archived,
+                    }
+                )
+            except NotReady as exc:
+                waiting.append(str(exc))
+                self.record_exception(
+                    connector=CONNECTOR,
+                    kind=WAITING,
+                    key=key,
+                    error=exc,
+                    archived_as=archived,
+                    context={
+                        "organization_id": message.organization_id,
+                        "sobject": notification.sobject_type,
+                    },
+                )
+                continue
+            if result.get("rejected"):
+                rejected += 1
+                error = MappingError(**result["rejected"])
+                self.record_exception(
+                    connector=CONNECTOR,
+                    kind=REJECTED,
+                    key=key,
+                    error=error,
+                    archived_as=archived,
+                    context={
+                        "organization_id": message.organization_id,
+                        "sobject": notification.sobject_type,
+                        "source_record_id": notification.fields.get("Id"),
+                    },
+                )
+            else:
+                accepted += 1
+            self.resolve_waiting(key)
+        logger.info(
+            "outbound message read",
+            extra={
+                "organization_id": message.organization_id,
+                "notifications": len(message.notifications),
+                "accepted": accepted,
+                "rejected": rejected,
+                "waiting": len(waiting),
+                "archived_as": archived,
+            },
+        )
+        if waiting:
+            return SoapReply(
+                500,
+                soap_fault(
+                    "Server",
+                    f"{len(waiting)} notification(s) wait for records r2r has not seen: {waiting[0]}",
+                ),
+            )
+        return SoapReply(200, ACK)
+
+    def _orgs_for(self, path_secret: str) -> list[str]:
+        if not path_secret:
+            return []
+        configured = self.org_secrets()
+        given = path_secret.encode()
+        return sorted(
+            org
+            for org, secrets in configured.items()
+            if not org.startswith("_") and any(hmac.compare_digest(given, s.encode()) for s in secrets if s)
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return ""

@@ -1,0 +1,167 @@
+"""Contract tests: every Salesforce / Certinia fixture under events/ maps to exactly the committed events.
+
+Each folder is a story read in file-name order with one connector directory (what r2r remembers
+between deliveries), the way the intake reads it. For each notification the outcome — the canonical
+events (validated against the published JSON Schemas), a rejection naming the record and field, a
+note, or "waiting" — must equal ``<folder>/expected/<file stem>.json``. Set ``R2R_UPDATE_GOLDEN=1``
+to rewrite the expected files after a deliberate change (then review the diff).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from r2r_core.connectors.base import NotReady
+from r2r_core.connectors.directory import MemoryDirectory
+from r2r_core.connectors.salesforce import parse_outbound_message
+from r2r_core.flows.salesforce_outbound import accept_notification
+from r2r_core.model.events import EVENT_TYPES, EventEnvelope
+
+ROOT = Path(__file__).resolve().parents[2]
+STORIES = [
+    ROOT / "events" / "salesforce",
+    ROOT / "events" / "certinia",
+    ROOT / "events" / "scenarios" / "salesforce-certinia",
+]
+UPDATE = os.environ.get("R2R_UPDATE_GOLDEN") == "1"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.published: list[EventEnvelope] = []
+
+    def publish(self, envelope: EventEnvelope) -> None:
+        self.published.append(envelope)
+
+
+def _schema(type_name: str) -> dict[str, Any]:
+    version = EVENT_TYPES[type_name].schema_version
+    return json.loads((ROOT / "events" / "schemas" / f"{type_name}.v{version}.json").read_text())
+
+
+def run_story(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    directory = MemoryDirectory()
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    for file in sorted(folder.glob("*.xml")):
+        message = parse_outbound_message(file.read_bytes())
+        results = []
+        for notification in message.notifications:
+            publisher = Collect()
+            data = {
+                "org": message.organization_id,
+                "notification_id": notification.id,
+                "sobject": notification.sobject_type,
+                "record": notification.record,
+                "fields": notification.fields,
+                "archived_as": f"raw/{file.name}",
+            }
+            try:
+                result = accept_notification(data, directory=directory, publisher=publisher)
+            except NotReady as exc:
+                results.append({"notification": notification.id, "waiting": str(exc)})
+                continue
+            for envelope in publisher.published:
+                jsonschema.validate(json.loads(envelope.model_dump_json()), _schema(envelope.type))
+            outcome: dict[str, Any] = {"notification": notification.id}
+            if result.get("rejected"):
+                outcome["rejected"] = result["rejected"]
+            if result.get("note"):
+                outcome["note"] = result["note"]
+            outcome["events"] = [json.loads(e.model_dump_json()) for e in publisher.published]
+            results.append(outcome)
+        outcomes[file.stem] = results
+    return outcomes
+
+
+@pytest.mark.parametrize("folder", STORIES, ids=[p.name for p in STORIES])
+def test_every_fixture_maps_to_the_committed_events(folder: Path) -> None:
+    outcomes = run_story(folder)
+    assert outcomes, f"no *.xml fixture in {folder}"
+    expected_dir = folder / "expected"
+    if UPDATE:
+        expected_dir.mkdir(exist_ok=True)
+        for stem, results in outcomes.items():
+            (expected_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    expected_files = {p.stem for p in expected_dir.glob("*.json")}
+    assert expected_files == set(outcomes), "every fixture has exactly one expected file"
+    for stem, results in outcomes.items():
+        expected = json.loads((expected_dir / f"{stem}.json").read_text())
+        assert results == expected, f"{folder.name}/{stem}.xml no longer maps to expected/{stem}.json"
+
+
+def _events(outcome: list[dict[str, Any]]) -> list[tuple[str, str, str | None, str | None]]:
+    return [
+        (e["type"], e["data"]["id"], e["data"].get("status"), e["data"].get("hours"))
+        for item in outcome
+        for e in item.get("events", [])
+    ]
+
+
+def test_certinia_story_semantics() -> None:
+    """What the golden files say, in words: the things finance relies on."""
+    story = run_story(ROOT / "events" / "certinia")
+    card = "a1D5g000000Tc02AAC"
+    assert _events(story["03-timecard-approved"]) == [
+        ("time_entry.approved", f"{card}-2026-11-{d}", "approved", "8.0") for d in (16, 17, 18, 19, 20)
+    ]
+    # Rejected after approval: every approved day withdrawn, with the hours that were approved.
+    assert _events(story["04-timecard-rejected-after-approval"]) == [
+        ("time_entry.approved", f"{card}-2026-11-{d}", "unapproved", "8.0") for d in (16, 17, 18, 19, 20)
+    ]
+    # Approved again with Friday 6 h: all five days published anew (they were withdrawn).
+    assert _events(story["05-timecard-approved-again-edited"])[-1] == (
+        "time_entry.approved",
+        f"{card}-2026-11-20",
+        "approved",
+        "6.0",
+    )
+    # Edited after approval: Friday removed → withdrawn (6 h), Thursday 8 → 9.5 → new version.
+    assert _events(story["06-timecard-edited-after-approval"]) == [
+        ("time_entry.approved", f"{card}-2026-11-20", "unapproved", "6.0"),
+        ("time_entry.approved", f"{card}-2026-11-19", "approved", "9.5"),
+    ]
+    [stale] = story["07-timecard-stale-redelivery"]
+    assert stale["events"] == [] and stale["note"].startswith("stale")
+    [submitted] = story["08-timecard-submitted"]
+    assert submitted["events"] == [] and "Submitted" in submitted["note"]
+    assert _events(story["09-milestone-planned"]) == []
+    assert _events(story["10-milestone-complete"]) == [
+        ("milestone.completed", "ms-globex-design", "completed", None)
+    ]
+    assert _events(story["12-expense-rejected-after-approval"]) == [
+        ("expense.approved", "a1F5g000000Ex01AAC", "unapproved", None)
+    ]
+    [wrong] = story["13-timecard-wrong-type-hours"]
+    assert wrong["rejected"]["field"] == "pse__Tuesday_Hours__c"
+    assert "a1D5g000000Tc09AAC" in wrong["rejected"]["record"]
+    [waiting] = story["14-timecard-unknown-project"]
+    assert "a1B5g000009ZzZ9AAK" in waiting["waiting"]
+
+
+def test_opportunity_semantics() -> None:
+    story = run_story(ROOT / "events" / "salesforce")
+    [[won]] = [item["events"] for item in story["01-opportunity-closed-won"]]
+    assert won["type"] == "opportunity.closed_won"
+    deal = won["data"]
+    assert deal["amount"] == {"amount": "60000.0", "currency": "USD"}
+    assert deal["engagement"]["billing_type"] == "mixed"
+    assert deal["engagement"]["rate_card"]["rates"][0]["rate"] == "200.00"
+    assert deal["project"]["id"] == "prj-0065g00000Gx7bQAAS"
+    assert won["source_record_version"] == 1794582245000  # SystemModstamp 2026-11-13T15:04:05Z
+    [update] = story["02-opportunity-amount-changed-negotiation"]
+    assert update["events"][0]["type"] == "opportunity.updated"
+    assert update["events"][0]["data"]["amount"] == {"amount": "84500.0", "currency": "USD"}
+    [missing] = story["03-opportunity-closed-won-without-billing-type"]
+    assert missing["rejected"]["field"] == "R2R_Billing_Type__c"
+    assert "0065g00000Jz9aaAAC" in missing["rejected"]["record"]
+    won_and_lost = story["04-two-opportunities-one-message"]
+    assert [item["events"][0]["type"] for item in won_and_lost] == [
+        "opportunity.closed_won",
+        "opportunity.updated",
+    ]
