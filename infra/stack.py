@@ -18,6 +18,7 @@ from infra.constructs.api import WebhookApi
 from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
 from infra.constructs.functions import R2rFunction
 from infra.constructs.layers import LambdaLayers
+from infra.constructs.observability import Observability
 from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import IntegrationSecrets
 from infra.constructs.settings import StageSettings
@@ -45,7 +46,8 @@ def _canonical_pattern(detail_type: str) -> events.EventPattern:
 
 
 class R2rStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:
+    # The wiring reads top to bottom in one place; each concern is already its own construct.
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:  # noqa: PLR0915
         super().__init__(
             scope,
             construct_id,
@@ -243,6 +245,10 @@ class R2rStack(Stack):
 
         self._invoice_status_sync(consumer, settings=settings, tables=tables, secrets=secrets, bus=bus)
 
+        self._reconciliation_and_observability(
+            consumer, settings=settings, tables=tables, secrets=secrets, removal_policy=retain
+        )
+
         # --- outputs --------------------------------------------------------------------
         CfnOutput(self, OUTPUT_API_URL, value=api.webhook_base_url, description="POST <ApiUrl>/<source>")
         CfnOutput(self, OUTPUT_EVENT_BUS_NAME, value=bus.event_bus_name, description="canonical bus")
@@ -306,6 +312,37 @@ class R2rStack(Stack):
         tables.audit.grant_read_write_data(status_writeback.function)
         tables.idempotency.grant_read_write_data(status_writeback.function)
         secrets.salesforce_credentials.grant_read(status_writeback.function)
+
+    def _reconciliation_and_observability(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        settings: StageSettings,
+        tables: DataTables,
+        secrets: IntegrationSecrets,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        """Daily reconciliation (schedule rule -> queue with DLQ -> function, ERP read only), then the
+        dashboard and alarms, which find every function, consumer and DLQ created before them."""
+        reconciliation = consumer(
+            "Reconciliation",
+            "reconciliation",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+                "ERP_BASE_URL": settings.erp_base_url,
+            },
+            event_pattern=None,
+            schedule=events.Schedule.rate(Duration.days(1)),
+            event_bus=None,
+            max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
+            description="r2r reconciliation: approved work in r2r against ERP charges and invoices (daily)",
+        )
+        tables.state.grant_read_write_data(reconciliation.function)
+        tables.audit.grant_read_write_data(reconciliation.function)
+        secrets.erp_credentials.grant_read(reconciliation.function)
+        Observability(self, "Observability", removal_policy=removal_policy)
 
     def _acknowledge_bucket_put(self, function: R2rFunction, archive: RawArchive) -> None:
         policy = function.role.node.find_child("DefaultPolicy")

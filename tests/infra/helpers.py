@@ -61,6 +61,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         },
         30,
     ),
+    "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
 }
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Consumer folder -> (bus, detail-type or None, expected MaximumConcurrency).
@@ -75,6 +76,7 @@ CONSUMERS = {
 # Consumers fed by a schedule rule on the default bus: folder -> (rate expression, MaximumConcurrency).
 SCHEDULED_CONSUMERS = {
     "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
+    "reconciliation": ("rate(1 day)", 2),
 }
 
 

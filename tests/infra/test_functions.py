@@ -137,6 +137,7 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "exception_router": {"dynamodb:PutItem"},
         "invoice_status_poller": {"dynamodb:UpdateItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
         "invoice_status_writeback": {"dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
+        "reconciliation": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         role = ref_id(res["Properties"]["Role"])

@@ -1,0 +1,46 @@
+"""SQS consumer (fed by a daily schedule rule): reconcile approved work in r2r against the ERP.
+
+Every message is one tick; a batch of ticks needs one run. If the run fails, every tick of the batch is
+reported failed and retried (after five receives it rests in the DLQ). Findings become exceptions for
+finance once each (deterministic ids), so a retried or repeated run adds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from r2r_core import settings as settings_module
+from r2r_core.erp_access import erp_client
+from r2r_core.flows.reconciliation import reconcile
+from r2r_core.settings import ConsumerSettings
+from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import handler_metrics, tracer
+
+logger = Logger(service="r2r-reconciliation")
+metrics = handler_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = settings_module.load(ConsumerSettings)
+    records = event.get("Records") or []
+    try:
+        result = reconcile(
+            store=StateStore(settings.state_table_name),
+            audit=AuditLog(settings.audit_table_name),
+            erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
+            today=datetime.now(UTC).date(),
+        )
+    except Exception:
+        logger.exception("reconciliation failed", extra={"ticks": len(records)})
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+    logger.info(
+        "reconciliation done",
+        extra={"ticks": len(records), "findings": len(result["findings"]), "new": result["new_exceptions"]},
+    )
+    return {"batchItemFailures": []}
