@@ -15,6 +15,7 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
+from infra.constructs.connectors import SalesforceOutboundListener
 from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
 from infra.constructs.functions import R2rFunction
 from infra.constructs.layers import LambdaLayers
@@ -244,6 +245,19 @@ class R2rStack(Stack):
         tables.audit.grant_read_write_data(exception_router.function)
 
         self._invoice_status_sync(consumer, settings=settings, tables=tables, secrets=secrets, bus=bus)
+
+        # --- connectors in the source systems' wire formats -----------------------------
+        SalesforceOutboundListener(
+            self,
+            "SalesforceOutbound",
+            api=api,
+            tables=tables,
+            archive=archive,
+            bus=bus,
+            layers=shared_layers,
+            stage=settings.stage,
+            removal_policy=logs_removal,
+        )
 
         self._reconciliation_and_observability(
             consumer, settings=settings, tables=tables, secrets=secrets, removal_policy=retain

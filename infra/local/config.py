@@ -51,6 +51,14 @@ SALESFORCE_CREDENTIALS: Final[dict[str, str]] = {
     "api_version": "v61.0",
 }
 
+# Salesforce Outbound Message listener secrets per organisation (the secret is the last segment of
+# the endpoint URL: POST <api>/v1/salesforce/outbound/r2r-local-sf-outbound-0001).
+SALESFORCE_OUTBOUND_ORG_ID: Final = "00D5g000004XyZaEAK"
+SALESFORCE_OUTBOUND_SECRET: Final = "r2r-local-sf-outbound-0001"  # noqa: S105 - a local constant
+SALESFORCE_OUTBOUND_SECRETS: Final[dict[str, list[str]]] = {
+    SALESFORCE_OUTBOUND_ORG_ID: [SALESFORCE_OUTBOUND_SECRET]
+}
+
 # Lambda defaults when the template leaves them out (AWS's own defaults).
 DEFAULT_TIMEOUT_S: Final = 3
 DEFAULT_MEMORY_MB: Final = 128

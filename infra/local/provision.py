@@ -60,6 +60,7 @@ _SECRET_ROLES = {
     "WEBHOOK_SECRETS_ARN": "webhook",
     "ERP_SECRET_ARN": "erp",
     "SALESFORCE_SECRET_ARN": "salesforce",
+    "SALESFORCE_OUTBOUND_SECRETS_ARN": "salesforce_outbound",
 }
 
 
@@ -446,6 +447,8 @@ class Provisioner:
             value = config.erp_credentials_json()
         elif role == "salesforce":
             value = json.dumps(config.SALESFORCE_CREDENTIALS)
+        elif role == "salesforce_outbound":
+            value = json.dumps(config.SALESFORCE_OUTBOUND_SECRETS)
         elif "SecretString" in resource.properties:
             value = self.resolver.resolve_str(resource.properties["SecretString"])
         else:

@@ -62,6 +62,17 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         30,
     ),
     "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
+    "ingest_salesforce_outbound": (
+        {
+            "RAW_BUCKET_NAME",
+            "EVENT_BUS_NAME",
+            "IDEMPOTENCY_TABLE_NAME",
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "SALESFORCE_OUTBOUND_SECRETS_ARN",
+        },
+        30,
+    ),
 }
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Consumer folder -> (bus, detail-type or None, expected MaximumConcurrency).

@@ -25,10 +25,41 @@ def _path_of(resources: dict[str, dict[str, Any]], resource_id: str) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def test_one_post_route_proxied_to_ingest_webhook(resources: dict[str, dict[str, Any]]) -> None:
+def _webhook_method(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    [method] = [
+        m["Properties"]
+        for m in of_type(resources, "AWS::ApiGateway::Method").values()
+        if _path_of(resources, ref_id(m["Properties"]["ResourceId"])) == "/v1/webhooks/{source}"
+    ]
+    return method
+
+
+def test_two_post_routes_the_signed_webhook_and_the_salesforce_listener(
+    resources: dict[str, dict[str, Any]],
+) -> None:
     methods = of_type(resources, "AWS::ApiGateway::Method")
-    assert len(methods) == 1
-    method = next(iter(methods.values()))["Properties"]
+    routes = {
+        (m["Properties"]["HttpMethod"], _path_of(resources, ref_id(m["Properties"]["ResourceId"])))
+        for m in methods.values()
+    }
+    assert routes == {("POST", "/v1/webhooks/{source}"), ("POST", "/v1/salesforce/outbound/{secret}")}
+
+
+def test_salesforce_listener_route_proxied_to_its_function(resources: dict[str, dict[str, Any]]) -> None:
+    [method] = [
+        m["Properties"]
+        for m in of_type(resources, "AWS::ApiGateway::Method").values()
+        if _path_of(resources, ref_id(m["Properties"]["ResourceId"])) == "/v1/salesforce/outbound/{secret}"
+    ]
+    assert method["AuthorizationType"] == "NONE"
+    assert method["RequestParameters"] == {"method.request.path.secret": True}
+    listener_id, _ = functions_by_folder(resources)["ingest_salesforce_outbound"]
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert "${GetAtt:" + listener_id + ".Arn}" in flatten(method["Integration"]["Uri"])
+
+
+def test_one_post_route_proxied_to_ingest_webhook(resources: dict[str, dict[str, Any]]) -> None:
+    method = _webhook_method(resources)
     assert method["HttpMethod"] == "POST"
     assert _path_of(resources, ref_id(method["ResourceId"])) == "/v1/webhooks/{source}"
     assert method["AuthorizationType"] == "NONE"
@@ -39,7 +70,7 @@ def test_one_post_route_proxied_to_ingest_webhook(resources: dict[str, dict[str,
 
 
 def test_validator_requires_the_source_path_parameter_only(resources: dict[str, dict[str, Any]]) -> None:
-    method = next(iter(of_type(resources, "AWS::ApiGateway::Method").values()))["Properties"]
+    method = _webhook_method(resources)
     # Webhook headers are not required here: the function answers 401 for a missing signature.
     assert method["RequestParameters"] == {"method.request.path.source": True}
     validator = resources[ref_id(method["RequestValidatorId"])]

@@ -68,6 +68,7 @@ def test_environment_references_resolve_to_the_right_resources(resources: dict[s
         "ERP_SECRET_ARN": "AWS::SecretsManager::Secret",
         "STATE_MACHINE_ARN": "AWS::StepFunctions::StateMachine",
         "SALESFORCE_SECRET_ARN": "AWS::SecretsManager::Secret",
+        "SALESFORCE_OUTBOUND_SECRETS_ARN": "AWS::SecretsManager::Secret",
     }
     table_for = {
         "IDEMPOTENCY_TABLE_NAME": "Idempotency",
@@ -78,6 +79,7 @@ def test_environment_references_resolve_to_the_right_resources(resources: dict[s
         "WEBHOOK_SECRETS_ARN": "WebhookSecrets",
         "ERP_SECRET_ARN": "ErpCredentials",
         "SALESFORCE_SECRET_ARN": "SalesforceCredentials",
+        "SALESFORCE_OUTBOUND_SECRETS_ARN": "SalesforceOutboundSecrets",
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         for key, value in res["Properties"]["Environment"]["Variables"].items():
@@ -138,6 +140,13 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "invoice_status_poller": {"dynamodb:UpdateItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
         "invoice_status_writeback": {"dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
         "reconciliation": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
+        "ingest_salesforce_outbound": {
+            "s3:PutObject",
+            "events:PutEvents",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "secretsmanager:GetSecretValue",
+        },
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         role = ref_id(res["Properties"]["Role"])
