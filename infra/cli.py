@@ -10,6 +10,7 @@ import typer
 
 from infra.billing_cli import app as billing_app
 from infra.local.cli import app as local_app
+from infra.ops_cli import reconcile, report
 
 app = typer.Typer(
     help="r2r: resource-to-revenue integration, its local stack and tooling.",
@@ -17,6 +18,8 @@ app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 app.add_typer(billing_app, name="billing")
+app.command("reconcile")(reconcile)
+app.command("report")(report)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -19,6 +20,7 @@ from infra.local import config, summary
 from infra.local.scenario import ScenarioError
 from infra.local.schedules import find_schedule, schedule_from_document, scheduled_event, target_payload
 from infra.local.stack import DEFAULT_SCENARIO_DRAIN_S, LocalStack, find_repo_root, write_json
+from infra.report import write_stack_report
 
 app = typer.Typer(
     help="Run the synthesized template on an embedded local AWS (moto) with the ERP sandbox.",
@@ -111,6 +113,13 @@ def run(
     stage: _Stage = "dev",
     template: _Template = None,
     verbose: _Verbose = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the HTML report (KPIs, charts, invoice lineage) here."),
+    ] = None,
+    metrics: Annotated[
+        Path, typer.Option(help="Where the functions' EMF metric lines go (one JSON document per line).")
+    ] = Path(".r2r/metrics.jsonl"),
 ) -> None:
     """Post a scenario's deliveries in name order, drain after each, and report what happened."""
     _logging(verbose)
@@ -131,7 +140,12 @@ def run(
             console.print(
                 f"local stack up in {stack.startup_s:.1f} s; running {scenario}", style="dim", markup=False
             )
-            outcome = stack.run_scenario(scenario, drain_timeout=drain_timeout)
+            # Handlers print their EMF metrics to stdout (as in Lambda): into a file, not over the summary.
+            metrics.parent.mkdir(parents=True, exist_ok=True)
+            with metrics.open("w", encoding="utf-8") as emf, contextlib.redirect_stdout(emf):
+                outcome = stack.run_scenario(scenario, drain_timeout=drain_timeout)
+            if html is not None:
+                write_stack_report(stack, html)
     except ScenarioError as exc:
         console.print(f"scenario error: {exc}", style="bold red", markup=False)
         raise typer.Exit(2) from exc
@@ -141,6 +155,9 @@ def run(
     if report is not None:
         write_json(report, outcome)
         console.print(f"report written to {report}", style="dim", markup=False)
+    console.print(f"EMF metrics written to {metrics}", style="dim", markup=False)
+    if html is not None:
+        console.print(f"HTML report written to {html}", style="dim", markup=False)
     if not outcome["ok"]:
         raise typer.Exit(1)
 

@@ -419,11 +419,15 @@ def reconcile(*, store: StateStore, audit: AuditLog, erp: ErpReader, today: date
                 correlation_id=run_id,
                 detail={"finding": finding.kind, "source_id": finding.source_id},
             )
+    resolved = _resolve_gone(store, audit, {f.id for f in findings}, run_id)
     emit(leakage_kpis(findings))
     by_kind: dict[str, int] = defaultdict(int)
     for finding in findings:
         by_kind[finding.kind] += 1
-    logger.info("reconciled", extra={"findings": len(findings), "new": new, "by_kind": dict(by_kind)})
+    logger.info(
+        "reconciled",
+        extra={"findings": len(findings), "new": new, "resolved": resolved, "by_kind": dict(by_kind)},
+    )
     return {
         "charges": len(charges),
         "invoices": len(invoices),
@@ -442,4 +446,33 @@ def reconcile(*, store: StateStore, audit: AuditLog, erp: ErpReader, today: date
             for f in findings
         ],
         "new_exceptions": new,
+        "resolved_exceptions": resolved,
     }
+
+
+def _resolve_gone(store: StateStore, audit: AuditLog, current: set[str], run_id: str) -> int:
+    """Close the open reconciliation exceptions this run no longer finds (billed since, fixed in the
+    ERP): finance sees what is still wrong, and the audit says when each one went away."""
+    resolved = 0
+    for item in store.exceptions():
+        if not str(item.get("kind", "")).startswith("reconciliation_") or item.get("status") != "open":
+            continue
+        if item["id"] in current:
+            continue
+        if store.update_if(
+            item["pk"],
+            item["sk"],
+            set_values={"status": "resolved", "resolved_at": now_iso(), "resolved_by": run_id},
+            condition="#status = :open",
+            values={":open": "open"},
+        ):
+            resolved += 1
+            audit.append(
+                kind="exception",
+                entity_id=item["id"],
+                action="resolved",
+                event_id=run_id,
+                correlation_id=run_id,
+                detail={"reason": "no longer found by reconciliation"},
+            )
+    return resolved
