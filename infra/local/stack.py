@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,7 +427,9 @@ class LocalStack:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="r2r-local-"))
             db = self._temp_dir / "erp.sqlite"
         db.parent.mkdir(parents=True, exist_ok=True)
-        self.erp = ErpSandbox(db, host=config.HOST, port=self._port(1), **_erp_credentials_kwargs(ErpSandbox))
+        self.erp = ErpSandbox(
+            db, host=config.HOST, port=self._port(1), credentials=dict(config.ERP_CREDENTIALS)
+        )
         self.erp_url = str(self.erp.start()).rstrip("/")
 
     def _start_salesforce(self) -> None:
@@ -821,26 +823,6 @@ class LocalStack:
                 for r in api.routes
             ],
         }
-
-
-def _erp_credentials_kwargs(sandbox_class: Any) -> dict[str, Any]:
-    """Give the sandbox the local TBA credentials if it accepts them."""
-    import inspect
-
-    try:
-        parameters = inspect.signature(sandbox_class).parameters
-    except (TypeError, ValueError):
-        return {}
-    if "credentials" in parameters:
-        return {"credentials": dict(config.ERP_CREDENTIALS)}
-    return {}
-
-
-@contextlib.contextmanager
-def running(repo_root: Path | None = None, **kwargs: Any) -> Iterator[LocalStack]:
-    """``with running(...) as stack`` (same as ``with LocalStack.start(...)``)."""
-    with LocalStack.start(repo_root, **kwargs) as stack:
-        yield stack
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
