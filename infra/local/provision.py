@@ -433,6 +433,8 @@ class Provisioner:
                 roles[logical_id] = "webhook"
             elif "erp" in lowered or "netsuite" in lowered:
                 roles[logical_id] = "erp"
+            elif "salesforce" in lowered and "outbound" in lowered:
+                roles[logical_id] = "salesforce_outbound"
             elif "salesforce" in lowered:
                 roles[logical_id] = "salesforce"
         return roles
