@@ -40,10 +40,15 @@ class SynthResult:
 
 
 def input_files(root: Path = REPO_ROOT) -> list[Path]:
-    """The files a template depends on: the app's code, the ASL, cdk.json, the deps layer pins."""
+    """The files a template depends on: the app's code, the ASL, cdk.json, the deps layer pins.
+
+    Only the CDK app itself counts (not the local stack, the sandboxes or the CLIs beside it in
+    ``infra/``), so editing those does not force a re-synth.
+    """
     infra = root / "infra"
     candidates = [
-        *infra.rglob("*.py"),
+        *(infra / name for name in ("__init__.py", "app.py", "stack.py", "synth.py")),
+        *(infra / "constructs").rglob("*.py"),
         *(p for p in (infra / "statemachines").glob("*") if p.is_file()),
         root / "cdk.json",
         root / "layers" / "deps" / "requirements.txt",

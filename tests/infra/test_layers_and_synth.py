@@ -125,6 +125,9 @@ def test_inputs_hash_covers_the_app_inputs() -> None:
         "infra/constructs/queue_consumer.py",
         "infra/statemachines/milestone_to_invoice.asl.json",
     } <= names
+    # The local stack, the sandboxes and the CLIs live beside the app but do not shape the template.
+    assert not any(name.startswith(("infra/local/", "infra/erp_sandbox/")) for name in names)
+    assert "infra/cli.py" not in names
     assert synth_module.inputs_hash("dev") != synth_module.inputs_hash("prod")
 
 
