@@ -55,7 +55,7 @@ def _template_with_salesforce(path: Path, salesforce_url: str) -> tuple[Path, st
     [secret_id] = [
         lid
         for lid, r in resources.items()
-        if r["Type"] == "AWS::SecretsManager::Secret" and "Salesforce" in lid
+        if r["Type"] == "AWS::SecretsManager::Secret" and "SalesforceCredentials" in lid
     ]
     [queue_id] = [
         r["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
