@@ -7,6 +7,7 @@ finance once each (deterministic ids), so a retried or repeated run adds nothing
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,10 @@ metrics = handler_metrics()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = settings_module.load(ConsumerSettings)
     records = event.get("Records") or []
+    if records and not any(_is_tick(r) for r in records):
+        # Only the schedule's ticks start a run (a direct invocation without records is a manual run).
+        logger.warning("not a scheduled tick: ignored", extra={"messages": len(records)})
+        return {"batchItemFailures": []}
     try:
         result = reconcile(
             store=StateStore(settings.state_table_name),
@@ -44,3 +49,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         extra={"ticks": len(records), "findings": len(result["findings"]), "new": result["new_exceptions"]},
     )
     return {"batchItemFailures": []}
+
+
+def _is_tick(record: dict[str, Any]) -> bool:
+    try:
+        body = json.loads(record.get("body") or "{}")
+    except ValueError:
+        return False
+    return (
+        isinstance(body, dict)
+        and body.get("detail-type") == "Scheduled Event"
+        and body.get("source") == "aws.events"
+    )
