@@ -90,7 +90,8 @@ def test_every_alarm_notifies_the_encrypted_ssl_only_topic(resources: dict[str, 
         s
         for p in policies
         for s in p["PolicyDocument"]["Statement"]
-        if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+        if s["Effect"] == "Deny"
+        and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
     ]
     assert denies, "the alarm topic must deny non-TLS publishing"
     for lid, alarm in _alarms(resources).items():
