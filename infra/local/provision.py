@@ -504,7 +504,10 @@ class Provisioner:
                 if k in target
             }
             targets.append(entry)
-        if targets:
+        # A scheduled rule's targets stay out of moto: moto treats a rule without an event pattern as
+        # matching every event on its bus, so each aws.states event would fire the schedule.
+        # infra.local.schedules delivers its ticks instead.
+        if targets and not scheduled:
             events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
         self.resolver.set_physical(resource.logical_id, name, {"Arn": arn})
         self.out.rules[resource.logical_id] = name

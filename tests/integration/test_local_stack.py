@@ -581,6 +581,23 @@ def test_a_scheduled_rule_ticks_on_demand_with_its_target_input(stack: LocalStac
         stack.tick("nothing")
 
 
+def test_other_events_on_the_default_bus_do_not_fire_a_scheduled_rule(stack: LocalStack):
+    # moto would match a pattern-less scheduled rule against every event on its bus, and the
+    # consumer behind PollRule would then record THING#stray.
+    stack.boto3_client("events").put_events(
+        Entries=[
+            {
+                "Source": "aws.states",
+                "DetailType": "Step Functions Execution Status Change",
+                "Detail": json.dumps({"id": "stray"}),
+            }
+        ]
+    )
+    stack.drain(timeout=30)
+
+    assert "THING#stray" not in _items(stack, "THING#")
+
+
 def test_invoke_runs_a_function_directly(stack: LocalStack):
     result = stack.invoke("workflow", {"step": "s", "state": {"x": 1}, "execution_id": "e"})
 
