@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -47,6 +47,22 @@ class NotReady(Retryable):
     def __init__(self, record: str, message: str) -> None:
         super().__init__(f"{record}: {message}")
         self.record = record
+
+
+class FieldMapping(NamedTuple):
+    """One row of a connector's declarative field map (``FIELD_MAP``): source field → canonical field.
+
+    ``target`` is a dot path in the event's ``data``; ``how`` says what the mapper does with the value:
+    ``copy`` (the text as is), ``decimal``, ``date``, ``flag`` (Salesforce ``true``/``false``), ``id`` (the
+    source id inside a canonical id, e.g. ``opp-<Id>``), ``lookup`` (resolved through a table or what r2r
+    remembers) or ``derived`` (computed, e.g. per-day hours). ``tests/unit/test_field_maps.py`` proves the
+    map consistent with the mapping output on the fixtures in ``events/salesforce`` and ``events/certinia``.
+    """
+
+    source: str
+    event_type: str
+    target: str
+    how: str
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from r2r_core.connectors.base import Fields, NotReady, envelope, version_of
+from r2r_core.connectors.base import FieldMapping, Fields, NotReady, envelope, version_of
 from r2r_core.connectors.directory import Directory, Remember
 from r2r_core.connectors.salesforce import modified_at
 from r2r_core.model.events import EventEnvelope
@@ -302,3 +302,71 @@ def _iso(value: Any) -> str | None:
 
 def _str(value: Any) -> str | None:
     return str(value) if value is not None else None
+
+
+# --- Field map (declarative; the integration catalog lists it, a test proves it against the fixtures) ---
+
+_PRJ, _ASG, _TE = "project.upserted", "assignment.upserted", "time_entry.approved"
+_MS, _EXP = "milestone.completed", "expense.approved"
+FIELD_MAP: dict[str, tuple[FieldMapping, ...]] = {
+    sobject: tuple(FieldMapping(*row) for row in rows)
+    for sobject, rows in {
+        "pse__Proj__c": (
+            ("pse__Opportunity__c", _PRJ, "id", "id"),
+            ("pse__Opportunity__c", _PRJ, "engagement_id", "id"),
+            ("pse__Account__c", _PRJ, "client_id", "id"),
+            ("Name", _PRJ, "name", "copy"),
+            ("pse__Start_Date__c", _PRJ, "start_date", "date"),
+            ("pse__End_Date__c", _PRJ, "end_date", "date"),
+            ("R2R_Region__c", _PRJ, "region", "copy"),
+            ("pse__Region__c", _PRJ, "region", "derived"),
+            ("R2R_Practice__c", _PRJ, "business_unit", "copy"),
+            ("pse__Is_Billable__c", _PRJ, "billable", "flag"),
+        ),
+        "pse__Assignment__c": (
+            ("Id", _ASG, "id", "copy"),
+            ("pse__Project__c", _ASG, "project_id", "lookup"),
+            ("pse__Resource__c", _ASG, "resource_id", "copy"),
+            ("pse__Role__c", _ASG, "role", "copy"),
+            ("pse__Bill_Rate__c", _ASG, "bill_rate_override.amount", "decimal"),
+            ("CurrencyIsoCode", _ASG, "bill_rate_override.currency", "copy"),
+            ("pse__Start_Date__c", _ASG, "start_date", "date"),
+            ("pse__End_Date__c", _ASG, "end_date", "date"),
+            ("pse__Planned_Hours__c", _ASG, "planned_hours", "decimal"),
+        ),
+        "pse__Timecard_Header__c": (
+            ("Id", _TE, "id", "id"),
+            ("pse__Project__c", _TE, "project_id", "lookup"),
+            ("pse__Project__c", _TE, "engagement_id", "lookup"),
+            ("pse__Assignment__c", _TE, "assignment_id", "copy"),
+            ("pse__Assignment__c", _TE, "role", "lookup"),
+            ("pse__Resource__c", _TE, "resource_id", "copy"),
+            ("pse__Billable__c", _TE, "billable", "flag"),
+            ("R2R_Region__c", _TE, "region", "copy"),
+            ("pse__Start_Date__c", _TE, "work_date", "derived"),
+            ("pse__<Day>_Hours__c", _TE, "hours", "derived"),
+            ("pse__Status__c", _TE, "status", "derived"),
+        ),
+        "pse__Milestone__c": (
+            ("R2R_Milestone_Key__c", _MS, "id", "copy"),
+            ("pse__Project__c", _MS, "project_id", "lookup"),
+            ("Name", _MS, "name", "copy"),
+            ("pse__Milestone_Amount__c", _MS, "amount.amount", "decimal"),
+            ("CurrencyIsoCode", _MS, "amount.currency", "copy"),
+            ("pse__Actual_Date__c", _MS, "completed_on", "date"),
+            ("pse__Status__c", _MS, "status", "derived"),
+        ),
+        "pse__Expense__c": (
+            ("Id", _EXP, "id", "copy"),
+            ("pse__Project__c", _EXP, "project_id", "lookup"),
+            ("pse__Resource__c", _EXP, "resource_id", "copy"),
+            ("pse__Expense_Date__c", _EXP, "expense_date", "date"),
+            ("pse__Type__c", _EXP, "category", "copy"),
+            ("pse__Amount__c", _EXP, "amount.amount", "decimal"),
+            ("CurrencyIsoCode", _EXP, "amount.currency", "copy"),
+            ("pse__Billable__c", _EXP, "billable", "flag"),
+            ("R2R_Receipt_Attached__c", _EXP, "receipt_attached", "flag"),
+            ("pse__Status__c", _EXP, "status", "derived"),
+        ),
+    }.items()
+}

@@ -30,7 +30,7 @@ from xml.sax.saxutils import escape
 import defusedxml
 from defusedxml import ElementTree as SafeET
 
-from r2r_core.connectors.base import Fields, MappingError, envelope, version_of
+from r2r_core.connectors.base import FieldMapping, Fields, MappingError, envelope, version_of
 from r2r_core.model.events import EventEnvelope
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -364,3 +364,57 @@ def _decimals_as_text(value: Any) -> Any:
     if isinstance(value, list):
         return [_decimals_as_text(v) for v in value]
     return value
+
+
+# --- Field map (declarative; the integration catalog lists it, a test proves it against the fixtures) ---
+
+_CW, _UP = "opportunity.closed_won", "opportunity.updated"
+FIELD_MAP: dict[str, tuple[FieldMapping, ...]] = {
+    "Opportunity": tuple(
+        FieldMapping(*row)
+        for row in (
+            ("Id", _CW, "id", "id"),
+            ("Id", _CW, "engagement.id", "id"),
+            ("Id", _CW, "project.id", "id"),
+            ("Id", _UP, "id", "id"),
+            ("Id", _UP, "engagement_id", "id"),
+            ("AccountId", _CW, "client.id", "id"),
+            ("AccountId", _CW, "engagement.client_id", "id"),
+            ("AccountId", _UP, "client_id", "id"),
+            ("Name", _CW, "name", "copy"),
+            ("Name", _UP, "name", "copy"),
+            ("StageName", _UP, "stage", "copy"),
+            ("IsWon", _UP, "is_won", "flag"),
+            ("IsClosed", _UP, "is_closed", "flag"),
+            ("Amount", _CW, "amount.amount", "decimal"),
+            ("Amount", _CW, "engagement.contract_value.amount", "decimal"),
+            ("Amount", _UP, "amount.amount", "decimal"),
+            ("CurrencyIsoCode", _CW, "amount.currency", "copy"),
+            ("CurrencyIsoCode", _CW, "client.currency", "copy"),
+            ("CurrencyIsoCode", _CW, "engagement.currency", "copy"),
+            ("CurrencyIsoCode", _UP, "amount.currency", "copy"),
+            ("CloseDate", _CW, "close_date", "date"),
+            ("CloseDate", _UP, "close_date", "date"),
+            ("SystemModstamp", _CW, "version", "derived"),
+            ("SystemModstamp", _UP, "version", "derived"),
+            ("R2R_Billing_Type__c", _CW, "engagement.billing_type", "lookup"),
+            ("R2R_Region__c", _CW, "client.region", "copy"),
+            ("R2R_Region__c", _CW, "engagement.region", "copy"),
+            ("R2R_Region__c", _CW, "project.region", "copy"),
+            ("R2R_Business_Unit__c", _CW, "engagement.business_unit", "copy"),
+            ("R2R_Start_Date__c", _CW, "engagement.start_date", "date"),
+            ("R2R_End_Date__c", _CW, "engagement.end_date", "date"),
+            ("R2R_Legal_Entity__c", _CW, "engagement.legal_entity", "copy"),
+            ("R2R_Tax_Registration__c", _CW, "engagement.tax_registration", "copy"),
+            ("R2R_PO_Number__c", _CW, "engagement.po_number", "copy"),
+            ("R2R_Engagement_Name__c", _CW, "engagement.name", "copy"),
+            ("R2R_Project_Name__c", _CW, "project.name", "copy"),
+            ("R2R_Client_Name__c", _CW, "client.name", "copy"),
+            ("R2R_Client_Legal_Name__c", _CW, "client.legal_name", "copy"),
+            ("R2R_Billing_Country__c", _CW, "client.billing_country", "copy"),
+            ("R2R_Client_Tax_Registration__c", _CW, "client.tax_registration", "copy"),
+            ("R2R_Billing_Email__c", _CW, "client.email", "copy"),
+            (TERMS_FIELD, _CW, "engagement", "derived"),
+        )
+    )
+}
