@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from infra.billing_cli import app as billing_app
+from infra.catalog import catalog
 from infra.local.cli import app as local_app
 from infra.ops_cli import reconcile, report
 
@@ -20,6 +21,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(billing_app, name="billing")
 app.command("reconcile")(reconcile)
 app.command("report")(report)
+app.command("catalog")(catalog)
 
 
 if __name__ == "__main__":
