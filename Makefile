@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas
+.PHONY: help setup demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas catalog
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ format: $(STAMP)
 
 schemas: $(STAMP) ## regenerate events/schemas from the canonical model
 	@$(PY) -m r2r_core.schema_export events/schemas
+
+catalog: $(STAMP) ## regenerate docs/catalog.md and docs/catalog.json from the code and the template
+	@$(VENV)/bin/r2r catalog --out-dir docs
 
 synth: $(STAMP) ## synthesize the CDK app into cdk.out/ (layers bundled without Docker)
 	@$(PY) -m infra.app --stage $(STAGE)
