@@ -6,6 +6,13 @@ add another with ``app.add_typer(<sub-app>, name="<group>")``.
 
 from __future__ import annotations
 
+import os
+
+# The core's loggers (Powertools child loggers) take their level from the environment when their
+# module is imported, which for this command is right here: an operator sees warnings, not every
+# step of every flow the local stack runs (``r2r local … --verbose`` lowers it again).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
 import typer
 
 from infra.billing_cli import app as billing_app

@@ -45,6 +45,10 @@ def _logging(verbose: bool) -> None:
     if verbose:
         for name in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # The core's loggers were created when the CLI was imported, at the CLI's default level.
+        for name in list(logging.root.manager.loggerDict):
+            if "r2r_core" in name:
+                logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 @app.command()
