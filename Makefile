@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas catalog
+.PHONY: help setup chromium demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas catalog
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ setup: $(STAMP) ## create .venv and install everything (done on first run of any
 demo: $(STAMP) ## run the sold-to-billed scenario on the embedded local stack and print the invoice
 	@$(VENV)/bin/r2r local run events/scenarios/sold-to-billed --report .r2r/sold-to-billed.json
 
-test: $(STAMP) ## the whole suite: lint, unit, integration, infra, e2e
+test: $(STAMP) chromium ## the whole suite: lint, unit, integration, infra, e2e
 	@$(MAKE) --no-print-directory lint
 	@$(PY) -m pytest -n 2 --dist loadgroup tests
 
@@ -39,6 +39,16 @@ test-infra: $(STAMP)
 	@$(PY) -m pytest tests/infra
 test-e2e: $(STAMP)
 	@$(PY) -m pytest tests/e2e
+
+# The HTML report test opens the report in Debian's headless Chromium; a fresh machine lacks it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the report test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the report test needs Chromium: install Debian's 'chromium' package (sudo apt-get install chromium)" >&2; exit 1; \
+	  fi; }
 
 lint: $(STAMP) ## ruff and mypy
 	@$(VENV)/bin/ruff check .
