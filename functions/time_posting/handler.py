@@ -6,15 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
-from r2r_core.consumer import consume
+from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
-from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope
-from r2r_core.settings import ConsumerSettings
-from r2r_core.state import AuditLog, StateStore
 from r2r_core.telemetry import handler_metrics, tracer
 
 logger = Logger(service="r2r-time-posting")
@@ -25,27 +21,15 @@ metrics = handler_metrics()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings = settings_module.load(ConsumerSettings)
-    store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
-
-    def process(envelope: EventEnvelope) -> dict[str, Any]:
+    def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
+        settings = ports.settings
         return post_time(
             envelope,
-            store=store,
-            audit=audit,
+            store=ports.store,
+            audit=ports.audit,
             erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
             publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
             mapping=erp_mapping(settings.erp_secret_arn),
         )
 
-    return consume(
-        event,
-        context,
-        name="time_posting",
-        logger=logger,
-        idempotency_table=settings.idempotency_table_name,
-        process=process,
-        on_permanent=lambda envelope, exc: record_event_failure(
-            envelope, exc, store=store, audit=audit, stage="time_posting"
-        ),
-    )
+    return consume_canonical(event, context, name="time_posting", logger=logger, process=process)

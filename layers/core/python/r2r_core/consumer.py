@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from r2r_core import settings as settings_module
 from r2r_core.erp.errors import ErpPermanentError
 from r2r_core.errors import Permanent
+from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.idempotency import once
 from r2r_core.kpis import region_of, sync_kpi
 from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import environ
+from r2r_core.settings import ConsumerSettings
+from r2r_core.state import AuditLog, StateStore
 from r2r_core.telemetry import annotate, emit
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (Permanent, ErpPermanentError)
@@ -122,3 +127,44 @@ def _once(name: str, table: str | None) -> Callable[..., Any]:
         wrapped._r2r_config = config  # type: ignore[attr-defined]
         _WRAPPED[key] = wrapped
     return wrapped
+
+
+@dataclass(frozen=True)
+class ConsumerPorts:
+    """What every canonical-event consumer works with: its settings, the state store and the audit."""
+
+    settings: ConsumerSettings
+    store: StateStore
+    audit: AuditLog
+
+
+def consume_canonical(
+    event: dict[str, Any],
+    context: Any,
+    *,
+    name: str,
+    logger: Logger,
+    process: Callable[[EventEnvelope, ConsumerPorts], Any],
+) -> dict[str, Any]:
+    """:func:`consume` for a consumer of canonical events named ``name`` (its function folder).
+
+    Builds the ports from the function's environment; a permanent failure becomes an exception
+    for finance recorded under ``name``.
+    """
+    settings = settings_module.load(ConsumerSettings)
+    ports = ConsumerPorts(
+        settings=settings,
+        store=StateStore(settings.state_table_name),
+        audit=AuditLog(settings.audit_table_name),
+    )
+    return consume(
+        event,
+        context,
+        name=name,
+        logger=logger,
+        idempotency_table=settings.idempotency_table_name,
+        process=lambda envelope: process(envelope, ports),
+        on_permanent=lambda envelope, exc: record_event_failure(
+            envelope, exc, store=ports.store, audit=ports.audit, stage=name
+        ),
+    )
