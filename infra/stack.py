@@ -48,7 +48,7 @@ def _canonical_pattern(detail_type: str) -> events.EventPattern:
 
 class R2rStack(Stack):
     # The wiring reads top to bottom in one place; each concern is already its own construct.
-    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:  # noqa: PLR0915
+    def __init__(self, scope: Construct, construct_id: str, *, settings: StageSettings) -> None:
         super().__init__(
             scope,
             construct_id,
@@ -122,8 +122,7 @@ class R2rStack(Stack):
                 "ERP_BASE_URL": settings.erp_base_url,
             },
         )
-        tables.state.grant_read_write_data(invoice.function)
-        tables.audit.grant_read_write_data(invoice.function)
+        tables.grant_state_and_audit(invoice.function)
         bus.grant_put_events_to(invoice.function)
         secrets.erp_credentials.grant_read(invoice.function)
 
@@ -196,9 +195,7 @@ class R2rStack(Stack):
             description="r2r expense_posting: billing decision and ERP expenseReport per approved expense",
         )
         for erp_writer in (project_setup, time_posting, expense_posting):
-            tables.state.grant_read_write_data(erp_writer.function)
-            tables.audit.grant_read_write_data(erp_writer.function)
-            tables.idempotency.grant_read_write_data(erp_writer.function)
+            tables.grant_state_and_audit(erp_writer.function, idempotency=True)
             bus.grant_put_events_to(erp_writer.function)
             secrets.erp_credentials.grant_read(erp_writer.function)
 
@@ -216,9 +213,7 @@ class R2rStack(Stack):
             max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
             description="r2r milestone_trigger: start milestone-to-invoice per completed milestone",
         )
-        tables.state.grant_read_write_data(milestone_trigger.function)
-        tables.audit.grant_read_write_data(milestone_trigger.function)
-        tables.idempotency.grant_read_write_data(milestone_trigger.function)
+        tables.grant_state_and_audit(milestone_trigger.function, idempotency=True)
         state_machine.grant_start_execution(milestone_trigger.function)
 
         exception_router = consumer(
@@ -241,8 +236,7 @@ class R2rStack(Stack):
             max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
             description="r2r exception_router: exception record for failed invoice runs",
         )
-        tables.state.grant_read_write_data(exception_router.function)
-        tables.audit.grant_read_write_data(exception_router.function)
+        tables.grant_state_and_audit(exception_router.function)
 
         self._invoice_status_sync(consumer, settings=settings, tables=tables, secrets=secrets, bus=bus)
 
@@ -302,8 +296,7 @@ class R2rStack(Stack):
             max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
             description="r2r invoice_status_poller: SuiteQL poll of invoice status changes (ERP read only)",
         )
-        tables.state.grant_read_write_data(status_poller.function)
-        tables.audit.grant_read_write_data(status_poller.function)
+        tables.grant_state_and_audit(status_poller.function)
         bus.grant_put_events_to(status_poller.function)
         secrets.erp_credentials.grant_read(status_poller.function)
 
@@ -322,9 +315,7 @@ class R2rStack(Stack):
             max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
             description="r2r invoice_status_writeback: invoice status to CRM opportunity, PSA billing event",
         )
-        tables.state.grant_read_write_data(status_writeback.function)
-        tables.audit.grant_read_write_data(status_writeback.function)
-        tables.idempotency.grant_read_write_data(status_writeback.function)
+        tables.grant_state_and_audit(status_writeback.function, idempotency=True)
         secrets.salesforce_credentials.grant_read(status_writeback.function)
 
     def _reconciliation_and_observability(
@@ -353,8 +344,7 @@ class R2rStack(Stack):
             max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
             description="r2r reconciliation: approved work in r2r against ERP charges and invoices (daily)",
         )
-        tables.state.grant_read_write_data(reconciliation.function)
-        tables.audit.grant_read_write_data(reconciliation.function)
+        tables.grant_state_and_audit(reconciliation.function)
         secrets.erp_credentials.grant_read(reconciliation.function)
         Observability(self, "Observability", removal_policy=removal_policy)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 
@@ -52,3 +53,10 @@ class DataTables(Construct):
         self.audit = _table(
             self, "AuditTable", partition_key="pk", sort_key="sk", removal_policy=removal_policy
         )
+
+    def grant_state_and_audit(self, grantee: iam.IGrantable, *, idempotency: bool = False) -> None:
+        """What a flow function needs: read/write on the state and audit tables (and idempotency)."""
+        self.state.grant_read_write_data(grantee)
+        self.audit.grant_read_write_data(grantee)
+        if idempotency:
+            self.idempotency.grant_read_write_data(grantee)
