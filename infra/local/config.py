@@ -7,7 +7,6 @@ documented in ``docs/local-stack.md`` so a developer can sign a webhook by hand.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Final
 
@@ -83,9 +82,3 @@ def webhook_secrets_json() -> str:
 def erp_credentials_json() -> str:
     """Value of the ``ErpCredentials`` secret."""
     return json.dumps(ERP_CREDENTIALS)
-
-
-def webhook_signing_key(source: str) -> bytes:
-    """The raw HMAC key of ``source`` (the base64-decoded part after ``whsec_``)."""
-    secret = WEBHOOK_SECRETS[source]
-    return base64.b64decode(secret.removeprefix("whsec_"))

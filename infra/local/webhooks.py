@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from infra.local import config
+from r2r_core.webhooks import sign
 
 WEBHOOK_PATH = "/v1/webhooks/{source}"
-
-
-def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 def signed_headers(source: str, webhook_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -32,11 +24,7 @@ def signed_headers(source: str, webhook_id: str, body: bytes, timestamp: int | N
             f"no local signing secret for source {source!r} (known: {known}); send it with sign=False"
         )
     stamp = int(time.time()) if timestamp is None else timestamp
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": signature(config.webhook_signing_key(source), webhook_id, stamp, body),
-    }
+    return sign(config.WEBHOOK_SECRETS[source], webhook_id, body, at=datetime.fromtimestamp(stamp, UTC))
 
 
 @dataclass
