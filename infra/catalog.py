@@ -119,8 +119,9 @@ _STATE_MACHINE_RECOVERY = (
     "`exception_router`, which records an exception for finance (StateTable `EXC#<id>`). Fix the cause "
     "(contract terms, tax set-up, ERP data), then redrive the failed execution: Step Functions console > "
     "the execution > Redrive, or `aws stepfunctions redrive-execution --execution-arn <arn>` (it resumes "
-    "at the failed step). The execution name is `<engagement_id>-<milestone_id>`, so a duplicate "
-    "`milestone.completed` cannot start a second invoice run."
+    "at the failed step). The execution name is `<engagement_id>-<milestone_id>` (a period-end run of "
+    "`billing_period_close`: `<engagement_id>-period-<yyyy-mm-dd>`), so a duplicate `milestone.completed` "
+    "or a second daily tick cannot start a second invoice run."
 )
 
 

@@ -216,6 +216,25 @@ class R2rStack(Stack):
         tables.grant_state_and_audit(milestone_trigger.function, idempotency=True)
         state_machine.grant_start_execution(milestone_trigger.function)
 
+        # Period-end billing: a daily tick starts one milestone-to-invoice run (input ``period_end``) per
+        # contract billed monthly whose ended period has unbilled charges; it never calls the ERP itself.
+        billing_period_close = consumer(
+            "BillingPeriodClose",
+            "billing_period_close",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+            },
+            event_pattern=None,
+            schedule=events.Schedule.rate(Duration.days(1)),
+            event_bus=None,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r billing_period_close: period-end invoice runs of contracts billed monthly",
+        )
+        tables.grant_state_and_audit(billing_period_close.function)
+        state_machine.grant_start_execution(billing_period_close.function)
+
         exception_router = consumer(
             "ExceptionRouter",
             "exception_router",

@@ -62,6 +62,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         30,
     ),
     "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
+    "billing_period_close": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"}, 30),
     "ingest_salesforce_outbound": (
         {
             "RAW_BUCKET_NAME",
@@ -88,6 +89,7 @@ CONSUMERS = {
 SCHEDULED_CONSUMERS = {
     "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
     "reconciliation": ("rate(1 day)", 2),
+    "billing_period_close": ("rate(1 day)", 5),
 }
 
 

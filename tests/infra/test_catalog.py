@@ -76,9 +76,9 @@ def test_time_entry_approved_goes_to_time_posting_with_its_dlq(catalog: dict[str
 def test_state_machine_recovery(catalog: dict[str, Any]) -> None:
     [machine] = catalog["state_machines"]
     assert machine["state_machine"] == "MilestoneToInvoiceStateMachine"
-    assert machine["started_by"] == ["milestone_trigger"] and machine["task_functions"] == [
-        "invoice_workflow"
-    ]
+    assert machine["started_by"] == ["billing_period_close", "milestone_trigger"] and machine[
+        "task_functions"
+    ] == ["invoice_workflow"]
     assert "redrive-execution" in machine["recovery"] and "exception_router" in machine["recovery"]
 
 

@@ -140,6 +140,7 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "invoice_status_poller": {"dynamodb:UpdateItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
         "invoice_status_writeback": {"dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
         "reconciliation": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
+        "billing_period_close": {"dynamodb:Scan", "dynamodb:PutItem", "states:StartExecution"},
         "ingest_salesforce_outbound": {
             "s3:PutObject",
             "events:PutEvents",

@@ -116,3 +116,21 @@ def test_state_machine_may_invoke_the_workflow_and_the_trigger_may_start_it(
         st["Action"] == "states:StartExecution" and st["Resource"] == {"Ref": lid}
         for st in statements(trigger_role)
     )
+
+
+def test_the_period_close_may_start_this_state_machine_and_nothing_else(
+    resources: dict[str, dict[str, Any]], machine: tuple[str, Any]
+) -> None:
+    lid, _ = machine
+    role = ref_id(functions_by_folder(resources)["billing_period_close"][1]["Properties"]["Role"])
+    statements = [
+        st
+        for r in of_type(resources, "AWS::IAM::Policy").values()
+        if role in [ref_id(x) for x in r["Properties"]["Roles"]]
+        for st in r["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    starts = [st for st in statements if "states:StartExecution" in json.dumps(st["Action"])]
+    assert [st["Resource"] for st in starts] == [{"Ref": lid}]
+    # It starts runs only: no ERP secret, no bus (the state machine creates and publishes the invoice).
+    env = functions_by_folder(resources)["billing_period_close"][1]["Properties"]["Environment"]["Variables"]
+    assert "ERP_SECRET_ARN" not in env and "EVENT_BUS_NAME" not in env

@@ -8,7 +8,8 @@
 * A charge invoiced earlier whose entry changed or lost its approval is credited with a negative line of
   exactly what it was billed (``Reversal``); its new version, if billable, is billed as any other charge,
   so original + credit + re-bill nets to the corrected amount. Nothing is ever silently re-billed.
-* Charges deferred by the billing schedule wait until ``billable_from``.
+* Charges deferred by the billing schedule wait until ``billable_from``; a period-end run bills only what
+  was billable by the day after its period (``bill_through``), whatever day it runs.
 * Caps are checked again on the rounded lines: a charge is admitted only as far as every cap (plus
   tolerance) still holds for what was invoiced before plus this invoice, in 0.01 h steps. So an invoice
   never exceeds a hard cap, whatever was decided when the time was posted.
@@ -364,8 +365,11 @@ def billing_run(
     milestone: MilestoneBilling | None = None,
     prior: PriorBilling | None = None,
     po_number: str | None = None,
+    bill_through: date | None = None,
 ) -> BillingRun:
+    """``bill_through`` (default: the invoice date) is the last ``billable_from`` this run bills."""
     currency = engagement.currency
+    through = bill_through or invoice_date
     ledger = _Ledger(engagement, prior or PriorBilling())
 
     # Credits first: they free room under the caps.
@@ -383,7 +387,7 @@ def billing_run(
         charges, key=lambda c: (c.billable_from, c.work_date or c.billable_from, c.kind, c.source_id)
     )
     for charge in ordered:
-        if charge.billable_from > invoice_date:
+        if charge.billable_from > through:
             waiting.append(charge.source_id)
         elif charge.kind == "expense":
             expense_lines.append(_expense_line(charge))

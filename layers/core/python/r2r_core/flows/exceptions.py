@@ -100,12 +100,15 @@ def record_execution_failure(event: dict[str, Any], *, store: StateStore, audit:
     execution_input = json.loads(detail.get("input") or "{}")
     engagement_id = execution_input.get("engagement_id")
     milestone_id = execution_input.get("milestone_id")
+    period_end = execution_input.get("period_end")
     context = _business_context(store, engagement_id)
-    draft = (
-        store.get(f"ENG#{engagement_id}", f"INVOICE#{milestone_id}")
-        if engagement_id and milestone_id
-        else None
+    # A milestone run's draft, or a period-end run's (see r2r_core.flows.invoicing.draft_sk).
+    sk = (
+        f"INVOICE#{milestone_id}"
+        if milestone_id
+        else (f"INVOICE#PERIOD#{period_end}" if period_end else None)
     )
+    draft = store.get(f"ENG#{engagement_id}", sk) if engagement_id and sk else None
     record = {
         "id": exception_id("execution", detail["executionArn"], detail.get("status", "")),
         "kind": "invoice_workflow_failed",
@@ -115,6 +118,7 @@ def record_execution_failure(event: dict[str, Any], *, store: StateStore, audit:
         "execution_arn": detail["executionArn"],
         "execution_status": detail.get("status"),
         "milestone_id": milestone_id,
+        **({"period_end": period_end} if period_end else {}),
         "correlation_id": execution_input.get("correlation_id"),
         "event_id": execution_input.get("event_id"),
         "amount_at_risk": draft["total"] if draft else None,

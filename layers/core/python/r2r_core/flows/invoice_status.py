@@ -169,11 +169,11 @@ def _status_item(row: InvoiceRow, *, version: int) -> dict[str, Any]:
 
 def _currency(store: StateStore, lookup: Mapping[str, Any], invoice_id: str) -> str:
     """The invoice's currency, from its frozen draft (SuiteQL's foreign amounts are in it)."""
-    draft = (
-        store.get(f"ENG#{lookup['engagement_id']}", f"INVOICE#{lookup['milestone_id']}")
-        if lookup.get("engagement_id") and lookup.get("milestone_id")
-        else None
+    # ``draft_sk`` names a period-end run's draft; older lookups (milestone runs) only the milestone.
+    sk = lookup.get("draft_sk") or (
+        f"INVOICE#{lookup['milestone_id']}" if lookup.get("milestone_id") else None
     )
+    draft = store.get(f"ENG#{lookup['engagement_id']}", sk) if lookup.get("engagement_id") and sk else None
     if draft is None or not draft.get("currency"):
         raise LookupError(f"invoice {invoice_id} is not one r2r created (no draft to read its currency)")
     return str(draft["currency"])

@@ -1,6 +1,11 @@
 """The steps of the milestone-to-invoice state machine.
 
-Each step takes the execution state (a dict) and returns it with its own results added.
+Each step takes the execution state (a dict) and returns it with its own results added. An execution
+is either a **milestone run** (input ``milestone_id``: the unbilled charges plus the milestone line) or
+a **period-end run** (input ``period_end``, ``yyyy-mm-dd``, started by ``billing_period_close`` for a
+contract billed monthly: the charges billable by the day after the period, no milestone line). The
+draft of a milestone run is ``INVOICE#<milestone id>``, of a period run ``INVOICE#PERIOD#<period end>``
+(an id cannot contain ``#``, so the two never collide).
 Steps are safe to repeat: the billing run (``r2r_core.billing.invoicing.billing_run``) is
 frozen as a draft once per milestone and reused by a redriven execution, the ERP invoice is
 upserted by external id, and charges move from ``unbilled`` to ``invoiced`` with a
@@ -12,8 +17,8 @@ next invoice (an ``ADJUST#`` item), never re-billed silently.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -30,16 +35,42 @@ from r2r_core.billing.revenue import revenue_for_milestone
 from r2r_core.bus import EventPublisher
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
-from r2r_core.errors import ContractInvalid, TaxConfigurationMissing
+from r2r_core.errors import ContractInvalid, NoBillableWork, TaxConfigurationMissing
 from r2r_core.flows.charges import publish_once
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.kpis import BilledTime, invoice_kpis
-from r2r_core.model.entities import CapThresholdReached, Invoice, Milestone
+from r2r_core.model.entities import BillingSchedule, CapThresholdReached, Invoice, Milestone
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.state import AuditLog, StateStore, now_iso
 from r2r_core.telemetry import emit
 
 logger = Logger(child=True)
+
+
+def period_end_of(state: Mapping[str, Any]) -> date | None:
+    """The billing period a period-end run invoices (``None`` for a milestone run)."""
+    if state.get("milestone_id"):
+        return None
+    if not state.get("period_end"):
+        raise ContractInvalid("an invoice run needs a milestone_id or a period_end in its input")
+    return date.fromisoformat(str(state["period_end"]))
+
+
+def draft_sk(state: Mapping[str, Any]) -> str:
+    """StateTable sort key (under ``ENG#<engagement>``) of the run's frozen draft."""
+    period_end = period_end_of(state)
+    return (
+        f"INVOICE#{state['milestone_id']}"
+        if period_end is None
+        else f"INVOICE#PERIOD#{period_end.isoformat()}"
+    )
+
+
+def invoice_id_of(state: Mapping[str, Any]) -> str:
+    period_end = period_end_of(state)
+    if period_end is None:
+        return f"{state['engagement_id']}-{state['milestone_id']}"
+    return f"{state['engagement_id']}-period-{period_end.isoformat()}"
 
 
 class Erp(Protocol):
@@ -90,15 +121,18 @@ class InvoiceSteps:
         return Milestone.model_validate_json(item["milestone"]), item
 
     def _draft(self, state: dict[str, Any]) -> Invoice:
-        item = self.store.get(f"ENG#{state['engagement_id']}", f"INVOICE#{state['milestone_id']}")
+        item = self.store.get(f"ENG#{state['engagement_id']}", draft_sk(state))
         if item is None:
-            raise ContractInvalid(f"no invoice draft for milestone {state['milestone_id']}")
+            raise ContractInvalid(
+                f"no invoice draft {draft_sk(state)} for engagement {state['engagement_id']}"
+            )
         return Invoice.model_validate_json(item["invoice"])
 
     def _audit(self, state: dict[str, Any], action: str, detail: dict[str, Any]) -> None:
+        period_end = period_end_of(state)
         self.audit.append(
-            kind="milestone",
-            entity_id=state["milestone_id"],
+            kind="milestone" if period_end is None else "billing_period",
+            entity_id=state["milestone_id"] if period_end is None else invoice_id_of(state),
             action=action,
             event_id=state["event_id"],
             correlation_id=state["correlation_id"],
@@ -190,6 +224,20 @@ class InvoiceSteps:
     # -- steps --------------------------------------------------------------------
     def validate_contract(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
         deal, _ = self._terms(state)
+        period_end = period_end_of(state)
+        if period_end is not None:
+            if deal.engagement.billing_schedule is not BillingSchedule.MONTHLY:
+                raise ContractInvalid(
+                    f"engagement {deal.engagement.id} is not billed monthly "
+                    f"(billing_schedule {deal.engagement.billing_schedule.value}): no period-end invoice"
+                )
+            self._audit(state, "contract_validated", {"execution_id": execution_id})
+            return {
+                "client_id": deal.client.id,
+                "project_id": deal.project.id,
+                "currency": deal.engagement.currency,
+                "period_end": period_end.isoformat(),
+            }
         milestone, _ = self._milestone(state)
         engagement = deal.engagement
         terms = {m.id: m for m in engagement.milestones}
@@ -212,13 +260,22 @@ class InvoiceSteps:
         }
 
     def confirm_approved_charges(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
-        """Freeze the invoice content (the billing run): billable charges, credits, the milestone."""
+        """Freeze the invoice content (the billing run): billable charges, credits, the milestone (a period
+        run: the charges billable by the day after its period, no milestone)."""
         pk = f"ENG#{state['engagement_id']}"
-        existing = self.store.get(pk, f"INVOICE#{state['milestone_id']}")
+        period_end = period_end_of(state)
+        existing = self.store.get(pk, draft_sk(state))
         if existing is None:
             deal, _ = self._terms(state)
-            milestone, milestone_item = self._milestone(state)
             engagement = deal.engagement
+            milestone_billing: MilestoneBilling | None = None
+            milestone_completed_at: str | None = None
+            if period_end is None:
+                milestone, milestone_item = self._milestone(state)
+                milestone_billing = MilestoneBilling(
+                    milestone.id, milestone.name, engagement.milestone_amount(milestone.id)
+                )
+                milestone_completed_at = milestone_item.get("completed_at")
             unbilled = [
                 item
                 for prefix in ("CHARGE#", "EXPENSE#")
@@ -245,24 +302,28 @@ class InvoiceSteps:
                     )
             run = billing_run(
                 engagement,
-                invoice_id=f"{state['engagement_id']}-{state['milestone_id']}",
+                invoice_id=invoice_id_of(state),
                 client_id=deal.client.id,
                 project_id=deal.project.id,
                 invoice_date=self.today().date(),
                 charges=charges,
                 reversals=reversals,
-                milestone=MilestoneBilling(
-                    milestone.id, milestone.name, engagement.milestone_amount(milestone.id)
-                ),
+                milestone=milestone_billing,
                 prior=prior,
                 po_number=engagement.po_number,
+                # A period run bills what was billable by the first day after its period, no later work.
+                bill_through=period_end + timedelta(days=1) if period_end is not None else None,
             )
-            assert run.invoice is not None  # the milestone line is always there
+            if run.invoice is None:  # a milestone run always has its milestone line
+                raise NoBillableWork(
+                    f"engagement {engagement.id}: nothing billable for the period ending {period_end} "
+                    f"(waiting: {', '.join(run.waiting) or 'none'})"
+                )
             invoice = run.invoice
             created = self.store.put_new(
                 {
                     "pk": pk,
-                    "sk": f"INVOICE#{state['milestone_id']}",
+                    "sk": draft_sk(state),
                     "invoice": invoice.model_dump_json(),
                     "billed": json.dumps(
                         [
@@ -289,7 +350,7 @@ class InvoiceSteps:
                     "execution_id": execution_id,
                     "drafted_at": now_iso(),
                     "kpi_inputs": json.dumps(
-                        _kpi_inputs(run.billed, unbilled, billed_before, milestone_item.get("completed_at"))
+                        _kpi_inputs(run.billed, unbilled, billed_before, milestone_completed_at)
                     ),
                 }
             )
@@ -362,7 +423,7 @@ class InvoiceSteps:
             ),
         )
         pk = f"ENG#{state['engagement_id']}"
-        draft = self.store.get(pk, f"INVOICE#{state['milestone_id']}") or {}
+        draft = self.store.get(pk, draft_sk(state)) or {}
         billed_ids = self._mark_billed(pk, invoice, json.loads(draft.get("billed", "[]")))
         for kind, source_id, version in json.loads(draft.get("credited", "[]")):
             self.store.update_if(
@@ -372,16 +433,18 @@ class InvoiceSteps:
                 condition="#status = :pending OR #credited_on_invoice_id = :invoice_id",
                 values={":pending": "pending", ":invoice_id": invoice.id},
             )
+        period_end = period_end_of(state)
+        if period_end is None:
+            self.store.update_if(
+                pk,
+                f"MILESTONE#{state['milestone_id']}",
+                set_values={"status": "invoiced", "invoice_id": invoice.id},
+                condition="attribute_exists(pk)",
+                values={},
+            )
         self.store.update_if(
             pk,
-            f"MILESTONE#{state['milestone_id']}",
-            set_values={"status": "invoiced", "invoice_id": invoice.id},
-            condition="attribute_exists(pk)",
-            values={},
-        )
-        self.store.update_if(
-            pk,
-            f"INVOICE#{state['milestone_id']}",
+            draft_sk(state),
             set_values={
                 "status": "created",
                 "erp_id": erp_id,
@@ -392,13 +455,18 @@ class InvoiceSteps:
             values={},
         )
         self.store.put_crosswalk("invoice", invoice.id, internal_id=erp_id, external_id=external_id)
-        # The invoice status poller finds the engagement and milestone of an ERP invoice here.
+        # The invoice status poller finds the engagement, milestone (or period) and draft of an invoice here.
         self.store.put_new(
             {
                 "pk": f"INVOICE#{invoice.id}",
                 "sk": "LOOKUP",
                 "engagement_id": state["engagement_id"],
-                "milestone_id": state["milestone_id"],
+                **(
+                    {"milestone_id": state["milestone_id"]}
+                    if period_end is None
+                    else {"period_end": period_end.isoformat()}
+                ),
+                "draft_sk": draft_sk(state),
                 "external_id": external_id,
                 "region": deal.engagement.region,
                 "business_unit": deal.engagement.business_unit,
@@ -455,7 +523,7 @@ class InvoiceSteps:
         )
         self._publisher().publish(envelope)
         deal, _ = self._terms(state)
-        draft = self.store.get(f"ENG#{state['engagement_id']}", f"INVOICE#{state['milestone_id']}") or {}
+        draft = self.store.get(f"ENG#{state['engagement_id']}", draft_sk(state)) or {}
         for warning in json.loads(draft.get("warnings", "[]")):
             record = CapThresholdReached.model_validate(warning)
             publish_once(
@@ -467,6 +535,9 @@ class InvoiceSteps:
                 record=record,
                 correlation_id=state["correlation_id"],
             )
+        if period_end_of(state) is not None:
+            # Hourly work was recognised as delivered (time posting): a period invoice recognises nothing.
+            return {"invoice_event_id": envelope.event_id, "revenue_event_id": None}
         milestone, _ = self._milestone(state)
         revenue = revenue_for_milestone(deal.engagement, milestone)
         if revenue is not None:

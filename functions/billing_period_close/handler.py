@@ -1,0 +1,47 @@
+"""SQS consumer (fed by a daily schedule rule): start the period-end invoice runs that are due.
+
+Every message is one tick of the schedule; a batch of ticks needs one pass (the latest tick decides the
+period). If the pass fails, every tick of the batch is reported failed and retried (after five receives
+it rests in the DLQ). Starting a run twice is harmless: the execution name is deterministic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from r2r_core import settings as settings_module
+from r2r_core.flows.period_close import close_billing_periods, tick_from
+from r2r_core.runtime import aws_client
+from r2r_core.settings import ConsumerSettings
+from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import handler_metrics, tracer
+
+logger = Logger(service="r2r-billing-period-close")
+metrics = handler_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    settings = settings_module.load(ConsumerSettings)
+    if not settings.state_machine_arn:
+        raise RuntimeError("STATE_MACHINE_ARN is not set")
+    records = event.get("Records") or []
+    if not records:
+        return {"batchItemFailures": []}
+    try:
+        result = close_billing_periods(
+            store=StateStore(settings.state_table_name),
+            audit=AuditLog(settings.audit_table_name),
+            sfn=aws_client("stepfunctions"),
+            state_machine_arn=settings.state_machine_arn,
+            tick=tick_from(r["body"] for r in records),
+        )
+    except Exception:
+        logger.exception("billing period close failed", extra={"ticks": len(records)})
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+    logger.info("billing period close done", extra={"ticks": len(records), **result})
+    return {"batchItemFailures": []}

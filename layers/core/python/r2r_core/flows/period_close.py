@@ -1,0 +1,132 @@
+"""Period-end billing: a daily tick starts one invoice run per contract billed monthly and ended period.
+
+A contract with ``billing_schedule: monthly`` is billed in arrears: its time and expenses are decided
+``deferred`` until the day after the end of their month (``billable_from``), or billable at once when
+approved after that month ended. Without a milestone nothing would ever invoice them, so every tick looks
+for engagements billed monthly with unbilled charges billable by the day after the last ended period
+(the last day of the month before the tick) and starts the milestone-to-invoice state machine for that
+engagement and period with ``period_end`` instead of ``milestone_id``. The execution name
+``<engagement>-period-<yyyy-mm-dd>`` is deterministic: a second tick (or a redelivered one) in the same
+period starts nothing new, and whatever becomes billable later goes on the next period's invoice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.flows.milestones import execution_name
+from r2r_core.model.entities import BillingSchedule, ClosedWonDeal
+from r2r_core.state import AuditLog, StateStore
+
+logger = Logger(child=True)
+
+CHARGE_PREFIXES = ("CHARGE#", "EXPENSE#")
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The scheduled event(s) of one invocation: the latest one's id and time decide the run."""
+
+    event_id: str
+    at: datetime
+
+
+def tick_from(bodies: Iterable[str]) -> Tick:
+    """The latest of the EventBridge ``Scheduled Event`` bodies an SQS batch carried."""
+    ticks = []
+    for body in bodies:
+        event = json.loads(body)
+        at = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+        ticks.append(Tick(event_id=str(event["id"]), at=at if at.tzinfo else at.replace(tzinfo=UTC)))
+    if not ticks:
+        raise ValueError("no scheduled event in the batch")
+    return max(ticks, key=lambda t: (t.at, t.event_id))
+
+
+def last_ended_period(today: date) -> date:
+    """The end of the last monthly period ended before ``today``: the previous month's last day."""
+    return today.replace(day=1) - timedelta(days=1)
+
+
+def period_execution_name(engagement_id: str, period_end: date) -> str:
+    return execution_name(engagement_id, f"period-{period_end.isoformat()}")
+
+
+@dataclass(frozen=True)
+class DuePeriod:
+    engagement_id: str
+    period_end: date
+    charges: tuple[str, ...]  # the unbilled charges (time entry / expense ids) that make it due
+
+
+def due_periods(store: StateStore, *, today: date) -> list[DuePeriod]:
+    """Engagements billed monthly with unbilled charges billable by the day after the last ended period."""
+    period_end = last_ended_period(today)
+    through = period_end + timedelta(days=1)
+    monthly: set[str] = set()
+    due: dict[str, list[str]] = defaultdict(list)
+    for item in store.scan_prefix("ENG#"):
+        engagement_id = str(item["pk"]).removeprefix("ENG#")
+        sk = str(item["sk"])
+        if sk == "TERMS":
+            deal = ClosedWonDeal.model_validate_json(item["deal"])
+            if deal.engagement.billing_schedule is BillingSchedule.MONTHLY:
+                monthly.add(engagement_id)
+        elif sk.startswith(CHARGE_PREFIXES) and item.get("status") == "unbilled":
+            billable_from = item.get("billable_from") or item.get("work_date")
+            if billable_from and date.fromisoformat(str(billable_from)) <= through:
+                due[engagement_id].append(str(item.get("source_id") or item.get("time_entry_id") or sk))
+    return [
+        DuePeriod(engagement_id, period_end, tuple(sorted(due[engagement_id])))
+        for engagement_id in sorted(monthly & set(due))
+    ]
+
+
+def close_billing_periods(
+    *, store: StateStore, audit: AuditLog, sfn: Any, state_machine_arn: str, tick: Tick
+) -> dict[str, Any]:
+    """Start one period-end invoice run per due engagement (``ExecutionAlreadyExists``: already started)."""
+    started: list[str] = []
+    already: list[str] = []
+    for period in due_periods(store, today=tick.at.date()):
+        name = period_execution_name(period.engagement_id, period.period_end)
+        execution_input = {
+            "engagement_id": period.engagement_id,
+            "period_end": period.period_end.isoformat(),
+            "correlation_id": name,
+            "event_id": tick.event_id,
+        }
+        try:
+            response = sfn.start_execution(
+                stateMachineArn=state_machine_arn, name=name, input=json.dumps(execution_input)
+            )
+            execution_arn = response["executionArn"]
+            action = "invoice_run_started"
+            started.append(name)
+        except sfn.exceptions.ExecutionAlreadyExists:
+            # An earlier tick of this period started it: that run owns the period's invoice.
+            execution_arn = f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+            action = "invoice_run_already_started"
+            already.append(name)
+        audit.append(
+            kind="billing_period",
+            entity_id=f"{period.engagement_id}-period-{period.period_end.isoformat()}",
+            action=action,
+            event_id=tick.event_id,
+            correlation_id=name,
+            detail={
+                "execution_arn": execution_arn,
+                "engagement_id": period.engagement_id,
+                "period_end": period.period_end.isoformat(),
+                "charges": list(period.charges),
+            },
+        )
+        logger.info("period invoice run", extra={"execution_name": name, "action": action})
+    return {"started": started, "already_started": already}

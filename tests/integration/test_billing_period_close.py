@@ -1,0 +1,310 @@
+"""Period-end billing run on moto (DynamoDB, Step Functions) with an in-memory ERP: a contract billed monthly
+in arrears, with no milestone, is invoiced once per ended month.
+
+Scenario ``events/scenarios/tm-monthly`` (USD rate card: Cloud Engineer EMEA 145.00, Cloud Engineer NA 162.50,
+Solution Architect NA 225.00), all October time approved in October, so deferred to 1 November:
+  Ana Costa    Cloud Engineer     EMEA  7.5 + 8 = 15.5 h × 145.00 = 2247.50
+  Carl Jensen  Cloud Engineer     NA    2.35 h   × 162.50 = 381.875 → 381.88
+  Ben Okafor   Solution Architect NA    6.25 h   × 225.00 = 1406.25
+October invoice: 2247.50 + 381.88 + 1406.25 = 4035.63 (three lines, no milestone line).
+Ana's 4 h of 2 November (× 145.00 = 580.00, made up by the test) waits for the period ending 30 November.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from r2r_core.errors import ContractInvalid
+from r2r_core.flows.exceptions import record_execution_failure
+from r2r_core.flows.invoicing import STEPS, InvoiceSteps
+from r2r_core.flows.period_close import Tick, close_billing_periods, due_periods, last_ended_period
+from r2r_core.flows.project_setup import set_up_project
+from r2r_core.flows.time_posting import post_time
+from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
+from r2r_core.runtime import reset_clients
+from r2r_core.state import AuditLog, StateStore
+from tests.integration.test_billing_flows import FakeErp, FakePublisher
+
+ROOT = Path(__file__).resolve().parents[2]
+TM_MONTHLY = ROOT / "events" / "scenarios" / "tm-monthly"
+SOLD_TO_BILLED = ROOT / "events" / "scenarios" / "sold-to-billed"
+ENG = "eng-globex-ops-2026"
+OCTOBER = [
+    "02-time-ana-costa-2026-10-05.json",
+    "03-time-ana-costa-2026-10-06.json",
+    "04-time-ben-okafor-2026-10-07.json",
+    "05-time-carl-jensen-2026-10-29.json",
+]
+ASL = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+
+
+def envelope(path: Path) -> EventEnvelope:
+    delivery = json.loads(path.read_text())
+    payload = WebhookPayload.model_validate(delivery["body"])
+    record = event_type(payload.type).data_model.model_validate(payload.data)
+    return build_envelope(
+        source_system=delivery["source"], delivery_id=delivery["webhook_id"], payload=payload, record=record
+    )
+
+
+@pytest.fixture
+def world() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        reset_clients()
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        for name in ("state", "audit"):
+            ddb.create_table(
+                TableName=name,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="milestone-to-invoice", definition=ASL, roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        store, audit, erp, publisher = (
+            StateStore("state", ddb),
+            AuditLog("audit", ddb),
+            FakeErp(),
+            FakePublisher(),
+        )
+        for path in (
+            TM_MONTHLY / "01-opportunity-closed-won.json",
+            SOLD_TO_BILLED / "01-opportunity-closed-won.json",
+        ):
+            set_up_project(envelope(path), store=store, audit=audit, erp=erp)
+        yield {
+            "store": store,
+            "audit": audit,
+            "erp": erp,
+            "publisher": publisher,
+            "sfn": sfn,
+            "machine": machine,
+        }
+        reset_clients()
+
+
+def post(world: dict[str, Any], path: Path, **data: str) -> None:
+    """Post a time entry of the scenario, or (``data``) another entry shaped like it."""
+    delivery = envelope(path)
+    if data:
+        delivery = delivery.model_copy(
+            update={"data": {**delivery.data, **data}, "source_record_id": data["id"]}
+        )
+    post_time(delivery, store=world["store"], audit=world["audit"], erp=world["erp"])
+
+
+def post_november(world: dict[str, Any]) -> None:
+    """Ana, 4 h on 2 November, approved on 6 November: deferred to 1 December."""
+    post(
+        world,
+        TM_MONTHLY / "02-time-ana-costa-2026-10-05.json",
+        id="te-ana-costa-2026-11-02",
+        work_date="2026-11-02",
+        hours="4",
+        approved_at="2026-11-06T16:00:00Z",
+    )
+
+
+def tick(world: dict[str, Any], on: date) -> list[dict[str, Any]]:
+    """One daily tick on ``on``; every execution it started then runs its steps (as the state machine)."""
+    before = {e["name"] for e in world["sfn"].list_executions(stateMachineArn=world["machine"])["executions"]}
+    close_billing_periods(
+        store=world["store"],
+        audit=world["audit"],
+        sfn=world["sfn"],
+        state_machine_arn=world["machine"],
+        tick=Tick(event_id=f"tick-{on.isoformat()}", at=datetime(on.year, on.month, on.day, 6, tzinfo=UTC)),
+    )
+    steps = InvoiceSteps(
+        store=world["store"],
+        audit=world["audit"],
+        erp=lambda: world["erp"],
+        publisher=lambda: world["publisher"],
+        today=lambda: datetime(on.year, on.month, on.day, 6, 5, tzinfo=UTC),
+    )
+    finished = []
+    for execution in world["sfn"].list_executions(stateMachineArn=world["machine"])["executions"]:
+        if execution["name"] in before:
+            continue
+        state = json.loads(world["sfn"].describe_execution(executionArn=execution["executionArn"])["input"])
+        for step in STEPS:
+            state = steps.run(step, state, execution["executionArn"])
+        finished.append(state)
+    return finished
+
+
+def lines(invoice: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [
+        (line["description"], line["quantity"], line["rate"], line["amount"])
+        for line in invoice["item"]["items"]
+    ]
+
+
+def test_last_ended_period_is_the_previous_months_last_day() -> None:
+    assert last_ended_period(date(2026, 11, 1)) == date(2026, 10, 31)
+    assert last_ended_period(date(2026, 11, 30)) == date(2026, 10, 31)
+    assert last_ended_period(date(2026, 3, 2)) == date(2026, 2, 28)
+    assert last_ended_period(date(2027, 1, 1)) == date(2026, 12, 31)
+
+
+def test_an_ended_month_is_invoiced_once_with_its_lines_and_later_time_waits(world: dict[str, Any]) -> None:
+    for name in OCTOBER:
+        post(world, TM_MONTHLY / name)
+    post_november(world)
+    # The milestone contract (sold-to-billed: bills with its next invoice) is never a period run.
+    post(world, SOLD_TO_BILLED / "12-time-maria-lopez-2026-11-16.json")
+
+    # Still October: the period has not ended, nothing starts.
+    assert tick(world, date(2026, 10, 31)) == []
+
+    [october] = tick(world, date(2026, 11, 1))
+    assert october["period_end"] == "2026-10-31"
+    assert october["invoice_total"] == "4035.63"  # 2247.50 + 381.88 + 1406.25
+    [invoice] = world["erp"].of_type("invoice")
+    assert lines(invoice) == [
+        ("Cloud Engineer (EMEA) — time and materials", "15.5", "145.00", "2247.50"),
+        ("Cloud Engineer (NA) — time and materials", "2.35", "162.50", "381.88"),
+        ("Solution Architect (NA) — time and materials", "6.25", "225.00", "1406.25"),
+    ]
+    assert [key for key in world["erp"].records if key[0] == "invoice"] == [
+        ("invoice", f"r2r-invoice-{ENG}-period-2026-10-31")
+    ]
+    assert [e.type for e in world["publisher"].published] == ["invoice.created"]
+    assert world["publisher"].published[0].data["milestone_id"] is None
+    executions = world["sfn"].list_executions(stateMachineArn=world["machine"])["executions"]
+    assert [e["name"] for e in executions] == [f"{ENG}-period-2026-10-31"]
+
+    store = world["store"]
+    status = {c["time_entry_id"]: c["status"] for c in store.query_prefix(f"ENG#{ENG}", "CHARGE#")}
+    assert status == {
+        "te-ana-costa-2026-10-05": "invoiced",
+        "te-ana-costa-2026-10-06": "invoiced",
+        "te-ben-okafor-2026-10-07": "invoiced",
+        "te-carl-jensen-2026-10-29": "invoiced",
+        "te-ana-costa-2026-11-02": "unbilled",  # deferred to 1 December
+    }
+    draft = store.get(f"ENG#{ENG}", "INVOICE#PERIOD#2026-10-31")
+    assert draft["status"] == "created" and draft["total"] == Decimal("4035.63")
+    lookup = store.get(f"INVOICE#{ENG}-period-2026-10-31", "LOOKUP")
+    assert lookup["draft_sk"] == "INVOICE#PERIOD#2026-10-31" and "milestone_id" not in lookup
+
+    # Later ticks in November start nothing: the November time waits, October is billed.
+    assert tick(world, date(2026, 11, 2)) == []
+    assert tick(world, date(2026, 11, 30)) == []
+    assert len(world["erp"].of_type("invoice")) == 1
+
+    # After November ends, its time is invoiced on its own invoice.
+    [november] = tick(world, date(2026, 12, 1))
+    assert november["period_end"] == "2026-11-30"
+    assert november["invoice_total"] == "580.00"  # 4 h × 145.00
+    assert len(world["erp"].of_type("invoice")) == 2
+    assert lines(world["erp"].records[("invoice", f"r2r-invoice-{ENG}-period-2026-11-30")]) == [
+        ("Cloud Engineer (EMEA) — time and materials", "4", "145.00", "580.00"),
+    ]
+
+
+def test_a_second_tick_in_the_period_starts_nothing_and_a_rerun_bills_nothing_twice(
+    world: dict[str, Any],
+) -> None:
+    for name in OCTOBER:
+        post(world, TM_MONTHLY / name)
+    [first] = tick(world, date(2026, 11, 3))
+    # Time of October approved late (after the month): billable at once, but the October run already exists.
+    post(
+        world,
+        TM_MONTHLY / "02-time-ana-costa-2026-10-05.json",
+        id="te-ana-costa-2026-10-30",
+        work_date="2026-10-30",
+        approved_at="2026-11-04T10:00:00Z",
+    )
+    result = close_billing_periods(
+        store=world["store"],
+        audit=world["audit"],
+        sfn=world["sfn"],
+        state_machine_arn=world["machine"],
+        tick=Tick(event_id="tick-2", at=datetime(2026, 11, 5, 6, tzinfo=UTC)),
+    )
+    assert result == {"started": [], "already_started": [f"{ENG}-period-2026-10-31"]}
+    assert len(world["sfn"].list_executions(stateMachineArn=world["machine"])["executions"]) == 1
+
+    # A redriven execution repeats every step: same invoice, same total, nothing billed twice.
+    steps = InvoiceSteps(
+        store=world["store"],
+        audit=world["audit"],
+        erp=lambda: world["erp"],
+        publisher=lambda: world["publisher"],
+        today=lambda: datetime(2026, 11, 6, tzinfo=UTC),
+    )
+    state = {k: first[k] for k in ("engagement_id", "period_end", "correlation_id", "event_id")}
+    for step in STEPS:
+        state = steps.run(step, state, "redrive")
+    assert state["erp_invoice_id"] == first["erp_invoice_id"] and state["invoice_total"] == "4035.63"
+    assert len(world["erp"].of_type("invoice")) == 1
+    # The late October entry goes on the next period's invoice.
+    [november] = tick(world, date(2026, 12, 1))
+    assert november["invoice_total"] == "1087.50"  # 7.5 h × 145.00
+    assert world["store"].get(f"ENG#{ENG}", "CHARGE#te-ana-costa-2026-10-30")["status"] == "invoiced"
+
+
+def test_a_period_run_for_a_contract_not_billed_monthly_is_refused(world: dict[str, Any]) -> None:
+    post(world, SOLD_TO_BILLED / "12-time-maria-lopez-2026-11-16.json")
+    assert due_periods(world["store"], today=date(2026, 12, 1)) == []
+    steps = InvoiceSteps(
+        store=world["store"],
+        audit=world["audit"],
+        erp=lambda: world["erp"],
+        publisher=lambda: world["publisher"],
+    )
+    state = {
+        "engagement_id": "eng-acme-cloud-2026",
+        "period_end": "2026-11-30",
+        "correlation_id": "c",
+        "event_id": "e",
+    }
+    with pytest.raises(ContractInvalid, match="not billed monthly"):
+        steps.run("validate_contract", state, "x")
+
+
+def test_a_failed_period_run_is_an_exception_with_the_amount_of_its_draft(world: dict[str, Any]) -> None:
+    for name in OCTOBER:
+        post(world, TM_MONTHLY / name)
+    steps = InvoiceSteps(
+        store=world["store"],
+        audit=world["audit"],
+        erp=lambda: world["erp"],
+        publisher=lambda: world["publisher"],
+    )
+    state = {"engagement_id": ENG, "period_end": "2026-10-31", "correlation_id": "c", "event_id": "e"}
+    for step in ("validate_contract", "confirm_approved_charges"):
+        state = steps.run(step, state, "exec")
+    event = {
+        "detail": {
+            "executionArn": f"arn:aws:states:us-east-1:123456789012:execution:m:{ENG}-period-2026-10-31",
+            "status": "FAILED",
+            "error": "ErpPermanentError",
+            "cause": "{}",
+            "input": json.dumps(
+                {k: state[k] for k in ("engagement_id", "period_end", "correlation_id", "event_id")}
+            ),
+        }
+    }
+    assert record_execution_failure(event, store=world["store"], audit=world["audit"])
+    [record] = world["store"].exceptions()
+    assert record["period_end"] == "2026-10-31" and record["amount_at_risk"] == Decimal("4035.63")
