@@ -1,6 +1,7 @@
-"""``r2r billing``: look at billing decisions on a running stack (``r2r billing explain <time-entry-id>``).
+"""``r2r billing``: look at billing decisions on a running stack (``r2r billing explain <time-entry-id>``),
+and release time held over a cap for approval (``r2r billing release <time-entry-id> --by <who>``).
 
-Reads ``.r2r/local.json`` (written by ``r2r local up``) for the AWS endpoint, region and StateTable,
+Reads ``.r2r/local.json`` (written by ``r2r local up``) for the AWS endpoint, region and tables,
 finds the entry's engagement through its ``ENTRY#time#<id>`` / ``LOOKUP`` item and prints the stored
 decision, its rule and the reason in plain words.
 """
@@ -15,7 +16,8 @@ import boto3
 import typer
 
 from infra.local import config
-from r2r_core.state import StateStore
+from r2r_core.flows.cap_release import ReleaseRefused, release_held_time
+from r2r_core.state import AuditLog, StateStore
 
 app = typer.Typer(help="Billing decisions: why was (or wasn't) something billed?", no_args_is_help=True)
 
@@ -38,17 +40,25 @@ _FIELDS = (
 )
 
 
-def _state_store(local_json: Path) -> StateStore:
+def _table_name(local_json: Path, described: dict[str, Any], kind: str) -> str:
+    tables = described.get("tables", {})
+    found = [name for logical_id, name in tables.items() if kind in logical_id]
+    if len(found) != 1:
+        raise typer.BadParameter(
+            f"{local_json} names no single {kind.lower()} table (tables: {sorted(tables)})"
+        )
+    return str(found[0])
+
+
+def _stores(local_json: Path) -> tuple[StateStore, AuditLog]:
     if not local_json.is_file():
         raise typer.BadParameter(
             f"{local_json} not found: start the local stack with `r2r local up` first",
             param_hint="--local-json",
         )
     described: dict[str, Any] = json.loads(local_json.read_text())
-    tables = described.get("tables", {})
-    state = [name for logical_id, name in tables.items() if "State" in logical_id]
-    if len(state) != 1:
-        raise typer.BadParameter(f"{local_json} names no single state table (tables: {sorted(tables)})")
+    state = _table_name(local_json, described, "State")
+    audit = _table_name(local_json, described, "Audit")
     client = boto3.client(
         "dynamodb",
         endpoint_url=described["aws_endpoint_url"],
@@ -56,7 +66,11 @@ def _state_store(local_json: Path) -> StateStore:
         aws_access_key_id=config.ACCESS_KEY_ID,
         aws_secret_access_key=config.SECRET_ACCESS_KEY,
     )
-    return StateStore(state[0], client)
+    return StateStore(state, client), AuditLog(audit, client)
+
+
+def _state_store(local_json: Path) -> StateStore:
+    return _stores(local_json)[0]
 
 
 def _decision(store: StateStore, kind: str, source_id: str) -> dict[str, Any] | None:
@@ -99,3 +113,27 @@ def explain(
         suffix = f" {item.get('currency', '')}" if key in {"rate", "amount", "held_amount"} else ""
         typer.echo(f"  {title + ':':<40} {value}{suffix}")
     typer.echo(f"  {'why:':<40} {item.get('reason', '')}")
+
+
+@app.command()
+def release(
+    entry_id: Annotated[str, typer.Argument(help="The canonical id of the time entry held over a cap.")],
+    *,
+    by: Annotated[str, typer.Option("--by", help="Who approved the release (recorded in the audit).")],
+    note: Annotated[str, typer.Option(help="Why, e.g. the change order number.")] = "",
+    local_json: Annotated[Path, typer.Option(help="The file `r2r local up` wrote.")] = Path(
+        ".r2r/local.json"
+    ),
+) -> None:
+    """Release the hours of a time entry held over a cap for approval: the next billing run bills them."""
+    store, audit = _stores(local_json)
+    try:
+        item = release_held_time(store, audit, entry_id, released_by=by, note=note)
+    except ReleaseRefused as exc:
+        typer.echo(f"not released: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"time entry {entry_id} released by {by}: {item['released_hours']} h more billable, "
+        f"{item['billable_hours']} h = {item['amount']} {item.get('currency', '')} on the next invoice "
+        f"(billable from {item.get('billable_from')})"
+    )

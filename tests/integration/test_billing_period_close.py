@@ -24,6 +24,7 @@ import pytest
 from moto import mock_aws
 
 from r2r_core.errors import ContractInvalid
+from r2r_core.flows.cap_release import ReleaseRefused, release_held_time
 from r2r_core.flows.exceptions import record_execution_failure
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
 from r2r_core.flows.period_close import Tick, close_billing_periods, due_periods, last_ended_period
@@ -308,3 +309,90 @@ def test_a_failed_period_run_is_an_exception_with_the_amount_of_its_draft(world:
     assert record_execution_failure(event, store=world["store"], audit=world["audit"])
     [record] = world["store"].exceptions()
     assert record["period_end"] == "2026-10-31" and record["amount_at_risk"] == Decimal("4035.63")
+
+
+# -- r2r billing release: time held over a cap for approval --------------------------------------------
+# The same October, on a contract capped at 20 h (hold for approval):
+#   Ana 7.5 + 8 = 15.5 h fit; Ben 6.25 h: 4.5 h fit, 1.75 h held; Carl 2.35 h: nothing fits, all held.
+CAPPED = "eng-globex-capped-2026"
+
+
+def set_up_capped(world: dict[str, Any]) -> None:
+    delivery = envelope(TM_MONTHLY / "01-opportunity-closed-won.json")
+    data = json.loads(json.dumps(delivery.data))
+    data["id"] = "opp-globex-capped"
+    data["engagement"].update(
+        {"id": CAPPED, "opportunity_id": "opp-globex-capped", "billing_type": "capped_time_and_materials"}
+    )
+    data["engagement"]["cap_hours"] = "20"
+    data["project"].update({"id": "prj-globex-capped-2026", "engagement_id": CAPPED})
+    capped = delivery.model_copy(update={"data": data, "source_record_id": "opp-globex-capped"})
+    set_up_project(capped, store=world["store"], audit=world["audit"], erp=world["erp"])
+    for name in OCTOBER:
+        entry = json.loads((TM_MONTHLY / name).read_text())["body"]["data"]
+        post(
+            world,
+            TM_MONTHLY / name,
+            id=f"{entry['id']}-capped",
+            engagement_id=CAPPED,
+            project_id="prj-globex-capped-2026",
+        )
+
+
+def charge(world: dict[str, Any], entry_id: str) -> dict[str, Any]:
+    item = world["store"].get(f"ENG#{CAPPED}", f"CHARGE#{entry_id}")
+    assert item is not None
+    return dict(item)
+
+
+def test_released_time_is_billed_over_the_cap_by_the_next_run(world: dict[str, Any]) -> None:
+    set_up_capped(world)
+    ben, carl = "te-ben-okafor-2026-10-07-capped", "te-carl-jensen-2026-10-29-capped"
+    assert (charge(world, ben)["billable_hours"], charge(world, ben)["held_hours"]) == (
+        Decimal("4.5"),
+        Decimal("1.75"),
+    )
+    assert (charge(world, carl)["status"], charge(world, carl)["held_hours"]) == (
+        "not_billable",
+        Decimal("2.35"),
+    )
+
+    released = release_held_time(
+        world["store"], world["audit"], ben, released_by="finance@northwind", note="CO-7"
+    )
+    assert released["billable_hours"] == Decimal("6.25") and released["amount"] == Decimal("1406.25")
+    assert (
+        released["status"] == "unbilled" and released["held_hours"] == 0 and released["cap_released"] is True
+    )
+    history = world["audit"].history("time_entry", ben)
+    assert [h["action"] for h in history][-1] == "cap_hold_released"
+
+    # The October run bills Ben in full although it takes the contract to 21.75 h; Carl stays held.
+    [october] = tick(world, date(2026, 11, 1))
+    assert october["invoice_total"] == "3653.75"  # 15.5 × 145.00 = 2247.50 + 6.25 × 225.00 = 1406.25
+    invoice = world["erp"].records[("invoice", f"r2r-invoice-{CAPPED}-period-2026-10-31")]
+    assert lines(invoice) == [
+        ("Cloud Engineer (EMEA) — time and materials", "15.5", "145.00", "2247.50"),
+        ("Solution Architect (NA) — time and materials", "6.25", "225.00", "1406.25"),
+    ]
+    assert charge(world, carl)["status"] == "not_billable"
+
+    # Released later, Carl's 2.35 h go on the next period's invoice: 2.35 × 162.50 = 381.875 → 381.88.
+    release_held_time(world["store"], world["audit"], carl, released_by="finance@northwind")
+    [november] = tick(world, date(2026, 12, 1))
+    assert november["invoice_total"] == "381.88"
+    assert charge(world, carl)["status"] == "invoiced"
+
+
+def test_release_refuses_what_is_not_held(world: dict[str, Any]) -> None:
+    set_up_capped(world)
+    with pytest.raises(ReleaseRefused, match="no hours held"):
+        release_held_time(world["store"], world["audit"], "te-ana-costa-2026-10-05-capped", released_by="f")
+    with pytest.raises(ReleaseRefused, match="no billing decision"):
+        release_held_time(world["store"], world["audit"], "te-nobody", released_by="f")
+    ben = "te-ben-okafor-2026-10-07-capped"
+    release_held_time(world["store"], world["audit"], ben, released_by="f")
+    with pytest.raises(ReleaseRefused, match="no hours held"):  # a second release changes nothing
+        release_held_time(world["store"], world["audit"], ben, released_by="f")
+    tick(world, date(2026, 11, 1))
+    assert charge(world, ben)["status"] == "invoiced"

@@ -12,7 +12,9 @@
   was billable by the day after its period (``bill_through``), whatever day it runs.
 * Caps are checked again on the rounded lines: a charge is admitted only as far as every cap (plus
   tolerance) still holds for what was invoiced before plus this invoice, in 0.01 h steps. So an invoice
-  never exceeds a hard cap, whatever was decided when the time was posted.
+  never exceeds a hard cap, whatever was decided when the time was posted — unless finance released the
+  charge over the cap (``cap_released``, ``r2r billing release``): then it is billed in full and counts
+  against the caps like any other.
 * The run is a pure function of its inputs: the same charges give the same invoice.
 """
 
@@ -62,6 +64,7 @@ class Charge:
     category: str = ""
     work_date: date | None = None
     budget_id: str | None = None
+    cap_released: bool = False  # approved over the cap by finance: billed in full
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Charge:
@@ -79,6 +82,7 @@ class Charge:
             category=item.get("category", ""),
             work_date=date.fromisoformat(item["work_date"]) if item.get("work_date") else None,
             budget_id=item.get("budget_id"),
+            cap_released=bool(item.get("cap_released", False)),
         )
 
 
@@ -279,11 +283,12 @@ class _Ledger:
         return True
 
     def admit(self, charge: Charge) -> Decimal:
-        """Bill as much of the charge as every cap allows (0.01 h steps); the hours admitted."""
+        """Bill as much of the charge as every cap allows (0.01 h steps), all of a charge released over
+        the cap; the hours admitted."""
         key = (_group_key(self.engagement, charge), charge.rate)
         group_hours, members = self.groups.get(key, (ZERO, []))
         allowed = charge.billable_hours
-        if not self._fits(charge, group_hours, allowed):
+        if not charge.cap_released and not self._fits(charge, group_hours, allowed):
             allowed = allowed.quantize(HUNDREDTH, rounding=ROUND_DOWN)
             # Start just above the answer and step down in hundredths of an hour until every cap holds.
             for scope in self.scopes(charge):
