@@ -21,6 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
 
 from r2r_core.errors import ContractInvalid
@@ -396,3 +397,36 @@ def test_release_refuses_what_is_not_held(world: dict[str, Any]) -> None:
         release_held_time(world["store"], world["audit"], ben, released_by="f")
     tick(world, date(2026, 11, 1))
     assert charge(world, ben)["status"] == "invoiced"
+
+
+def test_hours_capped_again_at_the_run_add_to_those_held_at_posting(world: dict[str, Any]) -> None:
+    set_up_capped(world)
+    ben = "te-ben-okafor-2026-10-07-capped"
+    assert (charge(world, ben)["billable_hours"], charge(world, ben)["held_hours"]) == (
+        Decimal("4.5"),
+        Decimal("1.75"),
+    )
+    # A posting that raced Ana's and Ben's (it saw none of their consumption): 2 h on 6 Oct, billable
+    # in full. The run admits it before Ben's 7 Oct entry, so Ben now fits 20 - 15.5 - 2 = 2.5 h.
+    race = dict(charge(world, "te-ana-costa-2026-10-06-capped"))
+    race_id = "te-race-2026-10-06-capped"
+    race.update(
+        sk=f"CHARGE#{race_id}",
+        source_id=race_id,
+        time_entry_id=race_id,
+        hours=Decimal(2),
+        billable_hours=Decimal(2),
+        amount=Decimal("290.00"),
+        held_hours=Decimal(0),
+    )
+    world["store"].client.put_item(
+        TableName=world["store"].table_name,
+        Item={k: TypeSerializer().serialize(v) for k, v in race.items() if v is not None},
+    )
+
+    tick(world, date(2026, 11, 1))
+
+    after = charge(world, ben)
+    # 4.5 h billable at posting, 2.5 h fit at the run: 2 h more held, on top of the 1.75 h held at posting.
+    assert after["billable_hours"] == Decimal("2.5")
+    assert after["held_hours"] == Decimal("3.75")

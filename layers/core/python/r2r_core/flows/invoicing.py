@@ -145,6 +145,9 @@ class InvoiceSteps:
         for entry in billed:
             sk = f"{'CHARGE#' if entry['kind'] == 'time' else 'EXPENSE#'}{entry['source_id']}"
             held = Decimal(entry["held_hours"])
+            if held > 0:
+                # The run caps from the hours billable at posting: what posting already held stays held.
+                held += Decimal(str((self.store.get(pk, sk) or {}).get("held_hours") or 0))
             if Decimal(entry["billable_hours"]) <= 0:
                 # The caps left no room at the run: the whole charge stays held.
                 self.store.update_if(
@@ -218,7 +221,7 @@ class InvoiceSteps:
             "held_hours": held,
             "status": "held_over_cap",
             "reason": "At the billing run the caps (plus tolerance) left room for "
-            f"{entry['billable_hours']} h of this entry: the {held} h over are held for approval.",
+            f"{entry['billable_hours']} h of this entry: {held} h in all are held for approval.",
         }
 
     # -- steps --------------------------------------------------------------------
