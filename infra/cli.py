@@ -19,6 +19,9 @@ from infra.billing_cli import app as billing_app
 from infra.catalog import catalog
 from infra.local.cli import app as local_app
 from infra.ops_cli import reconcile, report
+from infra.ops_dlq import app as dlq_app
+from infra.ops_exceptions import app as exceptions_app
+from infra.ops_lineage import app as lineage_app
 
 app = typer.Typer(
     help="r2r: resource-to-revenue integration, its local stack and tooling.",
@@ -26,6 +29,9 @@ app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 app.add_typer(billing_app, name="billing")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(lineage_app, name="lineage")
 app.command("reconcile")(reconcile)
 app.command("report")(report)
 app.command("catalog")(catalog)

@@ -1,0 +1,220 @@
+"""``r2r exceptions list | show <id> | resolve <id> --by <who> --note ...``: exceptions for finance.
+
+Exceptions are the StateTable items ``EXC#<id>`` / ``EXC`` (see ``r2r_core.state``). ``resolve`` marks
+an open exception resolved with who, when and why (only an open one: the update is conditional) and
+appends ``exception#<id>`` / ``<event>#resolved`` to the AuditTable, which is append-only.
+``<id>`` is the exception id or a unique prefix of it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from infra.ops_target import (
+    LOCAL_JSON,
+    EndpointUrl,
+    LocalFlag,
+    LocalJsonOpt,
+    Profile,
+    Region,
+    StackOpt,
+    resolve,
+)
+from r2r_core.state import AuditLog, StateStore, now_iso
+
+app = typer.Typer(help="Exceptions for finance: list, inspect, resolve.", no_args_is_help=True)
+
+_CONTEXT = (
+    ("kind", "kind"),
+    ("status", "status"),
+    ("client_name", "client"),
+    ("client_id", "client id"),
+    ("project_id", "project"),
+    ("engagement_id", "engagement"),
+    ("opportunity_id", "opportunity"),
+    ("amount_at_risk", "amount at risk"),
+    ("source_system", "source system"),
+    ("source_record_id", "source record"),
+    ("source_record_version", "source record version"),
+    ("event_type", "event type"),
+    ("correlation_id", "correlation id"),
+    ("execution_arn", "execution"),
+    ("error_type", "error type"),
+    ("error", "error"),
+    ("owner", "owner"),
+    ("region", "region"),
+    ("business_unit", "business unit"),
+    ("recovery", "recovery"),
+    ("created_at", "opened"),
+    ("resolved_at", "resolved"),
+    ("resolved_by", "resolved by"),
+    ("resolution_note", "resolution note"),
+)
+
+
+class ResolveRefused(Exception):
+    """The exception is not there or not open."""
+
+
+def age_days(item: dict[str, Any], now: datetime | None = None) -> float | None:
+    created = item.get("created_at")
+    if not created:
+        return None
+    delta = (now or datetime.now(UTC)) - datetime.fromisoformat(str(created))
+    return round(delta.total_seconds() / 86400, 1)
+
+
+def find(store: StateStore, exception_id: str) -> dict[str, Any]:
+    item = store.get(f"EXC#{exception_id}", "EXC")
+    if item is not None:
+        return item
+    matches = [e for e in store.exceptions() if str(e.get("id", "")).startswith(exception_id)]
+    if len(matches) != 1:
+        raise ResolveRefused(f"{len(matches)} exceptions match {exception_id!r}")
+    return matches[0]
+
+
+def resolve_exception(
+    store: StateStore, audit: AuditLog, exception_id: str, *, by: str, note: str
+) -> dict[str, Any]:
+    """Mark an open exception resolved (who, when, why) and audit it; the stored item after."""
+    item = find(store, exception_id)
+    at = now_iso()
+    if not store.update_if(
+        item["pk"],
+        item["sk"],
+        set_values={"status": "resolved", "resolved_at": at, "resolved_by": by, "resolution_note": note},
+        condition="#status = :open",
+        values={":open": "open"},
+    ):
+        raise ResolveRefused(f"exception {item['id']} is {item.get('status')}, not open")
+    audit.append(
+        kind="exception",
+        entity_id=item["id"],
+        action="resolved",
+        event_id=f"manual-{at}",
+        correlation_id=str(item.get("correlation_id") or item["id"]),
+        detail={"by": by, "note": note},
+    )
+    return store.get(item["pk"], item["sk"]) or item
+
+
+def _amount(item: dict[str, Any]) -> str:
+    if item.get("amount_at_risk") in (None, ""):
+        return "-"
+    return f"{item['amount_at_risk']} {item.get('currency') or ''}".strip()
+
+
+@app.command("list")
+def list_(
+    *,
+    all_: bool = typer.Option(False, "--all", help="Resolved ones too."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    local: LocalFlag = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    local_json: LocalJsonOpt = LOCAL_JSON,
+    stack: StackOpt = "r2r-dev",
+) -> None:
+    """Open exceptions (oldest first) with client, project, amount at risk, source, owner and age."""
+    target = resolve(
+        local=local,
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        local_json=local_json,
+        stack=stack,
+    )
+    store, _ = target.stores()
+    items = [e for e in store.exceptions() if all_ or e.get("status") == "open"]
+    if as_json:
+        typer.echo(
+            json.dumps([{**e, "age_days": age_days(e)} for e in items], indent=2, default=str, sort_keys=True)
+        )
+        return
+    typer.echo(f"{len(items)} exception(s)")
+    for e in items:
+        typer.echo(
+            f"  {str(e['id'])[:12]}  {e.get('status'):<8} {age_days(e)} d  {e.get('kind')}  "
+            f"client {e.get('client_name') or e.get('client_id') or '-'}  "
+            f"project {e.get('project_id') or '-'}  at risk {_amount(e)}  "
+            f"source {e.get('source_system') or '-'}:{e.get('source_record_id') or '-'}  "
+            f"owner {e.get('owner') or '-'}\n      {e.get('error_type')}: {e.get('error')}"
+        )
+
+
+@app.command()
+def show(
+    exception_id: str = typer.Argument(..., help="The exception id (or a unique prefix)."),
+    *,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    local: LocalFlag = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    local_json: LocalJsonOpt = LOCAL_JSON,
+    stack: StackOpt = "r2r-dev",
+) -> None:
+    """One exception with its business context and its audit history."""
+    target = resolve(
+        local=local,
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        local_json=local_json,
+        stack=stack,
+    )
+    store, audit = target.stores()
+    try:
+        item = find(store, exception_id)
+    except ResolveRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    history = audit.history("exception", str(item["id"]))
+    if as_json:
+        typer.echo(json.dumps({"exception": item, "audit": history}, indent=2, default=str, sort_keys=True))
+        return
+    typer.echo(f"exception {item['id']} ({age_days(item)} days old)")
+    for key, title in _CONTEXT:
+        if item.get(key) not in (None, ""):
+            value = _amount(item) if key == "amount_at_risk" else item[key]
+            typer.echo(f"  {title + ':':<24} {value}")
+    typer.echo("  audit:")
+    for entry in history:
+        typer.echo(f"    {entry['at']}  {entry['action']}  {entry['detail']}")
+
+
+@app.command("resolve")
+def resolve_(
+    exception_id: str = typer.Argument(..., help="The exception id (or a unique prefix)."),
+    *,
+    by: str = typer.Option(..., "--by", help="Who resolved it (recorded in the audit)."),
+    note: str = typer.Option(..., "--note", help="What was done."),
+    local: LocalFlag = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    local_json: LocalJsonOpt = LOCAL_JSON,
+    stack: StackOpt = "r2r-dev",
+) -> None:
+    """Mark an open exception resolved, with who, when and a note; the audit keeps it."""
+    target = resolve(
+        local=local,
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        local_json=local_json,
+        stack=stack,
+    )
+    store, audit = target.stores()
+    try:
+        item = resolve_exception(store, audit, exception_id, by=by, note=note)
+    except ResolveRefused as exc:
+        typer.echo(f"not resolved: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"exception {item['id']} resolved by {by} at {item['resolved_at']}: {note}")
