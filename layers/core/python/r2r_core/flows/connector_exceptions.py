@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from r2r_core.notify import notify_exception
 from r2r_core.state import AuditLog, StateStore, exception_id, now_iso
 
 logger = Logger(child=True)
@@ -65,6 +66,7 @@ def record_connector_exception(
             correlation_id=key,
             detail={"connector": connector, "error": record["error"], "archived_as": archived_as},
         )
+        notify_exception(record)
         logger.warning(
             "connector exception recorded",
             extra={

@@ -11,6 +11,7 @@ from r2r_core.erp.errors import ErpError, error_details_from_message
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.kpis import invoice_failed_kpis, project_setup_kpi, region_of
 from r2r_core.model.events import EventEnvelope
+from r2r_core.notify import notify_exception
 from r2r_core.state import AuditLog, StateStore, exception_id, now_iso
 from r2r_core.telemetry import emit
 
@@ -88,6 +89,7 @@ def record_event_failure(
         logger.warning(
             "exception recorded", extra={"exception_id": record["id"], "error_type": record["error_type"]}
         )
+        notify_exception(record)
         if stage == "project_setup":
             region, business_unit = region_of(data)
             emit([project_setup_kpi(succeeded=False, region=region, business_unit=business_unit)])
@@ -138,6 +140,7 @@ def record_execution_failure(event: dict[str, Any], *, store: StateStore, audit:
             correlation_id=execution_input.get("correlation_id") or detail["executionArn"],
             detail={"execution_arn": detail["executionArn"], "error": record["error_type"]},
         )
+        notify_exception(record)
         emit(invoice_failed_kpis(context.get("region"), context.get("business_unit")))
     return created
 

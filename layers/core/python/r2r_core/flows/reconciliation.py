@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from r2r_core import kpis
+from r2r_core.notify import notify_exception
 from r2r_core.state import AuditLog, StateStore, exception_id, now_iso
 from r2r_core.telemetry import emit
 
@@ -419,6 +420,7 @@ def reconcile(*, store: StateStore, audit: AuditLog, erp: ErpReader, today: date
                 correlation_id=run_id,
                 detail={"finding": finding.kind, "source_id": finding.source_id},
             )
+            notify_exception(record)
     resolved = _resolve_gone(store, audit, {f.id for f in findings}, run_id)
     emit(leakage_kpis(findings))
     by_kind: dict[str, int] = defaultdict(int)
