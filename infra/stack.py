@@ -207,6 +207,8 @@ class R2rStack(Stack):
                 "AUDIT_TABLE_NAME": tables.audit.table_name,
                 "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                # A milestone accepted after its invoice: the acceptance revenue is published from here.
+                "EVENT_BUS_NAME": bus.event_bus_name,
             },
             event_pattern=_canonical_pattern("milestone.completed"),
             event_bus=bus,
@@ -215,6 +217,7 @@ class R2rStack(Stack):
         )
         tables.grant_state_and_audit(milestone_trigger.function, idempotency=True)
         state_machine.grant_start_execution(milestone_trigger.function)
+        bus.grant_put_events_to(milestone_trigger.function)
 
         # Period-end billing: a daily tick starts one milestone-to-invoice run (input ``period_end``) per
         # contract billed monthly whose ended period has unbilled charges; it never calls the ERP itself.

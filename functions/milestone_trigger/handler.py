@@ -1,4 +1,5 @@
-"""SQS consumer: milestone.completed → start the milestone-to-invoice state machine (once per milestone)."""
+"""SQS consumer: milestone.completed → start the milestone-to-invoice state machine (once per milestone);
+a milestone accepted after its invoice publishes its acceptance revenue."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from r2r_core.bus import EventPublisher
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.flows.milestones import start_invoice_run
 from r2r_core.model.events import EventEnvelope
@@ -30,6 +32,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             audit=ports.audit,
             sfn=aws_client("stepfunctions"),
             state_machine_arn=state_machine_arn,
+            publisher=EventPublisher(ports.settings.event_bus_name)
+            if ports.settings.event_bus_name
+            else None,
         )
 
     return consume_canonical(event, context, name="milestone_trigger", logger=logger, process=process)

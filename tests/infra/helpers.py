@@ -39,7 +39,13 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     "time_posting": (ERP_WRITER_ENV, 30),
     "expense_posting": (ERP_WRITER_ENV, 30),
     "milestone_trigger": (
-        {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "STATE_MACHINE_ARN"},
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "IDEMPOTENCY_TABLE_NAME",
+            "STATE_MACHINE_ARN",
+            "EVENT_BUS_NAME",
+        },
         30,
     ),
     "invoice_workflow": (

@@ -21,7 +21,7 @@ from moto import mock_aws
 from r2r_core.errors import EngagementNotReady, TaxConfigurationMissing
 from r2r_core.flows.expense_posting import post_expense
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
-from r2r_core.flows.milestones import execution_name
+from r2r_core.flows.milestones import execution_name, start_invoice_run
 from r2r_core.flows.project_setup import set_up_project
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
@@ -376,3 +376,57 @@ def test_time_bills_carry_the_accounts_service_item_and_segments(ports: dict[str
     )
     # Non-billable time carries no service item; Tom's EMEA region has no department or location mapped.
     assert "item" not in training and "department" not in training and training["class"] == {"id": "7"}
+
+
+def milestone_delivery(version: int, status: str) -> EventEnvelope:
+    """The sold-to-billed milestone as the PSA delivers a version of it (its own webhook id)."""
+    delivery = json.loads((SCENARIO / "19-milestone-completed.json").read_text())
+    delivery["body"]["data"].update(version=version, status=status)
+    payload = WebhookPayload.model_validate(delivery["body"])
+    record = event_type(payload.type).data_model.model_validate(payload.data)
+    return build_envelope(
+        source_system="psa", delivery_id=f"msg_ms_v{version}", payload=payload, record=record
+    )
+
+
+def test_a_milestone_accepted_after_its_invoice_recognises_its_revenue_once_without_a_second_run(
+    ports: dict[str, Any],
+) -> None:
+    set_up(ports)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="milestone-to-invoice",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+    )["stateMachineArn"]
+
+    def deliver(version: int, status: str) -> dict[str, Any]:
+        return start_invoice_run(
+            milestone_delivery(version, status),
+            store=ports["store"],
+            audit=ports["audit"],
+            sfn=sfn,
+            state_machine_arn=machine,
+            publisher=ports["publisher"],
+        )
+
+    assert deliver(1, "completed")["started"] is True
+    complete_milestone(ports)  # the run's steps: invoice 25000.00, the milestone is only completed
+    assert [e.type for e in ports["publisher"].published] == ["invoice.created"]
+
+    # Version 2, accepted: no second run (the name is fixed per milestone), the acceptance revenue once.
+    accepted = deliver(2, "accepted")
+    assert accepted["started"] is False
+    assert accepted["revenue_event_id"] == "rev-milestone-ms-discovery-signoff"
+    [revenue] = [e for e in ports["publisher"].published if e.type == "revenue.recognized"]
+    # mixed contract, recognised on acceptance: the milestone's contract amount, 25000.00
+    assert revenue.data["kind"] == "milestone_accepted"
+    assert revenue.data["amount"] == {"amount": "25000.00", "currency": "USD"}
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+    milestone = ports["store"].get("ENG#eng-acme-cloud-2026", "MILESTONE#ms-discovery-signoff")
+    assert milestone["status"] == "invoiced" and milestone["accepted_version"] == 2
+
+    # A redelivery of the acceptance publishes nothing new; the invoice is untouched.
+    deliver(2, "accepted")
+    assert [e.type for e in ports["publisher"].published] == ["invoice.created", "revenue.recognized"]
+    assert len(ports["erp"].of_type("invoice")) == 1

@@ -1,4 +1,10 @@
-"""Completed milestone → one run of the milestone-to-invoice state machine (named deterministically)."""
+"""Completed milestone → one run of the milestone-to-invoice state machine (named deterministically).
+
+A milestone accepted after its run invoiced it (a newer version with ``status: accepted``) starts no second
+run (the execution name is fixed per milestone): its fixed-fee acceptance revenue is recognised here, once
+(``REVENUE#rev-milestone-<id>``, the same record the run's last step publishes when the milestone arrives
+already accepted).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from r2r_core.billing.revenue import revenue_for_milestone
+from r2r_core.flows.charges import Publisher, record_revenue
+from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import Milestone, MilestoneStatus
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
@@ -27,8 +36,68 @@ def execution_name(engagement_id: str, milestone_id: str) -> str:
     return name
 
 
+def recognise_late_acceptance(
+    envelope: EventEnvelope,
+    milestone: Milestone,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    publisher: Publisher | None,
+) -> str | None:
+    """An accepted version of a milestone its run already invoiced: record and publish the acceptance
+    revenue (idempotent by the revenue id); None when the run has not invoiced it yet (its last step
+    recognises it then)."""
+    pk = f"ENG#{milestone.engagement_id}"
+    stored = store.get(pk, f"MILESTONE#{milestone.id}")
+    if (
+        stored is None
+        or stored.get("status") != "invoiced"
+        or milestone.status is not MilestoneStatus.ACCEPTED
+    ):
+        return None
+    loaded = load_terms(store, milestone.engagement_id)
+    if loaded is None:
+        return None
+    deal, _ = loaded
+    if milestone.id not in {m.id for m in deal.engagement.milestones}:
+        return None
+    if int(stored.get("version", 0)) < milestone.version:
+        store.update_if(
+            pk,
+            f"MILESTONE#{milestone.id}",
+            set_values={
+                "accepted_version": milestone.version,
+                "accepted_milestone": milestone.model_dump_json(),
+                "accepted_at": now_iso(),
+            },
+            condition="attribute_exists(pk)",
+            values={},
+        )
+    revenue_id = record_revenue(
+        store,
+        publisher,
+        event=revenue_for_milestone(deal.engagement, milestone),
+        correlation_id=envelope.correlation_id,
+    )
+    audit.append(
+        kind="milestone",
+        entity_id=milestone.id,
+        action="accepted_after_invoice",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={"revenue_event_id": revenue_id, "version": milestone.version},
+    )
+    return revenue_id
+
+
 def start_invoice_run(
-    envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, sfn: Any, state_machine_arn: str
+    envelope: EventEnvelope,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    sfn: Any,
+    state_machine_arn: str,
+    publisher: Publisher | None = None,
 ) -> dict[str, Any]:
     milestone = Milestone.model_validate(envelope.data)
     if milestone.status is MilestoneStatus.PLANNED:
@@ -52,6 +121,7 @@ def start_invoice_run(
         },
         unless_status="invoiced",
     )
+    revenue_id = recognise_late_acceptance(envelope, milestone, store=store, audit=audit, publisher=publisher)
     name = execution_name(milestone.engagement_id, milestone.id)
     execution_input = {
         "engagement_id": milestone.engagement_id,
@@ -81,4 +151,7 @@ def start_invoice_run(
         "milestone invoice run",
         extra={"milestone_id": milestone.id, "execution_name": name, "action": action},
     )
-    return {"started": action == "invoice_run_started", "execution_arn": execution_arn}
+    result: dict[str, Any] = {"started": action == "invoice_run_started", "execution_arn": execution_arn}
+    if revenue_id is not None:
+        result["revenue_event_id"] = revenue_id
+    return result
