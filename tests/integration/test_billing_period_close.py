@@ -430,3 +430,158 @@ def test_hours_capped_again_at_the_run_add_to_those_held_at_posting(world: dict[
     # 4.5 h billable at posting, 2.5 h fit at the run: 2 h more held, on top of the 1.75 h held at posting.
     assert after["billable_hours"] == Decimal("2.5")
     assert after["held_hours"] == Decimal("3.75")
+
+
+# -- contracts billed with the next invoice and without an open milestone --------------------------------
+NEXT = "eng-globex-next-2026"
+
+
+def set_up_next_invoice(world: dict[str, Any], milestones: list[dict[str, str]]) -> None:
+    """The tm-monthly contract billed ``with_next_invoice`` (time invoiceable when decided), with
+    ``milestones``; the October time of the scenario posted to it."""
+    delivery = envelope(TM_MONTHLY / "01-opportunity-closed-won.json")
+    data = json.loads(json.dumps(delivery.data))
+    data["id"] = "opp-globex-next"
+    data["engagement"].update(
+        {
+            "id": NEXT,
+            "opportunity_id": "opp-globex-next",
+            "billing_schedule": "with_next_invoice",
+            "milestones": milestones,
+        }
+    )
+    data["project"].update({"id": "prj-globex-next-2026", "engagement_id": NEXT})
+    deal = delivery.model_copy(update={"data": data, "source_record_id": "opp-globex-next"})
+    set_up_project(deal, store=world["store"], audit=world["audit"], erp=world["erp"])
+    for name in OCTOBER:
+        entry = json.loads((TM_MONTHLY / name).read_text())["body"]["data"]
+        post(
+            world,
+            TM_MONTHLY / name,
+            id=f"{entry['id']}-next",
+            engagement_id=NEXT,
+            project_id="prj-globex-next-2026",
+        )
+
+
+def test_a_contract_billed_with_the_next_invoice_and_no_milestone_is_billed_at_period_end(
+    world: dict[str, Any],
+) -> None:
+    set_up_next_invoice(world, milestones=[])
+    # Time in November (work 2 Nov): billable from its work date, after the period ending 31 October.
+    post(
+        world,
+        TM_MONTHLY / "02-time-ana-costa-2026-10-05.json",
+        id="te-ana-costa-2026-11-02-next",
+        work_date="2026-11-02",
+        hours="4",
+        approved_at="2026-11-06T16:00:00Z",
+        engagement_id=NEXT,
+        project_id="prj-globex-next-2026",
+    )
+    [october] = tick(world, date(2026, 11, 7))
+    # The same October lines as the monthly contract: 2247.50 + 381.88 + 1406.25 = 4035.63
+    assert october["engagement_id"] == NEXT and october["invoice_total"] == "4035.63"
+    invoice = world["erp"].records[("invoice", f"r2r-invoice-{NEXT}-period-2026-10-31")]
+    assert [line[3] for line in lines(invoice)] == ["2247.50", "381.88", "1406.25"]
+    # The 2 November entry waits for the period ending 30 November: 4 h × 145.00 = 580.00
+    [november] = tick(world, date(2026, 12, 1))
+    assert november["invoice_total"] == "580.00"
+
+
+def test_a_contract_billed_with_the_next_invoice_waits_for_its_open_milestone(world: dict[str, Any]) -> None:
+    set_up_next_invoice(
+        world,
+        milestones=[
+            {"id": "ms-go-live", "name": "Go live", "amount": {"amount": "5000.00", "currency": "USD"}}
+        ],
+    )
+    # The milestone is open: its invoice will carry the time, no period run.
+    assert due_periods(world["store"], today=date(2026, 11, 7)) == []
+    steps = InvoiceSteps(
+        store=world["store"],
+        audit=world["audit"],
+        erp=lambda: world["erp"],
+        publisher=lambda: world["publisher"],
+    )
+    state = {"engagement_id": NEXT, "period_end": "2026-10-31", "correlation_id": "c", "event_id": "e"}
+    with pytest.raises(ContractInvalid, match="open milestones"):
+        steps.run("validate_contract", state, "x")
+    # Once the last milestone is completed, time left unbilled goes on the period-end invoice.
+    world["store"].put_versioned(
+        {
+            "pk": f"ENG#{NEXT}",
+            "sk": "MILESTONE#ms-go-live",
+            "version": 1,
+            "milestone": "{}",
+            "status": "invoiced",
+        }
+    )
+    [due] = due_periods(world["store"], today=date(2026, 11, 7))
+    assert due.engagement_id == NEXT and len(due.charges) == 4
+
+
+# -- credits larger than the charges: a credit memo, never a negative invoice ------------------------------
+def unapprove(world: dict[str, Any], entry_id: str, path: Path) -> None:
+    """Version 2 of an entry of the NEXT contract with its approval withdrawn."""
+    delivery = envelope(path)
+    data = {**delivery.data, "id": entry_id, "version": 2, "status": "unapproved"}
+    data |= {"engagement_id": NEXT, "project_id": "prj-globex-next-2026"}
+    post_time(
+        delivery.model_copy(update={"data": data, "source_record_id": entry_id, "source_record_version": 2}),
+        store=world["store"],
+        audit=world["audit"],
+        erp=world["erp"],
+    )
+
+
+@pytest.mark.parametrize("with_november_time", [False, True])
+def test_credits_larger_than_the_charges_go_on_a_credit_memo(
+    world: dict[str, Any], with_november_time: bool
+) -> None:
+    set_up_next_invoice(world, milestones=[])
+    [october] = tick(world, date(2026, 11, 1))
+    assert october["invoice_total"] == "4035.63" and october["document"] == "invoice"
+    # Ben's 6.25 h × 225.00 = 1406.25 lose their approval in November: credited in full on the next run.
+    unapprove(world, "te-ben-okafor-2026-10-07-next", TM_MONTHLY / "04-time-ben-okafor-2026-10-07.json")
+    if with_november_time:  # Ana, 4 h on 2 November × 145.00 = 580.00
+        post(
+            world,
+            TM_MONTHLY / "02-time-ana-costa-2026-10-05.json",
+            id="te-ana-costa-2026-11-02-next",
+            work_date="2026-11-02",
+            hours="4",
+            engagement_id=NEXT,
+            project_id="prj-globex-next-2026",
+        )
+    published_before = len(world["publisher"].published)
+
+    [november] = tick(world, date(2026, 12, 1))
+    # The run nets 580.00 − 1406.25 = −826.25 (or −1406.25 without November time): below zero, so the
+    # credit goes on a NetSuite credit memo of 1406.25 (a positive line) and only the charges on an invoice.
+    assert november["invoice_total"] == ("-826.25" if with_november_time else "-1406.25")
+    [memo] = world["erp"].of_type("creditMemo")
+    assert memo["entity"] == {"id": world["store"].get(f"ENG#{NEXT}", "TERMS")["erp_customer_id"]}
+    assert [(i["quantity"], i["rate"], i["amount"]) for i in memo["item"]["items"]] == [
+        ("6.25", "225.00", "1406.25")
+    ]
+    assert november["credit_memo_total"] == "1406.25"
+    assert november["credit_memo_external_id"] == f"r2r-credit-memo-{NEXT}-period-2026-11-30"
+    adjust = world["store"].get(f"ENG#{NEXT}", "ADJUST#time#te-ben-okafor-2026-10-07-next#v1")
+    assert adjust["status"] == "credited"
+    assert adjust["credit_memo_external_id"] == november["credit_memo_external_id"]
+    invoices = world["erp"].of_type("invoice")
+    assert all(Decimal(i["item"]["items"][0]["amount"]) > 0 for i in invoices)  # never a negative line
+    new_events = world["publisher"].published[published_before:]
+    if with_november_time:
+        assert november["document"] == "invoice_and_credit_memo"
+        assert len(invoices) == 2
+        november_invoice = world["erp"].records[("invoice", f"r2r-invoice-{NEXT}-period-2026-11-30")]
+        assert lines(november_invoice) == [
+            ("Cloud Engineer (EMEA) — time and materials", "4", "145.00", "580.00")
+        ]
+        [created] = new_events
+        assert created.type == "invoice.created" and created.data["total"]["amount"] == "580.00"
+    else:
+        assert november["document"] == "credit_memo" and november["erp_invoice_id"] is None
+        assert len(invoices) == 1 and new_events == []

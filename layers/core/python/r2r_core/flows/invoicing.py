@@ -37,10 +37,18 @@ from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import ContractInvalid, NoBillableWork, TaxConfigurationMissing
 from r2r_core.flows.charges import publish_once
+from r2r_core.flows.period_close import period_billed
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.kpis import BilledTime, invoice_kpis
-from r2r_core.model.entities import BillingSchedule, CapThresholdReached, Invoice, Milestone
+from r2r_core.model.entities import (
+    CapThresholdReached,
+    Invoice,
+    InvoiceLine,
+    InvoiceLineKind,
+    Milestone,
+)
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
+from r2r_core.model.money import Money
 from r2r_core.state import AuditLog, StateStore, now_iso
 from r2r_core.telemetry import emit
 
@@ -229,10 +237,15 @@ class InvoiceSteps:
         deal, _ = self._terms(state)
         period_end = period_end_of(state)
         if period_end is not None:
-            if deal.engagement.billing_schedule is not BillingSchedule.MONTHLY:
+            pk = f"ENG#{deal.engagement.id}"
+            completed = [
+                str(i["sk"]).removeprefix("MILESTONE#") for i in self.store.query_prefix(pk, "MILESTONE#")
+            ]
+            if not period_billed(deal.engagement, completed):
                 raise ContractInvalid(
                     f"engagement {deal.engagement.id} is not billed monthly "
-                    f"(billing_schedule {deal.engagement.billing_schedule.value}): no period-end invoice"
+                    f"(billing_schedule {deal.engagement.billing_schedule.value}) and has open milestones: "
+                    "no period-end invoice"
                 )
             self._audit(state, "contract_validated", {"execution_id": execution_id})
             return {
@@ -394,37 +407,62 @@ class InvoiceSteps:
         return {"legal_entity": engagement.legal_entity, "client_country": deal.client.billing_country}
 
     def create_invoice(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
+        """Upsert the run's ERP documents: the invoice, or — credits larger than the charges — a credit
+        memo for the credits (and an invoice for the charges, if the run has any)."""
         deal, terms = self._terms(state)
         invoice = self._draft(state)
-        external_id = records.external_id("invoice", invoice.id)
+        to_invoice, credits = erp_documents(invoice)
         mapping = self.mapping
         tax_code = mapping.tax_code_for(deal.client.billing_country)
-        lines = [
-            records.InvoiceLine(
-                item_id=mapping.item_for(line.kind.value, line.role),
-                description=line.description,
-                quantity=line.quantity,
-                rate=line.rate,
-                amount=line.amount,
-                tax_code_id=tax_code,
+
+        def erp_lines(lines: list[Any], sign: int) -> list[records.InvoiceLine]:
+            return [
+                records.InvoiceLine(
+                    item_id=mapping.item_for(line.kind.value, line.role),
+                    description=line.description,
+                    quantity=sign * line.quantity,
+                    rate=line.rate,
+                    amount=sign * line.amount,
+                    tax_code_id=tax_code,
+                )
+                for line in lines
+            ]
+
+        common: dict[str, Any] = {
+            "customer_id": terms["erp_customer_id"],
+            "job_id": terms["erp_job_id"],
+            "tran_date": invoice.invoice_date,
+            "currency": invoice.currency,
+            "currency_id": mapping.currency_id(invoice.currency),
+            "subsidiary_id": mapping.subsidiary_id,
+            "segments": mapping.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
+        }
+        erp_id: str | None = None
+        external_id: str | None = None
+        if to_invoice is not None:
+            external_id = records.external_id("invoice", invoice.id)
+            erp_id = self._erp().upsert(
+                "invoice",
+                external_id,
+                records.invoice_body(
+                    **common, memo=f"r2r invoice {invoice.id}", lines=erp_lines(to_invoice.lines, 1)
+                ),
             )
-            for line in invoice.lines
-        ]
-        erp_id = self._erp().upsert(
-            "invoice",
-            external_id,
-            records.invoice_body(
-                customer_id=terms["erp_customer_id"],
-                job_id=terms["erp_job_id"],
-                tran_date=invoice.invoice_date,
-                currency=invoice.currency,
-                memo=f"r2r invoice {invoice.id}",
-                lines=lines,
-                currency_id=mapping.currency_id(invoice.currency),
-                subsidiary_id=mapping.subsidiary_id,
-                segments=mapping.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
-            ),
-        )
+        memo: dict[str, Any] = {}
+        if credits:
+            memo_external_id = records.external_id("credit-memo", invoice.id)
+            memo_id = self._erp().upsert(
+                "creditMemo",
+                memo_external_id,
+                records.credit_memo_body(
+                    **common, memo=f"r2r credit memo {invoice.id}", lines=erp_lines(credits, -1)
+                ),
+            )
+            memo = {
+                "erp_credit_memo_id": memo_id,
+                "credit_memo_external_id": memo_external_id,
+                "credit_memo_total": str(-sum((line.amount for line in credits), Decimal(0))),
+            }
         pk = f"ENG#{state['engagement_id']}"
         draft = self.store.get(pk, draft_sk(state)) or {}
         billed_ids = self._mark_billed(pk, invoice, json.loads(draft.get("billed", "[]")))
@@ -432,7 +470,8 @@ class InvoiceSteps:
             self.store.update_if(
                 pk,
                 f"ADJUST#{kind}#{source_id}#v{version}",
-                set_values={"status": "credited", "credited_on_invoice_id": invoice.id},
+                set_values={"status": "credited", "credited_on_invoice_id": invoice.id}
+                | ({"credit_memo_external_id": memo["credit_memo_external_id"]} if memo else {}),
                 condition="#status = :pending OR #credited_on_invoice_id = :invoice_id",
                 values={":pending": "pending", ":invoice_id": invoice.id},
             )
@@ -450,13 +489,31 @@ class InvoiceSteps:
             draft_sk(state),
             set_values={
                 "status": "created",
-                "erp_id": erp_id,
-                "external_id": external_id,
+                "document": document_of(to_invoice, credits),
                 "created_at": now_iso(),
-            },
+            }
+            | ({"erp_id": erp_id, "external_id": external_id} if erp_id is not None else {})
+            | memo,
             condition="attribute_exists(pk)",
             values={},
         )
+        if memo:
+            self.store.put_crosswalk(
+                "credit_memo",
+                invoice.id,
+                internal_id=memo["erp_credit_memo_id"],
+                external_id=memo["credit_memo_external_id"],
+            )
+        if to_invoice is None or erp_id is None or external_id is None:
+            # Only a credit memo: no invoice to poll for its status, no invoice KPIs.
+            self._audit(state, "credit_memo_created", {"invoice_id": invoice.id, **memo})
+            logger.info("credit memo created", extra={"invoice_id": invoice.id, **memo})
+            return {
+                "erp_invoice_id": None,
+                "invoice_external_id": None,
+                "document": document_of(to_invoice, credits),
+                **memo,
+            }
         self.store.put_crosswalk("invoice", invoice.id, internal_id=erp_id, external_id=external_id)
         # The invoice status poller finds the engagement, milestone (or period) and draft of an invoice here.
         self.store.put_new(
@@ -475,19 +532,25 @@ class InvoiceSteps:
                 "business_unit": deal.engagement.business_unit,
             }
         )
-        self._emit_kpis(deal.engagement, invoice, draft)
+        self._emit_kpis(deal.engagement, to_invoice, draft)
         self._audit(
             state,
             "invoice_created",
             {
                 "invoice_id": invoice.id,
                 "erp_id": erp_id,
-                "total": invoice.total.amount,
+                "total": to_invoice.total.amount,
                 "time_entries": billed_ids,
+                **memo,
             },
         )
         logger.info("invoice created", extra={"invoice_id": invoice.id, "erp_id": erp_id})
-        return {"erp_invoice_id": erp_id, "invoice_external_id": external_id}
+        return {
+            "erp_invoice_id": erp_id,
+            "invoice_external_id": external_id,
+            "document": document_of(to_invoice, credits),
+            **memo,
+        }
 
     def _emit_kpis(self, engagement: Any, invoice: Invoice, draft: dict[str, Any]) -> None:
         """KPIs of the invoice from what the draft froze (no extra read). A redriven step emits again:
@@ -509,22 +572,28 @@ class InvoiceSteps:
         )
 
     def publish_invoice_created(self, state: dict[str, Any], execution_id: str) -> dict[str, Any]:
-        invoice = self._draft(state).model_copy(
-            update={"erp_id": state["erp_invoice_id"], "external_id": state["invoice_external_id"]}
-        )
-        kind = EVENT_TYPES["invoice.created"]
-        envelope = EventEnvelope(
-            type=kind.name,
-            schema_version=kind.schema_version,
-            event_id=event_id_for("r2r", f"invoice.created/{invoice.id}"),
-            source_system="erp",
-            source_record_id=invoice.id,
-            source_record_version=invoice.version,
-            correlation_id=state["correlation_id"],
-            occurred_at=datetime.now(UTC),
-            data=invoice.model_dump(mode="json"),
-        )
-        self._publisher().publish(envelope)
+        """``invoice.created`` for the invoice the ERP got (its charges only when the credits went on a credit
+        memo); none when the run issued only a credit memo (``document: credit_memo`` in the output)."""
+        to_invoice, _credits = erp_documents(self._draft(state))
+        invoice_event_id: str | None = None
+        if to_invoice is not None and state.get("erp_invoice_id"):
+            invoice = to_invoice.model_copy(
+                update={"erp_id": state["erp_invoice_id"], "external_id": state["invoice_external_id"]}
+            )
+            kind = EVENT_TYPES["invoice.created"]
+            envelope = EventEnvelope(
+                type=kind.name,
+                schema_version=kind.schema_version,
+                event_id=event_id_for("r2r", f"invoice.created/{invoice.id}"),
+                source_system="erp",
+                source_record_id=invoice.id,
+                source_record_version=invoice.version,
+                correlation_id=state["correlation_id"],
+                occurred_at=datetime.now(UTC),
+                data=invoice.model_dump(mode="json"),
+            )
+            self._publisher().publish(envelope)
+            invoice_event_id = envelope.event_id
         deal, _ = self._terms(state)
         draft = self.store.get(f"ENG#{state['engagement_id']}", draft_sk(state)) or {}
         for warning in json.loads(draft.get("warnings", "[]")):
@@ -540,7 +609,7 @@ class InvoiceSteps:
             )
         if period_end_of(state) is not None:
             # Hourly work was recognised as delivered (time posting): a period invoice recognises nothing.
-            return {"invoice_event_id": envelope.event_id, "revenue_event_id": None}
+            return {"invoice_event_id": invoice_event_id, "revenue_event_id": None}
         milestone, _ = self._milestone(state)
         revenue = revenue_for_milestone(deal.engagement, milestone)
         if revenue is not None:
@@ -553,7 +622,28 @@ class InvoiceSteps:
                 record=revenue,
                 correlation_id=state["correlation_id"],
             )
-        return {"invoice_event_id": envelope.event_id, "revenue_event_id": revenue.id if revenue else None}
+        return {"invoice_event_id": invoice_event_id, "revenue_event_id": revenue.id if revenue else None}
+
+
+def erp_documents(invoice: Invoice) -> tuple[Invoice | None, list[InvoiceLine]]:
+    """What the ERP gets for a frozen billing run: the invoice as drafted when its total is not negative
+    (credits on the invoice); otherwise an invoice of the charge lines (None when there are none) and the
+    credit lines for a credit memo — r2r never sends a negative invoice."""
+    if invoice.total.amount >= 0:
+        return invoice, []
+    credits = [line for line in invoice.lines if line.kind is InvoiceLineKind.ADJUSTMENT]
+    charged = [line for line in invoice.lines if line.kind is not InvoiceLineKind.ADJUSTMENT]
+    if not charged:
+        return None, credits
+    lines = [line.model_copy(update={"line_no": n}) for n, line in enumerate(charged, start=1)]
+    total = Money(amount=sum((line.amount for line in lines), Decimal(0)), currency=invoice.currency)
+    return Invoice.model_validate({**invoice.model_dump(), "lines": lines, "total": total}), credits
+
+
+def document_of(to_invoice: Invoice | None, credits: list[InvoiceLine]) -> str:
+    if not credits:
+        return "invoice"
+    return "credit_memo" if to_invoice is None else "invoice_and_credit_memo"
 
 
 STEPS = (

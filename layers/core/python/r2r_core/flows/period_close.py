@@ -22,7 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from r2r_core.flows.milestones import execution_name
-from r2r_core.model.entities import BillingSchedule, ClosedWonDeal
+from r2r_core.model.entities import BillingSchedule, ClosedWonDeal, Engagement
 from r2r_core.state import AuditLog, StateStore
 
 logger = Logger(child=True)
@@ -66,26 +66,40 @@ class DuePeriod:
     charges: tuple[str, ...]  # the unbilled charges (time entry / expense ids) that make it due
 
 
+def period_billed(engagement: Engagement, completed_milestones: Iterable[str]) -> bool:
+    """Whether the period-end run bills a contract: billed monthly, or billed with the next invoice and
+    without an open milestone (none in the contract, or all of them completed)."""
+    if engagement.billing_schedule is BillingSchedule.MONTHLY:
+        return True
+    return not {m.id for m in engagement.milestones} - set(completed_milestones)
+
+
 def due_periods(store: StateStore, *, today: date) -> list[DuePeriod]:
-    """Engagements billed monthly with unbilled charges billable by the day after the last ended period."""
+    """Engagements billed monthly (or with the next invoice, without an open milestone) with unbilled
+    charges billable by the day after the last ended period, or with credits pending."""
     period_end = last_ended_period(today)
     through = period_end + timedelta(days=1)
-    monthly: set[str] = set()
+    engagements: dict[str, Engagement] = {}
+    completed: dict[str, set[str]] = defaultdict(set)
     due: dict[str, list[str]] = defaultdict(list)
     for item in store.scan_prefix("ENG#"):
         engagement_id = str(item["pk"]).removeprefix("ENG#")
         sk = str(item["sk"])
         if sk == "TERMS":
-            deal = ClosedWonDeal.model_validate_json(item["deal"])
-            if deal.engagement.billing_schedule is BillingSchedule.MONTHLY:
-                monthly.add(engagement_id)
+            engagements[engagement_id] = ClosedWonDeal.model_validate_json(item["deal"]).engagement
+        elif sk.startswith("MILESTONE#"):
+            completed[engagement_id].add(sk.removeprefix("MILESTONE#"))
+        elif sk.startswith("ADJUST#") and item.get("status") == "pending":
+            # A credit queued for an invoiced entry that changed: the next run credits it.
+            due[engagement_id].append(str(item.get("source_id") or sk))
         elif sk.startswith(CHARGE_PREFIXES) and item.get("status") == "unbilled":
             billable_from = item.get("billable_from") or item.get("work_date")
             if billable_from and date.fromisoformat(str(billable_from)) <= through:
                 due[engagement_id].append(str(item.get("source_id") or item.get("time_entry_id") or sk))
     return [
         DuePeriod(engagement_id, period_end, tuple(sorted(due[engagement_id])))
-        for engagement_id in sorted(monthly & set(due))
+        for engagement_id in sorted(set(due) & set(engagements))
+        if period_billed(engagements[engagement_id], completed[engagement_id])
     ]
 
 
