@@ -20,6 +20,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.functions import R2rFunction
 from infra.constructs.queue_consumer import QueueConsumer
@@ -32,6 +33,22 @@ TECH_PERIOD = Duration.minutes(5)
 OLDEST_MESSAGE_ALARM_S = 1800  # a source queue whose oldest message waits 30 min is stuck
 ERP_THROTTLED_PER_5_MIN = 20
 EXCEPTION_RATE_PERCENT = 10
+# The functions that record exceptions for finance (StateStore.put_exception via r2r_core.flows.exceptions,
+# connector_exceptions, reconciliation); tests/infra/test_exceptions_topic.py checks it against the handlers.
+EXCEPTION_RECORDERS = frozenset(
+    {
+        "project_setup",
+        "time_posting",
+        "expense_posting",
+        "milestone_trigger",
+        "invoice_status_writeback",
+        "exception_router",
+        "reconciliation",
+        "ingest_salesforce_outbound",
+        "file_intake",
+        "resource_sync",
+    }
+)
 
 
 def kpi_search(metric: str, statistic: str, period: Duration = KPI_PERIOD) -> cw.MathExpression:
@@ -83,6 +100,29 @@ class Observability(Construct):
             enforce_ssl=True,
         )
         action = cw_actions.SnsAction(self.topic)
+        # Exceptions for finance: a short notice per new exception (r2r_core.notify), on a topic of its own so
+        # finance subscribes to exceptions and on-call to alarms. Every function that records exceptions gets
+        # the topic in EXCEPTIONS_TOPIC_ARN and publish rights on it (and the key), nothing more.
+        self.exceptions_topic = sns.Topic(
+            self,
+            "ExceptionsTopic",
+            display_name="r2r exceptions for finance",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        for function in self.functions:
+            if function.folder in EXCEPTION_RECORDERS:
+                function.function.add_environment("EXCEPTIONS_TOPIC_ARN", self.exceptions_topic.topic_arn)
+                self.exceptions_topic.grant_publish(function.function)
+                policy = function.role.node.try_find_child("DefaultPolicy")
+                if policy is not None:
+                    nag.acknowledge(
+                        policy,
+                        "IAM5",
+                        "publishing to the KMS-encrypted exceptions topic needs kms:GenerateDataKey* (CDK's "
+                        "grant_publish); the statement is limited to the one topic key.",
+                        findings=["Action::kms:GenerateDataKey*"],
+                    )
         self.alarms: list[cw.Alarm] = []
 
         def alarm(construct_id: str, metric: cw.IMetric, *, threshold: float, description: str) -> cw.Alarm:

@@ -252,6 +252,7 @@ class Provisioner:
             "AWS::ApiGateway::Method": self._api_method,
             "AWS::ApiGateway::Stage": self._api_stage,
             "AWS::ApiGateway::Deployment": self._api_deployment,
+            "AWS::SNS::Topic": self._topic,
             "Custom::AWS": self._aws_sdk_call,
         }
         self._roles = self._secret_roles()
@@ -413,6 +414,12 @@ class Provisioner:
         if versioning == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         self.out.buckets[resource.logical_id] = name
+
+    # -- SNS ------------------------------------------------------------------------------------
+
+    def _topic(self, _resource: Resource, name: str) -> None:
+        """A topic (e.g. exceptions for finance): created so publishing works; nothing subscribes locally."""
+        self.client("sns").create_topic(Name=name)
 
     # -- Secrets Manager ------------------------------------------------------------------------
 

@@ -238,6 +238,9 @@ def default_attributes(resource_type: str, name: str, logical_id: str) -> tuple[
     if resource_type == "AWS::SecretsManager::Secret":
         arn = f"arn:aws:secretsmanager:{region}:{account}:secret:{name}"
         return arn, {"Id": arn}
+    if resource_type == "AWS::SNS::Topic":
+        arn = f"arn:aws:sns:{region}:{account}:{name}"
+        return arn, {"TopicArn": arn, "TopicName": name}
     if resource_type == "AWS::StepFunctions::StateMachine":
         arn = f"arn:aws:states:{region}:{account}:stateMachine:{name}"
         return arn, {"Arn": arn, "Name": name}

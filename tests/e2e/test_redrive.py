@@ -83,6 +83,16 @@ def _time_bills(stack: LocalStack) -> list[dict[str, Any]]:
     return [t for t in stack.erp_records().get("timeBill", []) if ENTRY_ID in str(t.get("externalId"))]
 
 
+def _finance_inbox(stack: LocalStack) -> str:
+    """An SQS queue subscribed to the exceptions topic, as finance would subscribe."""
+    sns, sqs = stack.boto3_client("sns"), stack.boto3_client("sqs")
+    [topic] = [t["TopicArn"] for t in sns.list_topics()["Topics"] if "ExceptionsTopic" in t["TopicArn"]]
+    url = sqs.create_queue(QueueName="finance-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return str(url)
+
+
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("redrive")
@@ -91,6 +101,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with LocalStack.start(ROOT, erp_db=tmp / "erp.sqlite") as stack:
         write_json(local_json, stack.describe())
+        inbox = _finance_inbox(stack)
         assert (
             stack.post_webhook("crm", _closed_won(1, with_data_engineer=False), "msg_redrive_opp_v1").status
             == 202
@@ -138,6 +149,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             app, ["exceptions", "show", exception["id"], "--json", *cli]
         )
         result["open_after_resolve"] = runner.invoke(app, ["exceptions", "list", "--json", *cli])
+        result["notices"] = [
+            json.loads(m["Body"])
+            for m in stack.boto3_client("sqs")
+            .receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)
+            .get("Messages", [])
+        ]
         # The milestone bills the redriven entry (once), and its lineage leads back to the deal.
         milestone = json.loads((SCENARIO / "19-milestone-completed.json").read_text())
         assert stack.post_webhook("psa", milestone["body"], "msg_redrive_ms").status == 202
@@ -251,3 +268,9 @@ def test_the_redriven_entry_is_invoiced_once_and_its_lineage_leads_back_to_the_d
     text = outcome["lineage_text"]
     assert text.exit_code == 0, text.output
     assert ENTRY_ID in text.output and "opportunity opp-0065g00000Jk1mN v2" in text.output
+
+
+def test_finance_is_notified_once_of_the_exception(outcome: dict[str, Any]) -> None:
+    ours = [n for n in outcome["notices"] if ENTRY_ID in n["Message"]]
+    assert len(ours) == 1, outcome["notices"]
+    assert ours[0]["Subject"] == "r2r exception: time_posting_failed (Acme Logistics)"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from infra.constructs.observability import EXCEPTION_RECORDERS
 from infra.constructs.paths import REPO_ROOT
 from tests.infra.helpers import COMMON_ENV, FUNCTIONS, STAGE, functions_by_folder, of_type, ref_id
 
@@ -40,7 +41,9 @@ def test_function_configuration(resources: dict[str, dict[str, Any]], folder: st
     props = res["Properties"]
     expected_env, timeout = FUNCTIONS[folder]
     env = props["Environment"]["Variables"]
-    assert set(env) == COMMON_ENV | expected_env
+    # Functions that record exceptions also get the exceptions topic (tests/infra/test_exceptions_topic.py).
+    notify = {"EXCEPTIONS_TOPIC_ARN"} if folder in EXCEPTION_RECORDERS else set()
+    assert set(env) == COMMON_ENV | expected_env | notify
     assert env["STAGE"] == STAGE
     assert env["POWERTOOLS_SERVICE_NAME"] == "r2r-" + folder.replace("_", "-")
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "r2r"
