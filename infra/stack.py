@@ -34,6 +34,8 @@ DEFAULT_CONSUMER_CONCURRENCY = 5
 # The poller reads the ERP (SuiteQL) and serialises itself on a watermark: the smallest share.
 POLLER_CONCURRENCY = 2
 FAILED_EXECUTION_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
+# Raw-archive prefixes whose new objects are file drops (r2r_core.connectors.files.PARSERS).
+FILE_DROP_PREFIXES = ("inbound/workday/", "inbound/timesheets/", "inbound/expenses/")
 
 # Output names the local stack and operators rely on.
 OUTPUT_API_URL = "ApiUrl"
@@ -276,7 +278,12 @@ class R2rStack(Stack):
         )
 
         self._reconciliation_and_observability(
-            consumer, settings=settings, tables=tables, secrets=secrets, removal_policy=retain
+            consumer,
+            settings=settings,
+            tables=tables,
+            secrets=secrets,
+            removal_policy=retain,
+            file_drops=lambda: self._file_drops(consumer, tables=tables, archive=archive, bus=bus),
         )
 
         # --- outputs --------------------------------------------------------------------
@@ -340,6 +347,91 @@ class R2rStack(Stack):
         tables.grant_state_and_audit(status_writeback.function, idempotency=True)
         secrets.salesforce_credentials.grant_read(status_writeback.function)
 
+    def _file_drops(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        tables: DataTables,
+        archive: RawArchive,
+        bus: events.IEventBus,
+    ) -> None:
+        """File drops in the raw archive (Workday worker extracts, managed time and expense CSVs): S3 tells
+        the default bus, a rule per watched prefix set feeds the intake's queue (own DLQ); the intake reads
+        the object, parses it row by row and publishes canonical events. ``resource_sync`` keeps the HRIS
+        status of each worker (``RES#<id>``), which time posting checks."""
+        file_intake = consumer(
+            "FileIntake",
+            "file_intake",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+            },
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [archive.bucket.bucket_name]},
+                    "object": {"key": [{"prefix": prefix} for prefix in FILE_DROP_PREFIXES]},
+                },
+            ),
+            event_bus=None,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r file_intake: dropped Workday / time / expense files to canonical events",
+        )
+        tables.grant_state_and_audit(file_intake.function)
+        bus.grant_put_events_to(file_intake.function)
+        for prefix in FILE_DROP_PREFIXES:
+            archive.bucket.grant_read(file_intake.function, f"{prefix}*")
+        cfn_bucket = archive.bucket.node.default_child
+        assert isinstance(cfn_bucket, CfnElement)
+        bucket_id = self.get_logical_id(cfn_bucket)
+        nag.acknowledge(
+            file_intake.consumer.role.node.find_child("DefaultPolicy"),
+            "IAM5",
+            "grant_read on the watched prefixes of the raw archive only: file names are chosen by the "
+            "sender, so each prefix is '<bucket arn>/<prefix>*'; s3:GetObject*/GetBucket*/List* are the "
+            "read actions CDK's grant_read names.",
+            findings=[
+                *(f"Resource::<{bucket_id}.Arn>/{prefix}*" for prefix in FILE_DROP_PREFIXES),
+                "Action::s3:GetObject*",
+                "Action::s3:GetBucket*",
+                "Action::s3:List*",
+            ],
+        )
+
+        # event_bridge_enabled makes CDK add its one bucket-notifications handler (a provider of
+        # Custom::S3BucketNotifications); its role always gets the basic execution managed policy.
+        for child in self.node.children:
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                nag.acknowledge(
+                    child,
+                    "IAM4",
+                    "CDK's BucketNotificationsHandler (turns on the raw archive's EventBridge notifications "
+                    "on deploy) always attaches AWSLambdaBasicExecutionRole to its role, even to a role "
+                    "passed in; the policy only allows writing CloudWatch logs.",
+                    findings=[
+                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+                    ],
+                )
+
+        resource_sync = consumer(
+            "ResourceSync",
+            "resource_sync",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+            },
+            event_pattern=events.EventPattern(
+                source=[CANONICAL_SOURCE], detail_type=["resource.upserted", "resource.terminated"]
+            ),
+            event_bus=bus,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r resource_sync: the HRIS status of each worker (active / terminated)",
+        )
+        tables.grant_state_and_audit(resource_sync.function, idempotency=True)
+
     def _reconciliation_and_observability(
         self,
         consumer: Callable[..., QueueConsumer],
@@ -348,9 +440,12 @@ class R2rStack(Stack):
         tables: DataTables,
         secrets: IntegrationSecrets,
         removal_policy: RemovalPolicy,
+        file_drops: Callable[[], None],
     ) -> None:
-        """Daily reconciliation (schedule rule -> queue with DLQ -> function, ERP read only), then the
-        dashboard and alarms, which find every function, consumer and DLQ created before them."""
+        """The file-drop connectors, daily reconciliation (schedule rule -> queue with DLQ -> function, ERP
+        read only), then the dashboard and alarms, which find every function, consumer and DLQ created
+        before them."""
+        file_drops()
         reconciliation = consumer(
             "Reconciliation",
             "reconciliation",

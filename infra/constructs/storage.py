@@ -52,6 +52,9 @@ class RawArchive(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="raw-archive/",
+            # File drops (inbound/workday/, inbound/timesheets/, inbound/expenses/) reach their intake
+            # queue through EventBridge (aws.s3 "Object Created" on the default bus).
+            event_bridge_enabled=True,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="archive-raw-payloads",

@@ -254,6 +254,7 @@ class Provisioner:
             "AWS::ApiGateway::Deployment": self._api_deployment,
             "AWS::SNS::Topic": self._topic,
             "Custom::AWS": self._aws_sdk_call,
+            "Custom::S3BucketNotifications": self._bucket_notifications,
         }
         self._roles = self._secret_roles()
         for logical_id in self.template.creation_order():
@@ -414,6 +415,14 @@ class Provisioner:
         if versioning == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         self.out.buckets[resource.logical_id] = name
+
+    def _bucket_notifications(self, resource: Resource, _name: str) -> None:
+        """CDK's ``Custom::S3BucketNotifications`` (e.g. ``event_bridge_enabled``): applied as is."""
+        props = self.resolver.resolve(dict(resource.properties))
+        configuration = props.get("NotificationConfiguration") or {}
+        self.client("s3").put_bucket_notification_configuration(
+            Bucket=str(props["BucketName"]), NotificationConfiguration=configuration
+        )
 
     # -- SNS ------------------------------------------------------------------------------------
 

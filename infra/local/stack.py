@@ -715,6 +715,18 @@ class LocalStack:
         except ValueError as exc:
             raise ScenarioError(f"{step.file}: {exc}") from exc
 
+    def put_file(self, key: str, body: bytes, *, drain: bool = True) -> dict[str, Any]:
+        """Drop a file into the raw archive bucket (as a sender would); S3 notifies the default bus
+        (moto forwards Object Created to EventBridge for buckets with EventBridge notifications on)."""
+        assert self.local is not None
+        bucket = self.local.bucket_for_env("RAW_BUCKET_NAME")
+        if bucket is None:
+            raise LookupError("the template has no bucket")
+        response = self.boto3_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        if drain:
+            self.drain()
+        return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
+
     # -- observations ---------------------------------------------------------------------------
 
     def erp_records(self) -> dict[str, list[dict[str, Any]]]:

@@ -155,8 +155,21 @@ def test_rule_pattern_and_bus(resources: dict[str, dict[str, Any]], folder: str)
     rule = _consumer_wiring(resources, folder)["rule"]
     bus, detail_type, _ = CONSUMERS[folder]
     pattern = rule["EventPattern"]
-    assert pattern["detail-type"] == [detail_type]
-    if bus == "custom":
+    if folder == "resource_sync":
+        assert pattern["detail-type"] == ["resource.upserted", "resource.terminated"]
+    else:
+        assert pattern["detail-type"] == [detail_type]
+    if folder == "file_intake":
+        assert "EventBusName" not in rule  # S3 notifies the default bus
+        assert pattern["source"] == ["aws.s3"]
+        (bucket,) = pattern["detail"]["bucket"]["name"]
+        assert resources[ref_id(bucket)]["Type"] == "AWS::S3::Bucket"
+        assert pattern["detail"]["object"]["key"] == [
+            {"prefix": "inbound/workday/"},
+            {"prefix": "inbound/timesheets/"},
+            {"prefix": "inbound/expenses/"},
+        ]
+    elif bus == "custom":
         assert ref_id(rule["EventBusName"]) == _bus_id(resources)
         assert pattern["source"] == ["r2r.canonical"]
     else:

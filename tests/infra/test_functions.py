@@ -28,6 +28,8 @@ def test_every_function_runs_python_3_14_on_arm64_with_r2r_source(
             # The AwsCustomResource provider (sets the DLQs' RedriveAllowPolicy) is CDK's own code.
             assert lid.startswith("AWS679f53fac002430cb0da5b7982bd2287"), lid
             continue
+        if lid.startswith("BucketNotificationsHandler"):  # CDK's own, for event_bridge_enabled
+            continue
         assert props["Runtime"] == "python3.14", lid
         assert props["Architectures"] == ["arm64"], lid
         assert props["Handler"] == "handler.handler", lid
@@ -106,6 +108,9 @@ def test_deps_and_core_layers_target_python_3_14_arm64(resources: dict[str, dict
 
 def test_roles_use_no_aws_managed_policies(resources: dict[str, dict[str, Any]]) -> None:
     for lid, res in of_type(resources, "AWS::IAM::Role").items():
+        if lid.startswith("BucketNotificationsHandler"):
+            # CDK's handler for event_bridge_enabled always gets the basic execution policy (IAM4 acked).
+            continue
         assert not res["Properties"].get("ManagedPolicyArns"), lid
 
 
@@ -143,6 +148,8 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "invoice_status_poller": {"dynamodb:UpdateItem", "events:PutEvents", "secretsmanager:GetSecretValue"},
         "invoice_status_writeback": {"dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
         "reconciliation": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
+        "file_intake": {"s3:GetObject*", "events:PutEvents", "dynamodb:PutItem"},
+        "resource_sync": {"dynamodb:PutItem"},
         "billing_period_close": {"dynamodb:Scan", "dynamodb:PutItem", "states:StartExecution"},
         "ingest_salesforce_outbound": {
             "s3:PutObject",

@@ -47,6 +47,7 @@ class FileResult:
     envelopes: list[EventEnvelope] = field(default_factory=list)
     row_errors: list[MappingError] = field(default_factory=list)
     rows: int = 0
+    error_lines: list[int] = field(default_factory=list)  # the line (XML: worker) of each row error
 
 
 class FileRejected(MappingError):
@@ -105,6 +106,7 @@ def _each_row(
             result.envelopes.extend(map_row(fields, f"{delivery}/{line}"))
         except MappingError as exc:
             result.row_errors.append(exc)
+            result.error_lines.append(line)
     return result
 
 

@@ -27,6 +27,7 @@ from r2r_core.flows.charges import (
     record_decision,
     record_revenue,
 )
+from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.model.entities import TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
@@ -48,6 +49,7 @@ def post_time(
     mapping: ErpMapping | None = None,
 ) -> dict[str, Any]:
     entry = TimeEntry.model_validate(envelope.data)
+    refuse_time_after_termination(store, entry)
     deal, terms = engagement_of(store, "time entry", entry)
     engagement = deal.engagement
     key = charge_key(entry.engagement_id, "time", entry.id)

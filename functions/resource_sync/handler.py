@@ -1,0 +1,25 @@
+"""SQS consumer: resource.upserted / resource.terminated → the worker's HRIS status (``RES#<id>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from r2r_core.consumer import ConsumerPorts, consume_canonical
+from r2r_core.flows.resource_status import record_resource
+from r2r_core.model.events import EventEnvelope
+from r2r_core.telemetry import handler_metrics, tracer
+
+logger = Logger(service="r2r-resource-sync")
+metrics = handler_metrics()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
+        return record_resource(envelope, store=ports.store, audit=ports.audit)
+
+    return consume_canonical(event, context, name="resource_sync", logger=logger, process=process)
