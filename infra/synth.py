@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# jsii (the bridge to CDK's Node.js core) prints a banner on Node 20, which is past its end of life but
+# works; the Makefile silences it, and so do the r2r commands that synthesize.
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
 import aws_cdk as cdk
 from aws_cdk import cx_api
 
