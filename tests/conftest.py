@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,20 @@ def load_handler(name: str) -> ModuleType:
 @pytest.fixture
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def create_state_and_audit_tables(ddb: Any) -> None:
+    """The ``state`` and ``audit`` tables (``pk``/``sk``, on demand) as the stack defines them, in moto."""
+    for name in ("state", "audit"):
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )

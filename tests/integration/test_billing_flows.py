@@ -27,6 +27,7 @@ from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
 from r2r_core.runtime import reset_clients
 from r2r_core.state import AuditLog, StateStore
+from tests.conftest import create_state_and_audit_tables
 
 SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
 
@@ -74,19 +75,7 @@ def ports() -> Iterator[dict[str, Any]]:
     with mock_aws():
         reset_clients()
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        for name in ("state", "audit"):
-            ddb.create_table(
-                TableName=name,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_state_and_audit_tables(ddb)
         store, audit, erp, publisher = (
             StateStore("state", ddb),
             AuditLog("audit", ddb),

@@ -34,6 +34,7 @@ from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
 from r2r_core.runtime import reset_clients
 from r2r_core.state import AuditLog, StateStore
+from tests.conftest import create_state_and_audit_tables
 from tests.integration.test_billing_flows import FakeErp, FakePublisher
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,19 +64,7 @@ def world() -> Iterator[dict[str, Any]]:
     with mock_aws():
         reset_clients()
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        for name in ("state", "audit"):
-            ddb.create_table(
-                TableName=name,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_state_and_audit_tables(ddb)
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         machine = sfn.create_state_machine(
             name="milestone-to-invoice", definition=ASL, roleArn="arn:aws:iam::123456789012:role/sfn"

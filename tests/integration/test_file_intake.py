@@ -21,6 +21,7 @@ from r2r_core.model.entities import TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import reset_clients
 from r2r_core.state import AuditLog, StateStore
+from tests.conftest import create_state_and_audit_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMESHEETS = (ROOT / "events" / "file_exchange" / "01-timesheets.csv").read_bytes()
@@ -43,19 +44,7 @@ def ports() -> Iterator[dict[str, Any]]:
     with mock_aws():
         reset_clients()
         ddb = boto3.client("dynamodb", region_name="us-east-1")
-        for name in ("state", "audit"):
-            ddb.create_table(
-                TableName=name,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_state_and_audit_tables(ddb)
         yield {"store": StateStore("state", ddb), "audit": AuditLog("audit", ddb)}
         reset_clients()
 
