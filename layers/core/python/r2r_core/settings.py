@@ -36,6 +36,16 @@ class SalesforceOutboundSettings(_Settings):
     max_body_bytes: int = Field(default=4 * 1_048_576, alias="MAX_BODY_BYTES")
 
 
+class SalesforceEventsSettings(_Settings):
+    raw_bucket_name: str = Field(alias="RAW_BUCKET_NAME")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
+    state_table_name: str = Field(alias="STATE_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+    salesforce_secret_arn: str = Field(alias="SALESFORCE_SECRET_ARN")
+    salesforce_base_url: str = Field(alias="SALESFORCE_BASE_URL")
+
+
 class ConsumerSettings(_Settings):
     state_table_name: str = Field(alias="STATE_TABLE_NAME")
     audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")

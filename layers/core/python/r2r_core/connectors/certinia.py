@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from r2r_core.connectors.base import FieldMapping, Fields, NotReady, envelope, version_of
+from r2r_core.connectors.base import FieldMapping, Fields, MappingError, NotReady, envelope, version_of
 from r2r_core.connectors.directory import Directory, Remember
 from r2r_core.connectors.salesforce import modified_at
 from r2r_core.model.events import EventEnvelope
@@ -214,8 +214,12 @@ def map_timecard(fields: Fields, directory: Directory, delivery_id: str) -> Mapp
                     {**common, "id": f"{sf_id}-{work_day}", "work_date": work_day, "hours": entry["hours"]},
                 )
             )
+    # ``common`` lets a later DELETE (Change Data Capture) withdraw the days without the record.
+    kept = {k: v for k, v in common.items() if k not in ("version", "approved_at")}
     mapped.remember.append(
-        Remember(PUBLISHED, f"pse__Timecard_Header__c#{sf_id}", ctx.version, {"days": now_days})
+        Remember(
+            PUBLISHED, f"pse__Timecard_Header__c#{sf_id}", ctx.version, {"days": now_days, "common": kept}
+        )
     )
     if not mapped.envelopes:
         mapped.note = "no day changed since the last version r2r published"
@@ -281,10 +285,99 @@ def map_expense(fields: Fields, directory: Directory, delivery_id: str) -> Mappe
         "status": "approved" if approved else "unapproved",
         "approved_at": ctx.changed.isoformat(),
     }
+    kept = {k: v for k, v in data.items() if k not in ("version", "status", "approved_at")}
     return Mapped(
         [ctx.event("expense.approved", data)],
-        [Remember(PUBLISHED, key, ctx.version, {"approved": approved})],
+        [Remember(PUBLISHED, key, ctx.version, {"approved": approved, "data": kept})],
     )
+
+
+def withdraw(
+    sobject: str, sf_id: str, directory: Directory, *, delivery_id: str, deleted_at: datetime, record: str
+) -> Mapped:
+    """A deleted record (Change Data Capture ``DELETE``) → the canonical withdrawal, where there is one.
+
+    A timecard's approved days and an approved expense are published again with ``status: unapproved``
+    (the billing core credits what was invoiced), from what r2r last published for them. Other objects
+    have no canonical removal: the result is a note (the caller audits the ignore).
+    """
+    if sobject not in ("pse__Timecard_Header__c", "pse__Expense__c"):
+        return Mapped(note=f"{sobject} deleted: the canonical model has no removal for it (ignored)")
+    version = version_of(deleted_at)
+    key = f"{sobject}#{sf_id}"
+    previous = directory.get(PUBLISHED, key)
+    if previous is None:
+        return Mapped(note=f"{sobject} deleted: r2r never published it (nothing to withdraw)")
+    if previous["version"] >= version:
+        return Mapped(note=f"stale: r2r already published version {previous['version']} of this record")
+    if sobject == "pse__Expense__c":
+        if not previous.get("approved"):
+            return Mapped(
+                note="expense deleted: it is not approved in r2r (nothing to withdraw)",
+                remember=[
+                    Remember(PUBLISHED, key, version, {**_without_version(previous), "approved": False})
+                ],
+            )
+        if "data" not in previous:
+            raise MappingError(
+                record, "(deleted record)", "r2r does not hold what it published; withdraw by hand"
+            )
+        data = {
+            **previous["data"],
+            "version": version,
+            "status": "unapproved",
+            "approved_at": deleted_at.isoformat(),
+        }
+        return Mapped(
+            [_removal("expense.approved", data, delivery_id, 1, at=deleted_at, record=record)],
+            [Remember(PUBLISHED, key, version, {"approved": False, "data": previous["data"]})],
+        )
+    days = previous.get("days") or {}
+    if not days:
+        return Mapped(
+            note="timecard deleted: no approved day in r2r (nothing to withdraw)",
+            remember=[Remember(PUBLISHED, key, version, {"days": {}, "common": previous.get("common", {})})],
+        )
+    if "common" not in previous:
+        raise MappingError(
+            record, "(deleted record)", "r2r does not hold what it published; withdraw by hand"
+        )
+    common = {**previous["common"], "version": version, "approved_at": deleted_at.isoformat()}
+    envelopes = [
+        _removal(
+            "time_entry.approved",
+            {
+                **common,
+                "id": f"{sf_id}-{day}",
+                "work_date": day,
+                "hours": entry["hours"],
+                "status": "unapproved",
+            },
+            delivery_id,
+            index,
+            at=deleted_at,
+            record=record,
+        )
+        for index, (day, entry) in enumerate(sorted(days.items()), start=1)
+    ]
+    return Mapped(envelopes, [Remember(PUBLISHED, key, version, {"days": {}, "common": previous["common"]})])
+
+
+def _removal(
+    type_name: str, data: dict[str, Any], delivery_id: str, index: int, *, at: datetime, record: str
+) -> EventEnvelope:
+    return envelope(
+        type_name=type_name,
+        source_system=SOURCE_SYSTEM,
+        delivery_id=f"{delivery_id}/{index}",
+        occurred_at=at,
+        data=data,
+        record=record,
+    )
+
+
+def _without_version(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k != "version"}
 
 
 MAPPERS: dict[str, Callable[[Fields, Directory, str], Mapped]] = {

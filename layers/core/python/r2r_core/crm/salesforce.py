@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -119,7 +120,8 @@ class SalesforceClient:
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
         version = self._credentials.api_version
         path = f"/services/data/{version}/sobjects/{quote(sobject, safe='')}/{quote(record_id, safe='')}"
-        return dict(json.loads(self._request("GET", path, None).data))
+        # Numbers as Decimal: money and hours are never binary floats.
+        return dict(json.loads(self._request("GET", path, None).data, parse_float=Decimal))
 
     # ---- plumbing -------------------------------------------------------------------------
 

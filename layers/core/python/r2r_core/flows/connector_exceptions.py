@@ -18,6 +18,12 @@ logger = Logger(child=True)
 
 REJECTED = "connector_rejected"  # can never be mapped as sent: fix in the source system, send again
 WAITING = "connector_waiting"  # refers to a record r2r has not seen yet; the sender retries
+RESYNC = "connector_resync"  # the source lost changes it cannot name (CDC GAP_OVERFLOW): re-sync by hand
+_RECOVERY = {
+    WAITING: "the sender retries; make the referenced record reach r2r (e.g. touch it in the source system)",
+    RESYNC: "the source could not send every change: re-sync the named object's records changed since the "
+    "commit time (e.g. touch them in Salesforce so Change Data Capture sends them again)",
+}
 
 
 def connector_exception_id(connector: str, kind: str, key: str) -> str:
@@ -48,10 +54,8 @@ def record_connector_exception(
         "field": getattr(error, "field", None),
         "problem": getattr(error, "problem", None),
         "archived_as": archived_as,
-        "recovery": (
-            "the sender retries; make the referenced record reach r2r (e.g. touch it in the source system)"
-            if kind == WAITING
-            else "fix the record in the source system and send it again; the raw payload is kept"
+        "recovery": _RECOVERY.get(
+            kind, "fix the record in the source system and send it again; the raw payload is kept"
         ),
         "created_at": now_iso(),
         **dict(context or {}),
