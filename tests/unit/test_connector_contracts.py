@@ -1,5 +1,8 @@
 """Contract tests: every Salesforce / Certinia fixture under events/ maps to exactly the committed events.
 
+Outbound Message fixtures (``*.xml``) and Change Data Capture fixtures (``events/salesforce/cdc/*.json``, the
+EventBridge events Event Relay or AppFlow deliver, with the REST answers of the re-read under ``rest/``).
+
 Each folder is a story read in file-name order with one connector directory (what r2r remembers
 between deliveries), the way the intake reads it. For each notification the outcome — the canonical
 events (validated against the published JSON Schemas), a rejection naming the record and field, a
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import pytest
 from r2r_core.connectors.base import NotReady
 from r2r_core.connectors.directory import MemoryDirectory
 from r2r_core.connectors.salesforce import parse_outbound_message
+from r2r_core.flows.salesforce_cdc import ChangeIntake, accept_change
 from r2r_core.flows.salesforce_outbound import accept_notification
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope
 
@@ -165,3 +170,152 @@ def test_opportunity_semantics() -> None:
         "opportunity.closed_won",
         "opportunity.updated",
     ]
+
+
+# --- Change Data Capture (Event Relay / AppFlow) -------------------------------------------------
+
+CDC = ROOT / "events" / "salesforce" / "cdc"
+
+
+class _Archive:
+    def put(self, *, source: str, delivery_id: str, body: bytes, content_type: str, received_at: Any) -> str:
+        return f"raw/{source}/{delivery_id}"
+
+
+class _Audit:
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def append(self, **entry: Any) -> None:
+        self.entries.append(entry)
+
+
+def run_cdc_story(folder: Path) -> tuple[dict[str, dict[str, Any]], set[Path]]:
+    """Every ``*.json`` change event of ``folder`` through the intake, in name order.
+
+    The REST re-read of a record during step ``<stem>`` answers ``rest/<stem>/<record id>.json`` (404
+    when there is none), the idempotency layer is a dict, and the outcome of each step is what it
+    published, the exceptions it recorded, the notes of what it ignored, and whether it waits.
+    """
+    directory, audit = MemoryDirectory(), _Audit()
+    done: dict[tuple[str, ...], dict[str, Any]] = {}
+    read_files: set[Path] = set()
+    outcomes: dict[str, dict[str, Any]] = {}
+    for file in sorted(folder.glob("*.json")):
+        publisher = Collect()
+        exceptions: list[dict[str, Any]] = []
+        notes: list[str] = []
+
+        def read(sobject: str, record_id: str, stem: str = file.stem) -> dict[str, Any] | None:
+            path = folder / "rest" / stem / f"{record_id}.json"
+            if not path.is_file():
+                return None
+            read_files.add(path)
+            record: dict[str, Any] = json.loads(path.read_text(), parse_float=Decimal)
+            assert record["attributes"]["type"] == sobject
+            return record
+
+        def accept_once(
+            *,
+            data: dict[str, Any],
+            read: Any = read,
+            publisher: Collect = publisher,
+            notes: list[str] = notes,
+        ) -> Any:
+            key = (data["channel"], data["entity"], data["record_id"], data["change_key"])
+            if key in done:
+                notes.append(f"{data['record_id']}: duplicate of an accepted change")
+                return done[key]
+            result = accept_change(
+                data, directory=directory, publisher=publisher, read_record=read, audit=audit
+            )
+            done[key] = result
+            if result.get("note"):
+                notes.append(f"{data['record_id']}: {result['note']}")
+            return result
+
+        def record_exception(exceptions: list[dict[str, Any]] = exceptions, **kwargs: Any) -> bool:
+            error = kwargs["error"]
+            exceptions.append(
+                {
+                    "kind": kwargs["kind"],
+                    "record": getattr(error, "record", None),
+                    "field": getattr(error, "field", None),
+                    "problem": getattr(error, "problem", str(error)),
+                }
+            )
+            return True
+
+        intake = ChangeIntake(
+            archive=_Archive(),
+            accept_once=accept_once,
+            record_exception=record_exception,
+            resolve_waiting=lambda key: None,
+        )
+        outcome: dict[str, Any] = {}
+        try:
+            intake.handle(file.read_bytes())
+        except NotReady as exc:
+            outcome["waiting"] = str(exc)
+        for envelope in publisher.published:
+            jsonschema.validate(json.loads(envelope.model_dump_json()), _schema(envelope.type))
+        outcome["events"] = [json.loads(e.model_dump_json()) for e in publisher.published]
+        outcome["exceptions"] = exceptions
+        outcome["notes"] = notes
+        outcomes[file.stem] = outcome
+    return outcomes, read_files
+
+
+def test_every_change_event_fixture_maps_to_the_committed_events() -> None:
+    outcomes, read_files = run_cdc_story(CDC)
+    assert outcomes, f"no *.json fixture in {CDC}"
+    expected_dir = CDC / "expected"
+    if UPDATE:
+        expected_dir.mkdir(exist_ok=True)
+        for stem, outcome in outcomes.items():
+            (expected_dir / f"{stem}.json").write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
+    assert {p.stem for p in expected_dir.glob("*.json")} == set(outcomes), "one expected file per fixture"
+    for stem, outcome in outcomes.items():
+        expected = json.loads((expected_dir / f"{stem}.json").read_text())
+        assert outcome == expected, f"cdc/{stem}.json no longer maps to expected/{stem}.json"
+    # Every REST answer in the fixtures is one the intake actually read: none is dead weight.
+    assert read_files == set((CDC / "rest").rglob("*.json"))
+    # And every fixture file under events/salesforce is run by some contract test.
+    ran = {*(CDC.glob("*.json")), *read_files, *(CDC / "expected").glob("*.json")}
+    assert {p for p in CDC.rglob("*") if p.is_file()} == ran
+
+
+def test_change_event_story_semantics() -> None:
+    """What the CDC golden files say, in words."""
+    story, _ = run_cdc_story(CDC)
+    [won] = story["01-opportunity-update-closed-won"]["events"]
+    # The UPDATE carried only StageName: the deal terms come from the re-read (formula fields included).
+    assert won["type"] == "opportunity.closed_won"
+    assert won["data"]["client"]["name"] and won["data"]["engagement"]["rate_card"]
+    assert won["source_record_version"] == 1794582245000  # the record's SystemModstamp, as on the SOAP path
+    assert [e["data"]["id"] for e in story["03-assignments-update-two-records"]["events"]] == [
+        "a1C5g000000As01AAC",
+        "a1C5g000000As02AAC",
+    ]
+    card = "a1D5g000000Tc02AAC"
+    assert len(story["04-timecard-update-approved"]["events"]) == 5
+    duplicate = story["05-timecard-update-duplicate-delivery"]
+    assert duplicate["events"] == [] and "duplicate" in duplicate["notes"][0]
+    assert {(e["data"]["id"], e["data"]["status"]) for e in story["06-timecard-delete"]["events"]} == {
+        (f"{card}-2026-11-{d}", "unapproved") for d in (16, 17, 18, 19, 20)
+    }
+    assert {e["data"]["status"] for e in story["07-timecard-undelete"]["events"]} == {"approved"}
+    assert [e["type"] for e in story["08-milestone-gap-update"]["events"]] == ["milestone.completed"]
+    [withdrawn] = story["10-expense-gap-delete-record-gone"]["events"]
+    assert withdrawn["data"]["status"] == "unapproved"
+    assert Decimal(withdrawn["data"]["amount"]["amount"]) == Decimal("312.40")
+    deleted = story["11-opportunity-delete"]
+    assert deleted["events"] == [] and "no removal" in deleted["notes"][0]
+    [overflow] = story["12-project-gap-overflow"]["exceptions"]
+    assert overflow["kind"] == "connector_resync"
+    [wrong] = story["13-timecard-update-wrong-type-hours"]["exceptions"]
+    assert (wrong["kind"], wrong["field"]) == ("connector_rejected", "pse__Tuesday_Hours__c")
+    assert "a1D5g000000Tc09AAC" in wrong["record"]
+    assert "a1B5g000009ZzZ9AAK" in story["14-timecard-update-unknown-project"]["waiting"]
+    [unmapped] = story["15-account-update-not-mapped"]["exceptions"]
+    assert unmapped["field"].endswith("ChangeEventHeader.entityName") and "Account" in unmapped["record"]

@@ -284,5 +284,7 @@ class ChangeIntake:
         }
         logger.info("change event read", extra=outcome)
         if waiting:
-            raise NotReady(waiting[0].record, f"{len(waiting)} record(s) wait: {waiting[0]}")
+            raise NotReady(
+                event.record, f"{len(waiting)} record(s) wait for a record r2r has not seen yet: {waiting[0]}"
+            )
         return outcome
