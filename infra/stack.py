@@ -8,6 +8,7 @@ function gets is the contract of docs/architecture.md.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aws_cdk import CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_events as events
@@ -15,7 +16,7 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
-from infra.constructs.connectors import SalesforceOutboundListener
+from infra.constructs.connectors import SalesforceEventRelayIntake, SalesforceOutboundListener
 from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
 from infra.constructs.functions import R2rFunction
 from infra.constructs.layers import LambdaLayers
@@ -265,15 +266,14 @@ class R2rStack(Stack):
         self._invoice_status_sync(consumer, settings=settings, tables=tables, secrets=secrets, bus=bus)
 
         # --- connectors in the source systems' wire formats -----------------------------
-        SalesforceOutboundListener(
-            self,
-            "SalesforceOutbound",
+        self._salesforce_connectors(
+            settings=settings,
             api=api,
             tables=tables,
             archive=archive,
             bus=bus,
+            secrets=secrets,
             layers=shared_layers,
-            stage=settings.stage,
             removal_policy=logs_removal,
         )
 
@@ -296,6 +296,46 @@ class R2rStack(Stack):
             description="milestone-to-invoice",
         )
         CfnOutput(self, OUTPUT_RAW_BUCKET_NAME, value=archive.bucket.bucket_name, description="raw archive")
+
+    def _salesforce_connectors(
+        self,
+        *,
+        settings: StageSettings,
+        api: WebhookApi,
+        tables: DataTables,
+        archive: RawArchive,
+        bus: events.IEventBus,
+        secrets: IntegrationSecrets,
+        layers: list[Any],
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        """Salesforce (CRM and Certinia PSA) in its own wire formats: Outbound Messages (SOAP webhook on the
+        API) and Change Data Capture through Event Relay (partner bus → queue → re-read and map)."""
+        SalesforceOutboundListener(
+            self,
+            "SalesforceOutbound",
+            api=api,
+            tables=tables,
+            archive=archive,
+            bus=bus,
+            layers=layers,
+            stage=settings.stage,
+            removal_policy=removal_policy,
+        )
+        SalesforceEventRelayIntake(
+            self,
+            "SalesforceEventRelay",
+            event_source_name=settings.salesforce_event_source_name,
+            tables=tables,
+            archive=archive,
+            bus=bus,
+            salesforce_credentials=secrets.salesforce_credentials,
+            salesforce_base_url=settings.salesforce_base_url,
+            layers=layers,
+            stage=settings.stage,
+            removal_policy=removal_policy,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+        )
 
     def _invoice_status_sync(
         self,

@@ -3,6 +3,9 @@
 Salesforce Outbound Messages (SOAP): ``POST /v1/salesforce/outbound/{secret}`` on the webhook API →
 ``ingest_salesforce_outbound`` (archive, map, publish, SOAP Ack). The listener secrets per
 organisation live in ``SalesforceOutboundSecrets`` (``{"<OrganizationId>": ["<secret>", …]}``).
+
+Salesforce Change Data Capture through Event Relay: partner event bus → rule → queue (own DLQ) →
+``salesforce_events`` (re-read through the REST API, map, publish).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from constructs import Construct
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.functions import R2rFunction
+from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import PLACEHOLDER_KEY
 from infra.constructs.storage import RawArchive
 from infra.constructs.tables import DataTables
@@ -115,3 +119,80 @@ def _acknowledge_bucket_put(function: R2rFunction, archive: RawArchive) -> None:
         "s3:Abort* lets the SDK abort its own failed multipart uploads.",
         findings=[f"Resource::<{bucket_id}.Arn>/*", "Action::s3:Abort*"],
     )
+
+
+EVENTS_TIMEOUT = Duration.seconds(30)
+CDC_ARCHIVE_PREFIX = "raw/salesforce-cdc/"
+
+
+class SalesforceEventRelayIntake(Construct):
+    """Salesforce Change Data Capture via Event Relay (or AppFlow): partner bus → rule → queue (+DLQ) →
+    ``salesforce_events``, which re-reads each changed record through the Salesforce REST API and publishes
+    canonical events on the canonical bus.
+
+    The partner bus must be named after its partner event source (AWS's rule), so its name is the
+    stage's ``salesforceEventSourceName``: the one physical name in the stack, and an inherent one.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        event_source_name: str,
+        tables: DataTables,
+        archive: RawArchive,
+        bus: events.IEventBus,
+        salesforce_credentials: secretsmanager.ISecret,
+        salesforce_base_url: str,
+        layers: Sequence[lambda_.ILayerVersion],
+        stage: str,
+        removal_policy: RemovalPolicy,
+        max_concurrency: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.partner_bus = events.EventBus(
+            self,
+            "PartnerBus",
+            event_source_name=event_source_name,
+            description="r2r: Salesforce Event Relay partner event bus (Change Data Capture)",
+        )
+        self.intake = QueueConsumer(
+            self,
+            "Intake",
+            folder="salesforce_events",
+            stage=stage,
+            timeout=EVENTS_TIMEOUT,
+            environment={
+                "RAW_BUCKET_NAME": archive.bucket.bucket_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "SALESFORCE_SECRET_ARN": salesforce_credentials.secret_arn,
+                "SALESFORCE_BASE_URL": salesforce_base_url,
+            },
+            layers=layers,
+            log_removal_policy=removal_policy,
+            # Only events of this source reach this bus; the intake checks each one again.
+            event_pattern=events.EventPattern(source=[event_source_name]),
+            event_bus=self.partner_bus,
+            max_concurrency=max_concurrency,
+            description="r2r salesforce_events: Salesforce change events (Event Relay) to canonical events",
+        )
+        function = self.intake.function
+        tables.grant_state_and_audit(function, idempotency=True)
+        bus.grant_put_events_to(function)
+        archive.bucket.grant_put(function, f"{CDC_ARCHIVE_PREFIX}*")
+        salesforce_credentials.grant_read(function)
+        cfn_bucket = archive.bucket.node.default_child
+        assert isinstance(cfn_bucket, CfnElement)
+        bucket_id = Stack.of(self).get_logical_id(cfn_bucket)
+        nag.acknowledge(
+            self.intake.consumer.role.node.find_child("DefaultPolicy"),
+            "IAM5",
+            "grant_put on the raw archive's raw/salesforce-cdc/ prefix only: each change event is written "
+            "under a key known at run time (raw/salesforce-cdc/<date>/<body hash>); s3:Abort* lets the SDK "
+            "abort its own failed multipart uploads.",
+            findings=[f"Resource::<{bucket_id}.Arn>/{CDC_ARCHIVE_PREFIX}*", "Action::s3:Abort*"],
+        )

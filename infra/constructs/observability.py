@@ -45,6 +45,7 @@ EXCEPTION_RECORDERS = frozenset(
         "exception_router",
         "reconciliation",
         "ingest_salesforce_outbound",
+        "salesforce_events",
         "file_intake",
         "resource_sync",
     }

@@ -24,6 +24,16 @@ CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
 CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
 CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
+CTX_SALESFORCE_EVENT_SOURCE = "salesforceEventSourceName"
+
+# The partner event source a Salesforce Event Relay creates: aws.partner/salesforce.com/<orgId>/<relayId>
+# (or, through AppFlow, aws.partner/appflow/salesforce.com/<account>/<flow>). The dev default names the
+# local stack's example org; every real stage gives its own (cdk.json or -c).
+DEFAULT_SALESFORCE_EVENT_SOURCE = "aws.partner/salesforce.com/00D5g000004XyZaEAK/0YL5g0000000R2RAAA"
+_EVENT_SOURCE_PATTERN = re.compile(
+    r"^aws\.partner/(?:salesforce\.com/00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?/[A-Za-z0-9]{15,18}"
+    r"|appflow/salesforce\.com/[0-9]{12}/[A-Za-z0-9._\-]{1,128})$"
+)
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -47,6 +57,24 @@ def _as_bool(key: str, value: Any) -> bool:
     raise ValueError(f"context {key!r} must be true or false, got {value!r}")
 
 
+def salesforce_event_source(value: Any, stage: str) -> str:
+    """The partner event source of ``stage``: a string, or an object of stage → source name."""
+    if isinstance(value, dict):
+        if stage not in value:
+            raise ValueError(
+                f"context {CTX_SALESFORCE_EVENT_SOURCE!r} names no event source for stage {stage!r} "
+                f"(stages: {sorted(value)})"
+            )
+        value = value[stage]
+    text = str(value).strip()
+    if not _EVENT_SOURCE_PATTERN.match(text):
+        raise ValueError(
+            f"context {CTX_SALESFORCE_EVENT_SOURCE!r} must be a Salesforce partner event source "
+            f"(aws.partner/salesforce.com/<orgId>/<relayId>), got {text[:120]!r}"
+        )
+    return text
+
+
 def validate_stage(stage: str) -> str:
     if not _STAGE_PATTERN.match(stage):
         raise ValueError(
@@ -67,6 +95,7 @@ class StageSettings:
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
     salesforce_base_url: str = "https://example.my.salesforce.com"
     invoice_status_poll_minutes: int = 15
+    salesforce_event_source_name: str = DEFAULT_SALESFORCE_EVENT_SOURCE
 
     @property
     def stack_name(self) -> str:
@@ -81,8 +110,9 @@ class StageSettings:
             return default if value is None else value
 
         defaults = cls()
+        stage = validate_stage(str(get(CTX_STAGE, defaults.stage)))
         return cls(
-            stage=validate_stage(str(get(CTX_STAGE, defaults.stage))),
+            stage=stage,
             api_rate_limit=_as_int(
                 CTX_API_RATE, get(CTX_API_RATE, defaults.api_rate_limit), minimum=1, maximum=10_000
             ),
@@ -106,5 +136,8 @@ class StageSettings:
                 get(CTX_INVOICE_STATUS_POLL_MINUTES, defaults.invoice_status_poll_minutes),
                 minimum=1,
                 maximum=1440,
+            ),
+            salesforce_event_source_name=salesforce_event_source(
+                get(CTX_SALESFORCE_EVENT_SOURCE, defaults.salesforce_event_source_name), stage
             ),
         )

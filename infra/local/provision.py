@@ -136,6 +136,7 @@ class LocalResources:
     queues: dict[str, QueueInfo] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     buses: dict[str, str] = field(default_factory=dict)
+    partner_buses: dict[str, str] = field(default_factory=dict)  # logical id -> partner event source
     rules: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
@@ -200,7 +201,8 @@ def function_name_of(name_or_arn: str) -> str:
 
 
 def _bus_name(value: str) -> str:
-    return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
+    """A bus name from a name or an ARN (partner bus names hold slashes: keep all after ``event-bus/``)."""
+    return value.split(":event-bus/", 1)[-1] if value.startswith("arn:") else value
 
 
 @dataclass
@@ -488,7 +490,17 @@ class Provisioner:
     # -- EventBridge ----------------------------------------------------------------------------
 
     def _bus(self, resource: Resource, name: str) -> None:
-        self.client("events").create_event_bus(Name=name)
+        events = self.client("events")
+        source = resource.properties.get("EventSourceName")
+        if source:
+            # A partner event bus (e.g. a Salesforce Event Relay's): the partner's event source must
+            # exist first, as in AWS; locally r2r plays the partner (LocalStack.put_partner_event).
+            source = self.resolver.resolve_str(source)
+            events.create_partner_event_source(Name=source, Account=config.ACCOUNT_ID)
+            events.create_event_bus(Name=name, EventSourceName=source)
+            self.out.partner_buses[resource.logical_id] = source
+        else:
+            events.create_event_bus(Name=name)
         self.out.buses[resource.logical_id] = name
 
     def _rule(self, resource: Resource, name: str) -> None:

@@ -33,7 +33,7 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from infra.local import config, webhooks
+from infra.local import config, partner_events, webhooks
 from infra.local.api import ApiServer
 from infra.local.functions import (
     DispatchServer,
@@ -727,6 +727,49 @@ class LocalStack:
             self.drain()
         return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
 
+    def put_partner_event(
+        self,
+        detail_type: str,
+        detail: Mapping[str, Any] | str,
+        *,
+        source: str | None = None,
+        drain: bool = True,
+    ) -> dict[str, Any]:
+        """Put one event on the template's partner event bus as the partner would (Salesforce Event Relay:
+        ``source`` is the bus's partner event source, ``detail-type`` the event name, e.g.
+        ``OpportunityChangeEvent``; see :func:`infra.local.partner_events.change_event`)."""
+        assert self.local is not None
+        if not self.local.partner_buses:
+            raise LookupError("the template has no partner event bus")
+        logical_id, partner_source = next(iter(self.local.partner_buses.items()))
+        entry = {
+            "Source": source or partner_source,
+            "DetailType": detail_type,
+            "Detail": detail if isinstance(detail, str) else json.dumps(detail),
+            "EventBusName": self.local.buses[logical_id],
+        }
+        answer = self.boto3_client("events").put_events(Entries=[entry])
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"the partner bus refused the event: {answer['Entries']}")
+        if drain:
+            self.drain()
+        return {
+            "bus": entry["EventBusName"],
+            "source": entry["Source"],
+            "event_id": answer["Entries"][0]["EventId"],
+        }
+
+    def put_change_event(
+        self, entity: str, record_ids: list[str], change_type: str = "UPDATE", **kwargs: Any
+    ) -> dict[str, Any]:
+        """A Salesforce Change Data Capture event on the partner bus (``partner_events.change_event``)."""
+        drain = kwargs.pop("drain", True)
+        return self.put_partner_event(
+            partner_events.detail_type(entity),
+            partner_events.change_event(entity, record_ids, change_type, **kwargs),
+            drain=drain,
+        )
+
     # -- observations ---------------------------------------------------------------------------
 
     def erp_records(self) -> dict[str, list[dict[str, Any]]]:
@@ -820,6 +863,7 @@ class LocalStack:
                 for q in local.queues.values()
             },
             "buses": {**local.buses, "default": "default"},
+            "partner_event_sources": dict(local.partner_buses),
             "tables": dict(local.tables),
             "buckets": dict(local.buckets),
             "bucket": local.bucket_for_env("RAW_BUCKET_NAME"),

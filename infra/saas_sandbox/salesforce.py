@@ -2,13 +2,15 @@
 
 - ``POST /services/oauth2/token`` (client credentials: ``client_id`` + ``client_secret``) ->
   ``{"access_token", "instance_url", "token_type": "Bearer"}``; wrong credentials 400 ``invalid_client``.
-- ``GET|PATCH /services/data/<v>/sobjects/<Object>/<Id>``: read / update (204); 404 ``NOT_FOUND``.
+- ``GET|PATCH /services/data/<v>/sobjects/<Object>/<Id>``: read / update (204); 404 ``NOT_FOUND``. Records
+  carry ``SystemModstamp`` / ``LastModifiedDate``, set on every change (Change Data Capture's re-read).
 - ``GET|PATCH /services/data/<v>/sobjects/<Object>/<ExternalIdField>/<value>``: read / upsert (201
   ``{"id", "success", "errors", "created": true}`` or 200 with ``created: false``). Creating an
   ``Opportunity`` needs ``Name``, ``StageName`` and ``CloseDate`` (400 ``REQUIRED_FIELD_MISSING``).
 - Every request needs ``Authorization: Bearer <token>`` (401 ``INVALID_SESSION_ID`` otherwise).
 
-Control (no auth): ``GET /_sandbox/records``, ``POST /_sandbox/records/<Object>`` (seed a record),
+Control (no auth): ``GET /_sandbox/records``, ``POST /_sandbox/records/<Object>`` (seed a record; an
+``Id`` in the body is kept), Python ``update()`` / ``delete()`` (a user's edit),
 ``GET /_sandbox/changes`` (a change feed like Change Data Capture: ``entityName``, ``recordIds``,
 ``changeType``, ``changedFields``, ``commitUser``, ``values``), ``GET /_sandbox/stats``, ``POST
 /_sandbox/reset``. Ids look like Salesforce's (``006…`` opportunities, ``a0B…`` other objects).
@@ -23,7 +25,9 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -55,6 +59,7 @@ class SalesforceSandbox:
         self._changes: list[dict[str, Any]] = []
         self._tokens: set[str] = set()
         self._ids = itertools.count(1)
+        self._last_stamp_ms = 0
         self._stats: Counter[str] = Counter()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -105,6 +110,18 @@ class SalesforceSandbox:
         """Create a record as if a user had (not a change r2r made); returns its Id."""
         with self._lock:
             return self._insert(sobject, dict(fields), user="005000000000002AAA")
+
+    def update(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        """Change a record as a user would (not r2r's integration user); KeyError if there is none."""
+        with self._lock:
+            record = self._records.get(sobject, {})[record_id]
+            self._update(sobject, record, dict(fields), user="005000000000002AAA")
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        """Delete a record as a user would (a later read answers 404 ``NOT_FOUND``)."""
+        with self._lock:
+            del self._records.get(sobject, {})[record_id]
+            self._change(sobject, record_id, "DELETE", {}, "005000000000002AAA")
 
     def records(self, sobject: str | None = None) -> Any:
         with self._lock:
@@ -225,17 +242,37 @@ class SalesforceSandbox:
         return next((r for r in self._records.get(sobject, {}).values() if str(r.get(field)) == value), None)
 
     def _insert(self, sobject: str, fields: dict[str, Any], *, user: str) -> str:
-        record_id = f"{_PREFIX.get(sobject, 'a0B')}{next(self._ids):012d}AAA"
-        record = {"attributes": {"type": sobject}, "Id": record_id, **fields}
+        given = str(fields.pop("Id", "") or "")
+        record_id = given or f"{_PREFIX.get(sobject, 'a0B')}{next(self._ids):012d}AAA"
+        stamp = self._modstamp()
+        record = {
+            "attributes": {"type": sobject},
+            "Id": record_id,
+            "SystemModstamp": stamp,
+            "LastModifiedDate": stamp,
+            **fields,
+        }
         self._records.setdefault(sobject, {})[record_id] = record
         self._change(sobject, record_id, "CREATE", fields, user)
         return record_id
 
-    def _update(self, sobject: str, record: dict[str, Any], fields: dict[str, Any]) -> None:
+    def _update(
+        self, sobject: str, record: dict[str, Any], fields: dict[str, Any], user: str = INTEGRATION_USER
+    ) -> None:
         changed = {k: v for k, v in fields.items() if record.get(k) != v}
         record.update(fields)
         if changed:
-            self._change(sobject, record["Id"], "UPDATE", changed, INTEGRATION_USER)
+            if "SystemModstamp" not in fields:
+                record["SystemModstamp"] = record["LastModifiedDate"] = self._modstamp()
+            self._change(sobject, record["Id"], "UPDATE", changed, user)
+
+    def _modstamp(self) -> str:
+        """``SystemModstamp`` as Salesforce writes it (ms, UTC), strictly increasing in this sandbox."""
+        now = max(int(time.time() * 1000), self._last_stamp_ms + 1)
+        self._last_stamp_ms = now
+        return (
+            datetime.fromtimestamp(now / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now % 1000:03d}Z"
+        )
 
     def _change(self, sobject: str, record_id: str, kind: str, values: dict[str, Any], user: str) -> None:
         self._changes.append(
