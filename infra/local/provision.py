@@ -200,6 +200,11 @@ def function_name_of(name_or_arn: str) -> str:
     return name_or_arn.split(":", 1)[0]
 
 
+def local_partner_bus_name(event_source_name: str) -> str:
+    """The local (moto) name of the partner bus of ``event_source_name``: ``/`` → ``_``."""
+    return event_source_name.replace("/", "_")
+
+
 def _bus_name(value: str) -> str:
     """A bus name from a name or an ARN (partner bus names hold slashes: keep all after ``event-bus/``)."""
     return value.split(":event-bus/", 1)[-1] if value.startswith("arn:") else value
@@ -493,14 +498,16 @@ class Provisioner:
         events = self.client("events")
         source = resource.properties.get("EventSourceName")
         if source:
-            # A partner event bus (e.g. a Salesforce Event Relay's): the partner's event source must
-            # exist first, as in AWS; locally r2r plays the partner (LocalStack.put_partner_event).
+            # A partner event bus (e.g. a Salesforce Event Relay's) is named after its partner event source,
+            # which holds slashes. moto 5 reads every bus name after the last "/" (rules, PutEvents), so the
+            # bus is created locally under the source name with "/" turned into "_", and every reference to
+            # it resolves to that name; r2r plays the partner (LocalStack.put_partner_event).
             source = self.resolver.resolve_str(source)
-            events.create_partner_event_source(Name=source, Account=config.ACCOUNT_ID)
-            events.create_event_bus(Name=name, EventSourceName=source)
+            name = local_partner_bus_name(source)
+            _ref, attributes = default_attributes(resource.type, name, resource.logical_id)
+            self.resolver.set_physical(resource.logical_id, name, attributes)
             self.out.partner_buses[resource.logical_id] = source
-        else:
-            events.create_event_bus(Name=name)
+        events.create_event_bus(Name=name)
         self.out.buses[resource.logical_id] = name
 
     def _rule(self, resource: Resource, name: str) -> None:
