@@ -1,4 +1,5 @@
-"""POST /v1/salesforce/outbound/{secret}: Salesforce Outbound Messages → canonical events, SOAP Ack."""
+"""POST /v1/salesforce/outbound/{secret} or /v1/salesforce/outbound (basic auth): Outbound Messages →
+canonical events, SOAP Ack."""
 
 from __future__ import annotations
 

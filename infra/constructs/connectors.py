@@ -1,6 +1,7 @@
 """Connectors in the source systems' own wire formats.
 
-Salesforce Outbound Messages (SOAP): ``POST /v1/salesforce/outbound/{secret}`` on the webhook API →
+Salesforce Outbound Messages (SOAP): ``POST /v1/salesforce/outbound/{secret}`` (or
+``POST /v1/salesforce/outbound`` with ``Authorization: Basic <OrganizationId>:<secret>``) on the webhook API →
 ``ingest_salesforce_outbound`` (archive, map, publish, SOAP Ack). The listener secrets per
 organisation live in ``SalesforceOutboundSecrets`` (``{"<OrganizationId>": ["<secret>", …]}``).
 
@@ -34,6 +35,11 @@ _LISTENER_AUTH = (
     "Salesforce Outbound Messages cannot sign requests or use IAM/Cognito: the listener checks a "
     "per-organisation secret in the path (constant-time, from SalesforceOutboundSecrets) and the "
     "OrganizationId allow-list in the message before anything is published; the stage is throttled."
+)
+_LISTENER_BASIC_AUTH = (
+    "Salesforce Outbound Messages cannot use IAM/Cognito: this route checks HTTP basic credentials "
+    "(user = OrganizationId, password = that organisation's listener secret from SalesforceOutboundSecrets, "
+    "constant-time) and the OrganizationId in the message before anything is published; throttled stage."
 )
 
 
@@ -104,6 +110,17 @@ class SalesforceOutboundListener(Construct):
         )
         nag.acknowledge(self.method, "APIG4", _LISTENER_AUTH)
         nag.acknowledge(self.method, "COG4", _LISTENER_AUTH)
+        # The basic-auth variant: the same listener at /v1/salesforce/outbound, credentials in the header
+        # (user = OrganizationId, password = a listener secret). The header is not required here, so a
+        # request without it reaches the function and gets its SOAP 401 fault, not a gateway 400.
+        self.basic_method = resource.parent_resource.add_method(  # type: ignore[union-attr]
+            "POST",
+            apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False),
+            authorization_type=apigw.AuthorizationType.NONE,
+            request_validator=api.validator,
+        )
+        nag.acknowledge(self.basic_method, "APIG4", _LISTENER_BASIC_AUTH)
+        nag.acknowledge(self.basic_method, "COG4", _LISTENER_BASIC_AUTH)
 
 
 def _acknowledge_bucket_put(function: R2rFunction, archive: RawArchive) -> None:

@@ -10,17 +10,22 @@ change events Event Relay would send on the partner bus.
   2. A GAP_UPDATE for a second deal (no field values): re-read, and its customer and job appear too.
   3. The same UPDATE delivered again (same transactionKey/sequenceNumber): nothing new.
   4. An event for an object r2r does not map: kept in the raw archive, one exception, no DLQ message.
+  5. Outbound Messages with basic auth (POST /v1/salesforce/outbound): the SOAP Ack, or 401 when wrong.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from infra.local import config
 from infra.local.stack import LocalStack
+from r2r_core.connectors.salesforce import ACK
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = (
@@ -36,6 +41,10 @@ GLOBEX = "0065g00000Gx7bQAAS"
 INITECH = "0065g00000In1tEAAK"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local")]
+
+
+def _basic(secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{config.SALESFORCE_OUTBOUND_ORG_ID}:{secret}".encode()).decode()
 
 
 def _deal(**changes: Any) -> dict[str, Any]:
@@ -80,11 +89,27 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         stack.drain(timeout=60)
         stack.put_change_event("Account", ["0015g00000Gl0bXAAS"], "UPDATE", values={"Name": "Globex"})
         stack.drain(timeout=60)
+        records = stack.erp_records()
+        # Outbound Messages' basic-auth variant on the same local API (an opportunity.updated: no ERP effect).
+        message = (
+            ROOT / "events" / "salesforce" / "02-opportunity-amount-changed-negotiation.xml"
+        ).read_bytes()
+        basic = {
+            name: requests.post(
+                stack.api_url + "v1/salesforce/outbound",
+                data=message,
+                headers={"Content-Type": "text/xml; charset=utf-8", "Authorization": _basic(secret)},
+                timeout=30,
+            )
+            for name, secret in (("right", config.SALESFORCE_OUTBOUND_SECRET), ("wrong", "not-the-secret"))
+        }
+        stack.drain(timeout=60)
         bucket = stack.local.bucket_for_env("RAW_BUCKET_NAME") if stack.local else None
         archived = stack.boto3_client("s3").list_objects_v2(Bucket=bucket, Prefix="raw/salesforce-cdc/")
         return {
             "after_update": after_update,
-            "records": stack.erp_records(),
+            "records": records,
+            "basic": basic,
             "gap": gap,
             "reads_before_duplicate": reads_before_duplicate,
             "reads": crm.stats().get("GET Opportunity", 0),
@@ -136,3 +161,10 @@ def test_an_unmapped_object_is_kept_and_recorded_and_no_message_rests_in_a_dlq(
         len(outcome["archived"]) == 4
     )  # every event kept (the duplicate has the same body hash only if equal)
     assert all(depth == 0 for depth in outcome["dlq_depths"].values())
+
+
+def test_outbound_messages_with_basic_auth_get_the_ack_or_a_401(outcome: dict[str, Any]) -> None:
+    right, wrong = outcome["basic"]["right"], outcome["basic"]["wrong"]
+    assert right.status_code == 200 and right.content == ACK
+    assert wrong.status_code == 401 and b"soapenv:Client" in wrong.content
+    assert wrong.headers["WWW-Authenticate"].startswith("Basic realm=")

@@ -83,6 +83,18 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         30,
     ),
 }
+FUNCTIONS["salesforce_events"] = (
+    {
+        "RAW_BUCKET_NAME",
+        "EVENT_BUS_NAME",
+        "IDEMPOTENCY_TABLE_NAME",
+        "STATE_TABLE_NAME",
+        "AUDIT_TABLE_NAME",
+        "SALESFORCE_SECRET_ARN",
+        "SALESFORCE_BASE_URL",
+    },
+    30,
+)
 COMMON_ENV = {"STAGE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Consumer folder -> (bus, detail-type or None, expected MaximumConcurrency).
 CONSUMERS = {
@@ -94,6 +106,8 @@ CONSUMERS = {
     "invoice_status_writeback": ("custom", "invoice.status_changed", 5),
     "file_intake": ("default", "Object Created", 5),
     "resource_sync": ("custom", "resource.upserted", 5),
+    # The Salesforce Event Relay partner bus: every event of its partner event source.
+    "salesforce_events": ("partner", None, 5),
 }
 # Consumers fed by a schedule rule on the default bus: folder -> (rate expression, MaximumConcurrency).
 SCHEDULED_CONSUMERS = {

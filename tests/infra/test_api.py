@@ -34,7 +34,7 @@ def _webhook_method(resources: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return method
 
 
-def test_two_post_routes_the_signed_webhook_and_the_salesforce_listener(
+def test_post_routes_the_signed_webhook_and_the_salesforce_listener(
     resources: dict[str, dict[str, Any]],
 ) -> None:
     methods = of_type(resources, "AWS::ApiGateway::Method")
@@ -42,7 +42,11 @@ def test_two_post_routes_the_signed_webhook_and_the_salesforce_listener(
         (m["Properties"]["HttpMethod"], _path_of(resources, ref_id(m["Properties"]["ResourceId"])))
         for m in methods.values()
     }
-    assert routes == {("POST", "/v1/webhooks/{source}"), ("POST", "/v1/salesforce/outbound/{secret}")}
+    assert routes == {
+        ("POST", "/v1/webhooks/{source}"),
+        ("POST", "/v1/salesforce/outbound/{secret}"),
+        ("POST", "/v1/salesforce/outbound"),  # the basic-auth variant
+    }
 
 
 def test_salesforce_listener_route_proxied_to_its_function(resources: dict[str, dict[str, Any]]) -> None:
@@ -124,3 +128,19 @@ def test_api_url_output_is_the_webhook_base_url(template_json: dict[str, Any]) -
     assert url.startswith("https://${Ref:") and url.endswith("/v1/webhooks")
     # The RestApi's generated Endpoint output is replaced by ApiUrl.
     assert not [name for name in outputs if name.startswith("Webhooks")]
+
+
+def test_salesforce_basic_auth_route_reaches_the_same_listener_without_a_required_header(
+    resources: dict[str, dict[str, Any]],
+) -> None:
+    [method] = [
+        m["Properties"]
+        for m in of_type(resources, "AWS::ApiGateway::Method").values()
+        if _path_of(resources, ref_id(m["Properties"]["ResourceId"])) == "/v1/salesforce/outbound"
+    ]
+    # No required header: a request without credentials gets the listener's SOAP 401, not a gateway 400.
+    assert "RequestParameters" not in method
+    assert method["AuthorizationType"] == "NONE" and method["HttpMethod"] == "POST"
+    listener_id, _ = functions_by_folder(resources)["ingest_salesforce_outbound"]
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert "${GetAtt:" + listener_id + ".Arn}" in flatten(method["Integration"]["Uri"])

@@ -13,10 +13,15 @@ from tests.infra.helpers import CONSUMERS, SCHEDULED_CONSUMERS, flatten, functio
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 
-def _bus_id(resources: dict[str, dict[str, Any]]) -> str:
-    buses = of_type(resources, "AWS::Events::EventBus")
+def _bus_id(resources: dict[str, dict[str, Any]], *, partner: bool = False) -> str:
+    """The canonical bus (or the Salesforce Event Relay partner bus): one of each."""
+    buses = [
+        lid
+        for lid, res in of_type(resources, "AWS::Events::EventBus").items()
+        if ("EventSourceName" in res["Properties"]) == partner
+    ]
     assert len(buses) == 1
-    return next(iter(buses))
+    return buses[0]
 
 
 def test_custom_bus_is_archived_for_replay(resources: dict[str, dict[str, Any]]) -> None:
@@ -155,6 +160,11 @@ def test_rule_pattern_and_bus(resources: dict[str, dict[str, Any]], folder: str)
     rule = _consumer_wiring(resources, folder)["rule"]
     bus, detail_type, _ = CONSUMERS[folder]
     pattern = rule["EventPattern"]
+    if folder == "salesforce_events":
+        partner_bus = resources[_bus_id(resources, partner=True)]["Properties"]
+        assert ref_id(rule["EventBusName"]) == _bus_id(resources, partner=True)
+        assert pattern == {"source": [partner_bus["EventSourceName"]]}
+        return
     if folder == "resource_sync":
         assert pattern["detail-type"] == ["resource.upserted", "resource.terminated"]
     else:

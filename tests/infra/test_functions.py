@@ -158,6 +158,13 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
             "dynamodb:UpdateItem",
             "secretsmanager:GetSecretValue",
         },
+        "salesforce_events": {
+            "s3:PutObject",
+            "events:PutEvents",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "secretsmanager:GetSecretValue",
+        },
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         role = ref_id(res["Properties"]["Role"])

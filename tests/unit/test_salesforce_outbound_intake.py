@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,87 @@ def test_contract_terms_that_are_not_the_canonical_shape_are_named() -> None:
     assert h.post(body).status == 200
     [exc] = h.exceptions.values()
     assert exc["error"].field.startswith("opportunity.closed_won.engagement.rate_card.rates.0.rate")
+
+
+# --- the basic-auth variant: POST /v1/salesforce/outbound with Authorization: Basic <org>:<secret> ---------
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _post_basic(h: Harness, authorization: str | None, body: bytes = SAMPLE) -> Any:
+    headers = {"Content-Type": "text/xml"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return h.intake.handle(path_secret="", headers=headers, body=body)
+
+
+@pytest.mark.parametrize("user", [ORG, ORG[:15]], ids=["18-char-org-id", "15-char-org-id"])
+def test_basic_auth_with_the_org_and_its_secret_is_acknowledged(user: str) -> None:
+    h = Harness()
+    reply = _post_basic(h, _basic(user, SECRET))
+    assert reply.status == 200 and reply.body == ACK
+    assert [e.type for e in h.publisher.events] == ["opportunity.closed_won"]
+    assert list(h.archive.bodies.values()) == [SAMPLE]
+
+
+def test_basic_auth_accepts_both_secrets_of_a_rotation() -> None:
+    assert _post_basic(Harness(), _basic(ORG, "old-secret")).status == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        _basic(ORG, "wrong"),
+        _basic(ORG, SECRET + "x"),
+        _basic("00D5g000009OtHeRAA", SECRET),  # the right secret under another org's id
+        _basic("_placeholder", "x"),  # the secret's placeholder key is never a credential
+        _basic(ORG, ""),
+        "Basic !!!not-base64!!!",
+        "Bearer " + SECRET,
+        "Basic " + base64.b64encode(SECRET.encode()).decode(),  # no user:password pair
+        "Basic " + "A" * 5000,
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "wrong-secret",
+        "secret-with-suffix",
+        "other-org",
+        "placeholder",
+        "empty-password",
+        "not-base64",
+        "not-basic",
+        "no-colon",
+        "oversized",
+    ],
+)
+def test_wrong_basic_credentials_are_a_401_soap_fault_with_a_challenge_and_nothing_is_kept(
+    authorization: str | None,
+) -> None:
+    h = Harness()
+    reply = _post_basic(h, authorization)
+    assert reply.status == 401
+    assert b"soapenv:Client" in reply.body and b"Authorization: Basic" in reply.body
+    assert reply.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert h.archive.bodies == {} and h.publisher.events == [] and h.exceptions == {}
+
+
+def test_basic_credentials_of_one_org_cannot_deliver_another_orgs_message() -> None:
+    h = Harness()
+    other = "00D5g000009OtHeRAA"
+    h.intake.org_secrets = lambda: {ORG: [SECRET], other: ["other-secret"]}
+    reply = _post_basic(h, _basic(other, "other-secret"))  # the message names ORG
+    assert reply.status == 400 and b"OrganizationId" in reply.body
+    [exc] = h.exceptions.values()
+    assert exc["kind"] == REJECTED and exc["error"].field.endswith("OrganizationId")
+    assert h.publisher.events == []
+
+
+def test_a_path_secret_takes_precedence_over_a_basic_header() -> None:
+    h = Harness()
+    reply = h.intake.handle(path_secret=SECRET, headers={"Authorization": _basic(ORG, "wrong")}, body=SAMPLE)
+    assert reply.status == 200

@@ -1,9 +1,11 @@
-"""POST /v1/salesforce/outbound/{secret}: Salesforce Outbound Messages in, SOAP Ack out.
+"""POST /v1/salesforce/outbound/{secret} (or /v1/salesforce/outbound with basic auth): Salesforce Outbound
+Messages in, SOAP Ack out.
 
-Order: authenticate (listener secret in the path → the organisations it belongs to), archive the raw
-body, read the message (defusedxml), check its ``OrganizationId`` is one the secret belongs to, then
-accept each notification once (Powertools idempotency keyed on org + notification ``Id``): map it,
-publish its canonical events, remember what the mapping needs next time. Answers:
+Order: authenticate (listener secret in the path → the organisations it belongs to; or
+``Authorization: Basic`` with user = the OrganizationId and password = one of that organisation's listener
+secrets), archive the raw body, read the message (defusedxml), check its ``OrganizationId`` is one the
+secret belongs to, then accept each notification once (Powertools idempotency keyed on org + notification
+``Id``): map it, publish its canonical events, remember what the mapping needs next time. Answers:
 
 - ``200`` ``notificationsResponse``/``Ack`` ``true`` once every notification is accepted (published, or
   rejected for good: a record that can never be mapped is an exception for finance, not a retry loop);
@@ -11,11 +13,14 @@ publish its canonical events, remember what the mapping needs next time. Answers
   to a record r2r has not seen yet (recorded as a ``connector_waiting`` exception, closed once it passes);
 - ``400`` SOAP ``Client`` fault for a body that is not an Outbound Message (malformed, hostile XML, wrong
   namespace, oversized, an organisation the secret does not belong to): archived, exception recorded;
-- ``401`` SOAP ``Client`` fault for an unknown listener secret (not archived: not a customer's data).
+- ``401`` SOAP ``Client`` fault for an unknown listener secret or wrong basic credentials (with
+  ``WWW-Authenticate: Basic``; not archived: not a customer's data).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -37,6 +42,8 @@ logger = Logger(child=True)
 CONNECTOR = "salesforce_outbound"
 ARCHIVE_SOURCE = "salesforce-outbound"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BASIC_HEADER_CHARS = 1024
+BASIC_CHALLENGE = 'Basic realm="r2r salesforce outbound", charset="UTF-8"'
 
 
 class Publisher(Protocol):
@@ -117,10 +124,18 @@ class OutboundIntake:
 
     def handle(self, *, path_secret: str, headers: Mapping[str, str], body: bytes) -> SoapReply:
         received_at = self.now()
-        orgs = self._orgs_for(path_secret)
+        if path_secret:
+            orgs = self._orgs_for(path_secret)
+            refused = "unknown listener: check the endpoint URL"
+        else:
+            orgs = self._orgs_for_basic(_header(headers, "authorization"))
+            refused = "wrong or missing credentials: Authorization: Basic <OrganizationId>:<listener secret>"
         if not orgs:
-            logger.warning("outbound message refused: unknown listener secret")
-            return SoapReply(401, soap_fault("Client", "unknown listener: check the endpoint URL"))
+            logger.warning("outbound message refused: unknown listener credentials")
+            reply = SoapReply(401, soap_fault("Client", refused))
+            if not path_secret:
+                reply.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+            return reply
         digest = hashlib.sha256(body).hexdigest()
         archived = self.archive.put(
             source=ARCHIVE_SOURCE,
@@ -221,6 +236,23 @@ class OutboundIntake:
             )
         return SoapReply(200, ACK)
 
+    def _orgs_for_basic(self, authorization: str) -> list[str]:
+        """The organisation of basic credentials (user = its OrganizationId, 15 or 18 characters, password =
+        one of its listener secrets), or none."""
+        credentials = _basic_credentials(authorization)
+        if credentials is None:
+            return []
+        user, password = credentials
+        given = password.encode()
+        return sorted(
+            org
+            for org, secrets in self.org_secrets().items()
+            if not org.startswith("_")
+            and len(user) in (15, 18)
+            and hmac.compare_digest(org[:15].encode(), user[:15].encode())
+            and any(hmac.compare_digest(given, s.encode()) for s in secrets if s)
+        )
+
     def _orgs_for(self, path_secret: str) -> list[str]:
         if not path_secret:
             return []
@@ -231,6 +263,19 @@ class OutboundIntake:
             for org, secrets in configured.items()
             if not org.startswith("_") and any(hmac.compare_digest(given, s.encode()) for s in secrets if s)
         )
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """``(user, password)`` of an ``Authorization: Basic`` header, or None when it is not one."""
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded or len(encoded) > MAX_BASIC_HEADER_CHARS:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon and user and password else None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
