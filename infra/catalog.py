@@ -152,6 +152,8 @@ def build_catalog(template: dict[str, Any]) -> dict[str, Any]:
         fn = targets[0] if targets else None
         path = _api_path(resources, _ref(props.get("ResourceId")))
         auth = [text for key, text in _ROUTE_AUTH.items() if fn is not None and key in env(fn)]
+        if fn is not None and "SALESFORCE_OUTBOUND_SECRETS_ARN" in env(fn) and not path.endswith("}"):
+            auth = ["Salesforce basic auth (OrganizationId + SalesforceOutboundSecrets secret)"]
         if props.get("AuthorizationType", "NONE") != "NONE":
             auth.append(str(props["AuthorizationType"]))
         routes.append(
