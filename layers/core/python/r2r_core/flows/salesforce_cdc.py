@@ -276,6 +276,7 @@ class ChangeIntake:
             self.resolve_waiting(key)
         outcome = {
             **context,
+            "correlation_id": event.event_id,  # the change event's EventBridge id
             "records": len(event.record_ids),
             "accepted": accepted,
             "rejected": rejected,
