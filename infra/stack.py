@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 from aws_cdk import CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_events as events
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.connectors import SalesforceOutboundListener
+from infra.constructs.encryption import DATA_KEY_ID, DataKey, acknowledge_key_grants
 from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
 from infra.constructs.functions import R2rFunction
 from infra.constructs.layers import LambdaLayers
@@ -42,6 +44,7 @@ OUTPUT_API_URL = "ApiUrl"
 OUTPUT_EVENT_BUS_NAME = "EventBusName"
 OUTPUT_STATE_MACHINE_ARN = "StateMachineArn"
 OUTPUT_RAW_BUCKET_NAME = "RawBucketName"
+OUTPUT_DATA_KEY_ARN = "DataKeyArn"
 
 
 def _canonical_pattern(detail_type: str) -> events.EventPattern:
@@ -63,6 +66,8 @@ class R2rStack(Stack):
         retain = RemovalPolicy.DESTROY if settings.remove_data_on_destroy else RemovalPolicy.RETAIN
         logs_removal = retain
 
+        # The customer-managed key of everything at rest; constructs find it with DataKey.of(scope).
+        data_key = DataKey(self, DATA_KEY_ID, removal_policy=retain)
         layers = LambdaLayers(self, "Layers")
         shared_layers = [layers.core, layers.deps]
         tables = DataTables(self, "Tables", removal_policy=retain)
@@ -286,7 +291,21 @@ class R2rStack(Stack):
             file_drops=lambda: self._file_drops(consumer, tables=tables, archive=archive, bus=bus),
         )
 
+        # Every grant is made: acknowledge the KMS action wildcards of grant_* where a policy holds them.
+        acknowledge_key_grants(self)
+
         # --- outputs --------------------------------------------------------------------
+        self._outputs(api=api, bus=bus, state_machine=state_machine, archive=archive, data_key=data_key)
+
+    def _outputs(
+        self,
+        *,
+        api: WebhookApi,
+        bus: events.IEventBus,
+        state_machine: sfn.IStateMachine,
+        archive: RawArchive,
+        data_key: DataKey,
+    ) -> None:
         CfnOutput(self, OUTPUT_API_URL, value=api.webhook_base_url, description="POST <ApiUrl>/<source>")
         CfnOutput(self, OUTPUT_EVENT_BUS_NAME, value=bus.event_bus_name, description="canonical bus")
         CfnOutput(
@@ -296,6 +315,12 @@ class R2rStack(Stack):
             description="milestone-to-invoice",
         )
         CfnOutput(self, OUTPUT_RAW_BUCKET_NAME, value=archive.bucket.bucket_name, description="raw archive")
+        CfnOutput(
+            self,
+            OUTPUT_DATA_KEY_ARN,
+            value=data_key.key.key_arn,
+            description="KMS key of queues, tables, raw archive, event bus, secrets and log groups",
+        )
 
     def _invoice_status_sync(
         self,

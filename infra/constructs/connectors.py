@@ -18,6 +18,7 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
+from infra.constructs.encryption import DataKey
 from infra.constructs.functions import R2rFunction
 from infra.constructs.secrets import PLACEHOLDER_KEY
 from infra.constructs.storage import RawArchive
@@ -57,6 +58,7 @@ class SalesforceOutboundListener(Construct):
                 generate_string_key=PLACEHOLDER_KEY,
             ),
             removal_policy=removal_policy,
+            encryption_key=DataKey.of(self),
         )
         nag.acknowledge(
             self.secrets,

@@ -53,6 +53,7 @@ _NAMING: dict[str, tuple[str, str | None]] = {
     "AWS::Lambda::Function": ("lambda", "FunctionName"),
     "AWS::IAM::Role": ("iam", "RoleName"),
     "AWS::Logs::LogGroup": ("default", "LogGroupName"),
+    "AWS::KMS::Key": ("default", None),
 }
 
 # Environment variables that tell which secret holds what.
@@ -139,6 +140,7 @@ class LocalResources:
     rules: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+    keys: dict[str, str] = field(default_factory=dict)  # logical id -> KMS key ARN
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     state_machines: dict[str, StateMachineInfo] = field(default_factory=dict)
     mappings: list[MappingSpec] = field(default_factory=list)
@@ -253,6 +255,7 @@ class Provisioner:
             "AWS::ApiGateway::Stage": self._api_stage,
             "AWS::ApiGateway::Deployment": self._api_deployment,
             "AWS::SNS::Topic": self._topic,
+            "AWS::KMS::Key": self._kms_key,
             "Custom::AWS": self._aws_sdk_call,
             "Custom::S3BucketNotifications": self._bucket_notifications,
         }
@@ -333,6 +336,8 @@ class Provisioner:
             "DeduplicationScope",
             "FifoThroughputLimit",
             "SqsManagedSseEnabled",
+            "KmsMasterKeyId",
+            "KmsDataKeyReusePeriodSeconds",
         ):
             if key in props:
                 value = props[key]
@@ -352,8 +357,6 @@ class Provisioner:
         allow = props.get("RedriveAllowPolicy")
         if allow:
             attributes["RedriveAllowPolicy"] = allow if isinstance(allow, str) else json.dumps(allow)
-        if "KmsMasterKeyId" in props:
-            LOG.debug("queue %s: KMS encryption ignored locally", resource.logical_id)
         sqs = self.client("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         _ref, defaults = default_attributes(resource.type, name, resource.logical_id)
@@ -386,6 +389,12 @@ class Provisioner:
                     {k: v for k, v in index.items() if k in ("IndexName", "KeySchema", "Projection")}
                     for index in props[index_key]
                 ]
+        sse = props.get("SSESpecification")
+        if sse and _truthy(sse.get("SSEEnabled")):
+            kwargs["SSESpecification"] = {
+                "Enabled": True,
+                **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if sse.get(k)},
+            }
         stream = props.get("StreamSpecification")
         if stream and stream.get("StreamViewType"):
             kwargs["StreamSpecification"] = {
@@ -414,6 +423,12 @@ class Provisioner:
         versioning = (resource.properties.get("VersioningConfiguration") or {}).get("Status")
         if versioning == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        encryption = self.resolver.resolve(resource.properties.get("BucketEncryption") or {})
+        rules = encryption.get("ServerSideEncryptionConfiguration") if encryption else None
+        if rules:
+            s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration={"Rules": [_encryption_rule(r) for r in rules]}
+            )
         self.out.buckets[resource.logical_id] = name
 
     def _bucket_notifications(self, resource: Resource, _name: str) -> None:
@@ -429,6 +444,33 @@ class Provisioner:
     def _topic(self, _resource: Resource, name: str) -> None:
         """A topic (e.g. exceptions for finance): created so publishing works; nothing subscribes locally."""
         self.client("sns").create_topic(Name=name)
+
+    # -- KMS --------------------------------------------------------------------------------------
+
+    def _kms_key(self, resource: Resource, _name: str) -> None:
+        """A customer-managed key, created in moto so the queues, tables, bucket, bus and secrets that name it
+        are created with it as in AWS (moto records the key on each; it does not encrypt)."""
+        props = resource.properties
+        kwargs: dict[str, Any] = {
+            "KeyUsage": str(props.get("KeyUsage", "ENCRYPT_DECRYPT")),
+            "KeySpec": str(props.get("KeySpec", "SYMMETRIC_DEFAULT")),
+        }
+        if props.get("Description"):
+            kwargs["Description"] = self.resolver.resolve_str(props["Description"])
+        try:
+            kwargs["Policy"] = json.dumps(self.resolver.resolve(props["KeyPolicy"]))
+        except (KeyError, TemplateError) as exc:
+            LOG.debug(
+                "key %s: key policy not resolvable locally (%s), created without", resource.logical_id, exc
+            )
+        kms = self.client("kms")
+        metadata = kms.create_key(**kwargs)["KeyMetadata"]
+        if _truthy(props.get("EnableKeyRotation", False)):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        self.resolver.set_physical(
+            resource.logical_id, metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+        )
+        self.out.keys[resource.logical_id] = str(metadata["Arn"])
 
     # -- Secrets Manager ------------------------------------------------------------------------
 
@@ -472,7 +514,10 @@ class Provisioner:
         else:
             value = self._generated_secret(resource)
         secretsmanager = self.client("secretsmanager")
-        arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
+        kwargs: dict[str, Any] = {"Name": name, "SecretString": value}
+        if resource.properties.get("KmsKeyId"):
+            kwargs["KmsKeyId"] = self.resolver.resolve_str(resource.properties["KmsKeyId"])
+        arn = secretsmanager.create_secret(**kwargs)["ARN"]
         self.resolver.set_physical(resource.logical_id, arn, {"Id": arn})
         self.out.secrets[resource.logical_id] = arn
 
@@ -488,7 +533,10 @@ class Provisioner:
     # -- EventBridge ----------------------------------------------------------------------------
 
     def _bus(self, resource: Resource, name: str) -> None:
-        self.client("events").create_event_bus(Name=name)
+        kwargs: dict[str, Any] = {"Name": name}
+        if resource.properties.get("KmsKeyIdentifier"):
+            kwargs["KmsKeyIdentifier"] = self.resolver.resolve_str(resource.properties["KmsKeyIdentifier"])
+        self.client("events").create_event_bus(**kwargs)
         self.out.buses[resource.logical_id] = name
 
     def _rule(self, resource: Resource, name: str) -> None:
@@ -807,6 +855,20 @@ def _boto3_service(name: str) -> str:
     """boto3's name of an AwsCustomResource service (``SQS``, ``@aws-sdk/client-sqs``...)."""
     lowered = name.lower().removeprefix("@aws-sdk/client-").replace("-", "")
     return _SDK_SERVICES.get(lowered, lowered)
+
+
+def _encryption_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation ``ServerSideEncryptionRule`` as ``PutBucketEncryption`` takes it."""
+    default = rule.get("ServerSideEncryptionByDefault") or {}
+    converted: dict[str, Any] = {
+        "ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": default.get("SSEAlgorithm", "AES256"),
+            **({"KMSMasterKeyID": default["KMSMasterKeyID"]} if default.get("KMSMasterKeyID") else {}),
+        }
+    }
+    if "BucketKeyEnabled" in rule:
+        converted["BucketKeyEnabled"] = _truthy(rule["BucketKeyEnabled"])
+    return converted
 
 
 def _truthy(value: Any) -> bool:
