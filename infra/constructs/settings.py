@@ -24,6 +24,9 @@ CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
 CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
 CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
+CTX_OPERATOR_PRINCIPAL_ARN = "operatorPrincipalArn"
+# An IAM principal that may assume the operator roles: an account root, a role or a user.
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -47,6 +50,16 @@ def _as_bool(key: str, value: Any) -> bool:
     raise ValueError(f"context {key!r} must be true or false, got {value!r}")
 
 
+def _as_principal_arn(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if text and not _IAM_PRINCIPAL_ARN.match(text):
+        raise ValueError(
+            f"context {key!r} must be an IAM account root, role or user ARN "
+            f"(arn:aws:iam::<account>:root|role/<name>|user/<name>), got {value!r}"
+        )
+    return text
+
+
 def validate_stage(stage: str) -> str:
     if not _STAGE_PATTERN.match(stage):
         raise ValueError(
@@ -67,6 +80,8 @@ class StageSettings:
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
     salesforce_base_url: str = "https://example.my.salesforce.com"
     invoice_status_poll_minutes: int = 15
+    # Who may assume the operator roles; empty: the account root (then IAM policies in the account decide).
+    operator_principal_arn: str = ""
 
     @property
     def stack_name(self) -> str:
@@ -106,5 +121,9 @@ class StageSettings:
                 get(CTX_INVOICE_STATUS_POLL_MINUTES, defaults.invoice_status_poll_minutes),
                 minimum=1,
                 maximum=1440,
+            ),
+            operator_principal_arn=_as_principal_arn(
+                CTX_OPERATOR_PRINCIPAL_ARN,
+                get(CTX_OPERATOR_PRINCIPAL_ARN, defaults.operator_principal_arn),
             ),
         )
