@@ -22,6 +22,7 @@ from typing import Any
 from botocore import xform_name
 
 from infra.local import config
+from infra.local.iam_auth import OperatorRole
 from infra.local.schedules import ScheduleSpec, ScheduleTarget
 from infra.local.template import (
     Resolver,
@@ -37,6 +38,7 @@ from infra.local.template import (
 LOG = logging.getLogger("r2r.local.provision")
 
 SOURCE_METADATA_KEY = "r2r:source"
+OPERATOR_ROLE_METADATA_KEY = "r2r:operator-role"
 LOCAL_ROLE_NAME = "r2r-local-lambda-role"
 
 # Which service's naming rules apply to a resource type, and which property names it explicitly.
@@ -110,6 +112,7 @@ class RouteSpec:
     path: str  # /v1/webhooks/{source}
     function_name: str | None  # None for a MOCK integration
     integration_type: str
+    authorization: str = "NONE"  # AuthorizationType: NONE, AWS_IAM, CUSTOM, COGNITO_USER_POOLS
 
 
 @dataclass
@@ -119,6 +122,7 @@ class ApiSpec:
     stage: str
     routes: list[RouteSpec]
     binary_media_types: list[str]
+    api_id: str = ""  # the RestApi's Ref: the id in method ARNs (execute-api:Invoke)
 
 
 @dataclass
@@ -141,6 +145,7 @@ class LocalResources:
     buckets: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
     keys: dict[str, str] = field(default_factory=dict)  # logical id -> KMS key ARN
+    operator_roles: dict[str, OperatorRole] = field(default_factory=dict)  # label -> role with its policies
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     state_machines: dict[str, StateMachineInfo] = field(default_factory=dict)
     mappings: list[MappingSpec] = field(default_factory=list)
@@ -256,6 +261,8 @@ class Provisioner:
             "AWS::ApiGateway::Deployment": self._api_deployment,
             "AWS::SNS::Topic": self._topic,
             "AWS::KMS::Key": self._kms_key,
+            "AWS::IAM::Role": self._iam_role,
+            "AWS::IAM::Policy": self._iam_policy,
             "Custom::AWS": self._aws_sdk_call,
             "Custom::S3BucketNotifications": self._bucket_notifications,
         }
@@ -444,6 +451,40 @@ class Provisioner:
     def _topic(self, _resource: Resource, name: str) -> None:
         """A topic (e.g. exceptions for finance): created so publishing works; nothing subscribes locally."""
         self.client("sns").create_topic(Name=name)
+
+    # -- IAM: the operator roles, whose policies the local API evaluates ------------------------
+
+    def _iam_role(self, resource: Resource, name: str) -> None:
+        """An operator role (Metadata ``r2r:operator-role``): its inline policies, resolved. Other roles have
+        no local meaning (moto runs no IAM checks; the local functions run with local credentials)."""
+        label = resource.metadata.get(OPERATOR_ROLE_METADATA_KEY)
+        if not label:
+            self.out.skipped[resource.logical_id] = resource.type
+            return
+        role = OperatorRole(
+            label=str(label),
+            logical_id=resource.logical_id,
+            name=name,
+            arn=str(self.resolver.get_att(resource.logical_id, "Arn")),
+        )
+        for policy in resource.properties.get("Policies") or []:
+            role.statements += self._statements(policy.get("PolicyDocument"))
+        self.out.operator_roles[role.label] = role
+
+    def _iam_policy(self, resource: Resource, _name: str) -> None:
+        """A policy attached to an operator role adds its statements to that role."""
+        props = resource.properties
+        attached = [first_reference(r, self.template.resources) for r in props.get("Roles") or []]
+        roles = [r for r in self.out.operator_roles.values() if r.logical_id in attached]
+        for role in roles:
+            role.statements += self._statements(props.get("PolicyDocument"))
+        if not roles:
+            self.out.skipped[resource.logical_id] = resource.type
+
+    def _statements(self, document: Any) -> list[dict[str, Any]]:
+        resolved = self.resolver.resolve(document or {})
+        statements = resolved.get("Statement") or []
+        return [dict(s) for s in (statements if isinstance(statements, list) else [statements])]
 
     # -- KMS --------------------------------------------------------------------------------------
 
@@ -779,6 +820,7 @@ class Provisioner:
                 "resource": self.resolver.resolve_str(props["ResourceId"]),
                 "method": str(props.get("HttpMethod", "ANY")).upper(),
                 "type": str(integration.get("Type", "MOCK")).upper(),
+                "authorization": str(props.get("AuthorizationType", "NONE")).upper(),
                 "uri": self.resolver.resolve_str(integration.get("Uri")) if integration.get("Uri") else "",
             }
         )
@@ -787,7 +829,10 @@ class Provisioner:
         props = resource.properties
         api = first_reference(props.get("RestApiId"), self._api_parts.apis)
         if api and props.get("StageName"):
-            self._api_parts.stages[api] = self.resolver.resolve_str(props["StageName"])
+            stage = self.resolver.resolve_str(props["StageName"])
+            self._api_parts.stages[api] = stage
+            # A stage's Ref is its name (method ARNs of execute-api:Invoke policies use it).
+            self.resolver.set_physical(resource.logical_id, stage)
         self.out.skipped[resource.logical_id] = resource.type
 
     def _api_deployment(self, resource: Resource, _name: str) -> None:
@@ -828,6 +873,7 @@ class Provisioner:
                         path=path_of(method["resource"]),
                         function_name=function_name,
                         integration_type=method["type"],
+                        authorization=method["authorization"],
                     )
                 )
             stage = self._api_parts.stages.get(api_logical_id, "prod")
@@ -838,6 +884,7 @@ class Provisioner:
                     stage=stage,
                     routes=routes,
                     binary_media_types=api["binary"],
+                    api_id=str(self.resolver.refs.get(api_logical_id, api_logical_id)),
                 )
             )
 
