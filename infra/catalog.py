@@ -154,7 +154,10 @@ def build_catalog(template: dict[str, Any]) -> dict[str, Any]:
         auth = [text for key, text in _ROUTE_AUTH.items() if fn is not None and key in env(fn)]
         if fn is not None and "SALESFORCE_OUTBOUND_SECRETS_ARN" in env(fn) and not path.endswith("}"):
             auth = ["Salesforce basic auth (OrganizationId + SalesforceOutboundSecrets secret)"]
-        if props.get("AuthorizationType", "NONE") != "NONE":
+        if props.get("AuthorizationType") == "AWS_IAM":
+            roles = _operator_roles_invoking(resources, str(props.get("HttpMethod")), path)
+            auth.append("IAM (SigV4)" + (f": {', '.join(roles)}" if roles else ""))
+        elif props.get("AuthorizationType", "NONE") != "NONE":
             auth.append(str(props["AuthorizationType"]))
         routes.append(
             {
@@ -170,6 +173,31 @@ def build_catalog(template: dict[str, Any]) -> dict[str, Any]:
     return _queues_rules_events(
         resources=resources, functions=functions, folder=folder, env=env, triggers=triggers, routes=routes
     )
+
+
+def _operator_roles_invoking(resources: dict[str, Any], method: str, path: str) -> list[str]:
+    """The operator roles (Metadata ``r2r:operator-role``) whose policy names this method's ARN."""
+    suffix = f"/{method}" + "/".join("*" if part.startswith("{") else part for part in path.split("/"))
+    found = []
+    for role in _of_type(resources, "AWS::IAM::Role").values():
+        label = role.get("Metadata", {}).get("r2r:operator-role")
+        if not label:
+            continue
+        for policy in role.get("Properties", {}).get("Policies", []):
+            for statement in policy.get("PolicyDocument", {}).get("Statement", []):
+                listed = statement.get("Resource")
+                arns = listed if isinstance(listed, list) else [listed]
+                if statement.get("Effect") == "Allow" and any(_ends_with(arn, suffix) for arn in arns):
+                    found.append(str(label))
+    return sorted(set(found))
+
+
+def _ends_with(arn: Any, suffix: str) -> bool:
+    """Whether an ARN (a string, or an ``Fn::Join`` whose last part is a string) ends with ``suffix``."""
+    if isinstance(arn, dict) and "Fn::Join" in arn:
+        parts = arn["Fn::Join"][1]
+        arn = parts[-1] if parts else ""
+    return isinstance(arn, str) and arn.endswith(suffix)
 
 
 def _queues_rules_events(

@@ -9,7 +9,6 @@ appends ``exception#<id>`` / ``<event>#resolved`` to the AuditTable, which is ap
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -24,7 +23,9 @@ from infra.ops_target import (
     StackOpt,
     resolve,
 )
-from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.ops.exceptions import ResolveRefused, age_days, find, resolve_exception
+
+__all__ = ["ResolveRefused", "age_days", "app", "find", "resolve_exception"]
 
 app = typer.Typer(help="Exceptions for finance: list, inspect, resolve.", no_args_is_help=True)
 
@@ -54,53 +55,6 @@ _CONTEXT = (
     ("resolved_by", "resolved by"),
     ("resolution_note", "resolution note"),
 )
-
-
-class ResolveRefused(Exception):
-    """The exception is not there or not open."""
-
-
-def age_days(item: dict[str, Any], now: datetime | None = None) -> float | None:
-    created = item.get("created_at")
-    if not created:
-        return None
-    delta = (now or datetime.now(UTC)) - datetime.fromisoformat(str(created))
-    return round(delta.total_seconds() / 86400, 1)
-
-
-def find(store: StateStore, exception_id: str) -> dict[str, Any]:
-    item = store.get(f"EXC#{exception_id}", "EXC")
-    if item is not None:
-        return item
-    matches = [e for e in store.exceptions() if str(e.get("id", "")).startswith(exception_id)]
-    if len(matches) != 1:
-        raise ResolveRefused(f"{len(matches)} exceptions match {exception_id!r}")
-    return matches[0]
-
-
-def resolve_exception(
-    store: StateStore, audit: AuditLog, exception_id: str, *, by: str, note: str
-) -> dict[str, Any]:
-    """Mark an open exception resolved (who, when, why) and audit it; the stored item after."""
-    item = find(store, exception_id)
-    at = now_iso()
-    if not store.update_if(
-        item["pk"],
-        item["sk"],
-        set_values={"status": "resolved", "resolved_at": at, "resolved_by": by, "resolution_note": note},
-        condition="#status = :open",
-        values={":open": "open"},
-    ):
-        raise ResolveRefused(f"exception {item['id']} is {item.get('status')}, not open")
-    audit.append(
-        kind="exception",
-        entity_id=item["id"],
-        action="resolved",
-        event_id=f"manual-{at}",
-        correlation_id=str(item.get("correlation_id") or item["id"]),
-        detail={"by": by, "note": note},
-    )
-    return store.get(item["pk"], item["sk"]) or item
 
 
 def _amount(item: dict[str, Any]) -> str:

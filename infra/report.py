@@ -7,7 +7,6 @@ dashboard agree. One self-contained HTML file: inline CSS and SVG, no scripts, n
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from r2r_core import kpis
-from r2r_core.flows.invoicing import billed_time
 from r2r_core.model.entities import ClosedWonDeal, Invoice
+from r2r_core.ops.kpi_report import open_exceptions, state_kpis
 from r2r_core.state import StateStore
 
 KPI_TITLES = {
@@ -60,13 +59,6 @@ class ReportData:
     exceptions: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _when(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text)) if text else None
-    except ValueError:
-        return None
-
-
 def collect(store: StateStore) -> ReportData:
     items = list(store.scan_prefix("ENG#"))
     terms = {item["pk"]: item for item in items if item["sk"] == "TERMS"}
@@ -76,7 +68,6 @@ def collect(store: StateStore) -> ReportData:
         if str(item["sk"]).startswith(("CHARGE#", "EXPENSE#"))
     }
     data = ReportData(generated_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    failed_runs: dict[tuple[str | None, str | None], int] = defaultdict(int)
     for item in sorted(items, key=lambda i: (i["pk"], i["sk"])):
         if not str(item["sk"]).startswith("INVOICE#") or item.get("status") != "created":
             continue
@@ -101,32 +92,9 @@ def collect(store: StateStore) -> ReportData:
                 )
             rows.append(LineageRow(line.line_no, line.description, line.amount, entries))
         data.invoices.append(InvoiceView(invoice, item.get("erp_id"), item.get("created_at"), deal, rows))
-        inputs = json.loads(item.get("kpi_inputs") or "{}")
-        engagement = deal.engagement if deal else None
-        completed = _when(inputs.get("milestone_completed_at"))
-        data.kpis += kpis.invoice_kpis(
-            region=engagement.region if engagement else None,
-            business_unit=engagement.business_unit if engagement else None,
-            currency=invoice.currency,
-            invoice_total=invoice.total.amount,
-            invoiced_at=_when(item.get("created_at")) or datetime.now(UTC),
-            milestone_completed_at=completed,
-            time=billed_time(inputs.get("time", [])),
-            contract_value=engagement.contract_value.amount
-            if engagement and engagement.contract_value
-            else None,
-            billed_before=Decimal(inputs.get("billed_before", "0")),
-        )
-    data.exceptions = sorted(
-        (e for e in store.scan_prefix("EXC#") if e.get("status", "open") == "open"),
-        key=lambda e: str(e.get("created_at", "")),
-    )
-    for exc in data.exceptions:
-        if exc.get("kind") == "invoice_workflow_failed":
-            failed_runs[(exc.get("region"), exc.get("business_unit"))] += 1
-    for (region, unit), count in sorted(failed_runs.items(), key=lambda kv: str(kv[0])):
-        for _ in range(count):
-            data.kpis += kpis.invoice_failed_kpis(region, unit)
+    data.exceptions = open_exceptions(store)
+    # The same KPIs the operator API serves (r2r_core.ops.kpi_report).
+    data.kpis = state_kpis(items, data.exceptions)
     return data
 
 

@@ -12,15 +12,18 @@ from typing import Any
 
 from aws_cdk import CfnElement, CfnOutput, Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_events as events
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.connectors import SalesforceEventRelayIntake, SalesforceOutboundListener
+from infra.constructs.encryption import DATA_KEY_ID, DataKey, acknowledge_key_grants
 from infra.constructs.eventbus import CANONICAL_SOURCE, CanonicalEventBus
 from infra.constructs.functions import R2rFunction
 from infra.constructs.layers import LambdaLayers
 from infra.constructs.observability import Observability
+from infra.constructs.operator_api import FINANCE_OPS, INTEGRATION_ADMIN, READ_ONLY, OperatorApi
 from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import IntegrationSecrets
 from infra.constructs.settings import StageSettings
@@ -43,6 +46,11 @@ OUTPUT_API_URL = "ApiUrl"
 OUTPUT_EVENT_BUS_NAME = "EventBusName"
 OUTPUT_STATE_MACHINE_ARN = "StateMachineArn"
 OUTPUT_RAW_BUCKET_NAME = "RawBucketName"
+OUTPUT_DATA_KEY_ARN = "DataKeyArn"
+OUTPUT_OPERATOR_API_URL = "OperatorApiUrl"
+OUTPUT_FINANCE_OPS_ROLE_ARN = "FinanceOpsRoleArn"
+OUTPUT_INTEGRATION_ADMIN_ROLE_ARN = "IntegrationAdminRoleArn"
+OUTPUT_READ_ONLY_ROLE_ARN = "ReadOnlyRoleArn"
 
 
 def _canonical_pattern(detail_type: str) -> events.EventPattern:
@@ -64,6 +72,8 @@ class R2rStack(Stack):
         retain = RemovalPolicy.DESTROY if settings.remove_data_on_destroy else RemovalPolicy.RETAIN
         logs_removal = retain
 
+        # The customer-managed key of everything at rest; constructs find it with DataKey.of(scope).
+        data_key = DataKey(self, DATA_KEY_ID, removal_policy=retain)
         layers = LambdaLayers(self, "Layers")
         shared_layers = [layers.core, layers.deps]
         tables = DataTables(self, "Tables", removal_policy=retain)
@@ -105,6 +115,18 @@ class R2rStack(Stack):
             rate_limit=settings.api_rate_limit,
             burst_limit=settings.api_burst_limit,
             log_removal_policy=logs_removal,
+        )
+
+        # Lineage, exceptions and KPIs for operators, behind IAM authorization (three roles).
+        operator_api = OperatorApi(
+            self,
+            "OperatorApi",
+            api=api,
+            tables=tables,
+            layers=shared_layers,
+            stage=settings.stage,
+            log_removal_policy=logs_removal,
+            trusted_principal_arn=settings.operator_principal_arn,
         )
 
         # --- invoice workflow -----------------------------------------------------------
@@ -286,7 +308,29 @@ class R2rStack(Stack):
             file_drops=lambda: self._file_drops(consumer, tables=tables, archive=archive, bus=bus),
         )
 
+        # Every grant is made: acknowledge the KMS action wildcards of grant_* where a policy holds them.
+        acknowledge_key_grants(self)
+
         # --- outputs --------------------------------------------------------------------
+        self._outputs(
+            api=api,
+            bus=bus,
+            state_machine=state_machine,
+            archive=archive,
+            data_key=data_key,
+            operator_api=operator_api,
+        )
+
+    def _outputs(
+        self,
+        *,
+        api: WebhookApi,
+        bus: events.IEventBus,
+        state_machine: sfn.IStateMachine,
+        archive: RawArchive,
+        data_key: DataKey,
+        operator_api: OperatorApi,
+    ) -> None:
         CfnOutput(self, OUTPUT_API_URL, value=api.webhook_base_url, description="POST <ApiUrl>/<source>")
         CfnOutput(self, OUTPUT_EVENT_BUS_NAME, value=bus.event_bus_name, description="canonical bus")
         CfnOutput(
@@ -296,6 +340,29 @@ class R2rStack(Stack):
             description="milestone-to-invoice",
         )
         CfnOutput(self, OUTPUT_RAW_BUCKET_NAME, value=archive.bucket.bucket_name, description="raw archive")
+        CfnOutput(
+            self,
+            OUTPUT_DATA_KEY_ARN,
+            value=data_key.key.key_arn,
+            description="KMS key of queues, tables, raw archive, event bus, secrets and log groups",
+        )
+        self._operator_outputs(operator_api)
+
+    def _operator_outputs(self, operator_api: OperatorApi) -> None:
+        CfnOutput(
+            self, OUTPUT_OPERATOR_API_URL, value=operator_api.url, description="<OperatorApiUrl>/kpis (SigV4)"
+        )
+        for label, output in (
+            (FINANCE_OPS, OUTPUT_FINANCE_OPS_ROLE_ARN),
+            (INTEGRATION_ADMIN, OUTPUT_INTEGRATION_ADMIN_ROLE_ARN),
+            (READ_ONLY, OUTPUT_READ_ONLY_ROLE_ARN),
+        ):
+            CfnOutput(
+                self,
+                output,
+                value=operator_api.roles[label].role_arn,
+                description=f"operator API role {label}: assume it, then sign requests (SigV4, execute-api)",
+            )
 
     def _salesforce_connectors(
         self,

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 
 ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 WEBHOOK_BASE_PATH = "/v1/webhooks"
@@ -63,7 +64,11 @@ class WebhookApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=ACCESS_LOG_RETENTION, removal_policy=log_removal_policy
+            self,
+            "AccessLogs",
+            retention=ACCESS_LOG_RETENTION,
+            removal_policy=log_removal_policy,
+            encryption_key=DataKey.of(self),
         )
         self.api = apigw.RestApi(
             self,

@@ -22,6 +22,7 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
+from infra.constructs.encryption import DataKey
 from infra.constructs.functions import R2rFunction
 from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import PLACEHOLDER_KEY
@@ -67,6 +68,7 @@ class SalesforceOutboundListener(Construct):
                 generate_string_key=PLACEHOLDER_KEY,
             ),
             removal_policy=removal_policy,
+            encryption_key=DataKey.of(self),
         )
         nag.acknowledge(
             self.secrets,

@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 from infra.constructs.layers import ARCHITECTURE, RUNTIME
 from infra.constructs.paths import FUNCTIONS_DIR, repo_relative
 
@@ -59,6 +60,7 @@ class R2rFunction(Construct):
             "LogGroup",
             retention=FUNCTION_LOG_RETENTION,
             removal_policy=log_removal_policy,
+            encryption_key=DataKey.of(self),
         )
         self.role = iam.Role(
             self,

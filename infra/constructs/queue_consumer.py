@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from infra.constructs.encryption import DataKey
 from infra.constructs.functions import FUNCTION_LOG_RETENTION, R2rFunction
 
 SOURCE_RETENTION = Duration.days(4)
@@ -39,7 +40,11 @@ class RedriveAllowProvider(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, log_removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=FUNCTION_LOG_RETENTION, removal_policy=log_removal_policy
+            self,
+            "LogGroup",
+            retention=FUNCTION_LOG_RETENTION,
+            removal_policy=log_removal_policy,
+            encryption_key=DataKey.of(self),
         )
         self.role = iam.Role(
             self,
@@ -96,11 +101,15 @@ class QueueConsumer(Construct):
         )
         self.function = self.consumer.function
 
+        # Both queues under the stack's data key: SqsEventSource's grant_consume_messages gives the function
+        # kms:Decrypt on it, and the rule target lets EventBridge (this account only) encrypt what it sends.
+        key = DataKey.of(self)
         self.dlq = sqs.Queue(
             self,
             "Dlq",
             retention_period=DLQ_RETENTION,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
             enforce_ssl=True,
         )
         self.queue = sqs.Queue(
@@ -108,7 +117,8 @@ class QueueConsumer(Construct):
             "Queue",
             retention_period=SOURCE_RETENTION,
             visibility_timeout=Duration.seconds(int(timeout.to_seconds()) * VISIBILITY_FACTOR),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=MAX_RECEIVE_COUNT),
         )

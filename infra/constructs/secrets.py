@@ -11,6 +11,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 
 # A generated filler key is how CloudFormation creates a JSON secret without a literal value
 # in the template; consumers ignore keys that start with "_".
@@ -32,6 +33,8 @@ class IntegrationSecrets(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
+        # grant_read adds kms:Decrypt on this key, only via Secrets Manager (kms:ViaService).
+        key = DataKey.of(self)
         self.webhook_secrets = secretsmanager.Secret(
             self,
             "WebhookSecrets",
@@ -41,6 +44,7 @@ class IntegrationSecrets(Construct):
                 generate_string_key=PLACEHOLDER_KEY,
             ),
             removal_policy=removal_policy,
+            encryption_key=key,
         )
         self.erp_credentials = secretsmanager.Secret(
             self,
@@ -51,6 +55,7 @@ class IntegrationSecrets(Construct):
                 generate_string_key=PLACEHOLDER_KEY,
             ),
             removal_policy=removal_policy,
+            encryption_key=key,
         )
         self.salesforce_credentials = secretsmanager.Secret(
             self,
@@ -61,6 +66,7 @@ class IntegrationSecrets(Construct):
                 generate_string_key=PLACEHOLDER_KEY,
             ),
             removal_policy=removal_policy,
+            encryption_key=key,
         )
         for secret in (self.webhook_secrets, self.erp_credentials, self.salesforce_credentials):
             nag.acknowledge(secret, "SMG4", _NO_ROTATION)

@@ -34,6 +34,9 @@ _EVENT_SOURCE_PATTERN = re.compile(
     r"^aws\.partner/(?:salesforce\.com/00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?/[A-Za-z0-9]{15,18}"
     r"|appflow/salesforce\.com/[0-9]{12}/[A-Za-z0-9._\-]{1,128})$"
 )
+CTX_OPERATOR_PRINCIPAL_ARN = "operatorPrincipalArn"
+# An IAM principal that may assume the operator roles: an account root, a role or a user.
+_IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -75,6 +78,16 @@ def salesforce_event_source(value: Any, stage: str) -> str:
     return text
 
 
+def _as_principal_arn(key: str, value: Any) -> str:
+    text = str(value).strip()
+    if text and not _IAM_PRINCIPAL_ARN.match(text):
+        raise ValueError(
+            f"context {key!r} must be an IAM account root, role or user ARN "
+            f"(arn:aws:iam::<account>:root|role/<name>|user/<name>), got {value!r}"
+        )
+    return text
+
+
 def validate_stage(stage: str) -> str:
     if not _STAGE_PATTERN.match(stage):
         raise ValueError(
@@ -96,6 +109,8 @@ class StageSettings:
     salesforce_base_url: str = "https://example.my.salesforce.com"
     invoice_status_poll_minutes: int = 15
     salesforce_event_source_name: str = DEFAULT_SALESFORCE_EVENT_SOURCE
+    # Who may assume the operator roles; empty: the account root (then IAM policies in the account decide).
+    operator_principal_arn: str = ""
 
     @property
     def stack_name(self) -> str:
@@ -139,5 +154,9 @@ class StageSettings:
             ),
             salesforce_event_source_name=salesforce_event_source(
                 get(CTX_SALESFORCE_EVENT_SOURCE, defaults.salesforce_event_source_name), stage
+            ),
+            operator_principal_arn=_as_principal_arn(
+                CTX_OPERATOR_PRINCIPAL_ARN,
+                get(CTX_OPERATOR_PRINCIPAL_ARN, defaults.operator_principal_arn),
             ),
         )

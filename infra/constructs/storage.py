@@ -7,6 +7,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 
 RAW_IA_TRANSITION = Duration.days(30)
 RAW_NONCURRENT_EXPIRATION = Duration.days(90)
@@ -45,7 +46,11 @@ class RawArchive(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            # SSE-KMS under the data key; the S3 bucket key keeps the KMS calls (and their cost) per
+            # bucket, not per object. grant_put / grant_read add the KMS actions writer / reader need.
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=DataKey.of(self),
+            bucket_key_enabled=True,
             versioned=True,
             enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,

@@ -7,6 +7,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.constructs.encryption import DataKey
+
 
 def _table(
     scope: Construct,
@@ -28,7 +30,9 @@ def _table(
         point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
             point_in_time_recovery_enabled=True
         ),
-        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        # grant_*_data on a table adds the KMS actions on this key to the grantee.
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=DataKey.of(scope),
         time_to_live_attribute=time_to_live_attribute,
         removal_policy=removal_policy,
     )

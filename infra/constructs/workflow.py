@@ -9,6 +9,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 from infra.constructs.paths import STATEMACHINES_DIR, repo_relative
 
 DEFINITION_FILE = STATEMACHINES_DIR / "milestone_to_invoice.asl.json"
@@ -32,7 +33,11 @@ class MilestoneToInvoice(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(
-            self, "LogGroup", retention=LOG_RETENTION, removal_policy=log_removal_policy
+            self,
+            "LogGroup",
+            retention=LOG_RETENTION,
+            removal_policy=log_removal_policy,
+            encryption_key=DataKey.of(self),
         )
         self.state_machine = sfn.StateMachine(
             self,

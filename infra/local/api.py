@@ -2,7 +2,8 @@
 
 Routes come from the template's ``AWS::ApiGateway::Resource`` tree and ``AWS::ApiGateway::Method``
 integrations; paths carry the stage name first, like API Gateway's invoke URL
-(``http://127.0.0.1:<port>/<stage>/v1/webhooks/crm``).
+(``http://127.0.0.1:<port>/<stage>/v1/webhooks/crm``). A method with ``AuthorizationType: AWS_IAM`` is
+only invoked for a SigV4-signed request whose role may ``execute-api:Invoke`` it (``infra.local.iam_auth``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.local import config
 from infra.local.functions import FunctionRuntime
+from infra.local.iam_auth import Denied, IamAuthorizer, Identity
 from infra.local.provision import ApiSpec, RouteSpec
 
 LOG = logging.getLogger("r2r.local.api")
@@ -74,9 +76,12 @@ class ApiServer:
         host: str = config.HOST,
         port: int = 0,
         max_payload: int = config.MAX_API_PAYLOAD_BYTES,
+        *,
+        authorizer: IamAuthorizer | None = None,
     ) -> None:
         self.api = api
         self.runtime = runtime
+        self.authorizer = authorizer
         self.max_payload = max_payload
         # Most specific first: more literal segments, greedy paths last.
         self._routes = sorted(
@@ -88,7 +93,7 @@ class ApiServer:
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
-        self.api_id = api.logical_id
+        self.api_id = api.api_id or api.logical_id
 
     @property
     def url(self) -> str:
@@ -147,6 +152,23 @@ class ApiServer:
                 [*base_headers, ("x-amzn-ErrorType", "MissingAuthenticationTokenException")],
             )
         route, path_params = found
+        identity = None
+        if route.authorization == "AWS_IAM":
+            authorized = self._authorize(method, raw_path, path, headers, body)
+            if isinstance(authorized, Denied):
+                return _json_response(
+                    authorized.status,
+                    authorized.body,
+                    [*base_headers, ("x-amzn-ErrorType", authorized.error_type)],
+                )
+            identity = authorized
+        elif route.authorization not in ("NONE", ""):
+            LOG.warning(
+                "route %s %s: authorization %s is not emulated locally",
+                method,
+                route.path,
+                route.authorization,
+            )
         if route.function_name is None:  # MOCK integration (e.g. CORS preflight)
             return 200, base_headers, b""
         event = self._event(
@@ -161,12 +183,40 @@ class ApiServer:
             request_id=request_id,
         )
         event["requestContext"]["identity"]["sourceIp"] = source_ip
+        if identity is not None:
+            event["requestContext"]["identity"].update(
+                {
+                    "accessKey": identity.access_key_id,
+                    "accountId": identity.account_id,
+                    "caller": f"{identity.role.name}:{identity.session}",
+                    "user": f"{identity.role.name}:{identity.session}",
+                    "userArn": identity.user_arn,
+                }
+            )
         try:
             result = self.runtime.invoke(route.function_name, event, request_id=request_id)
         except Exception as exc:
             LOG.warning("API handler %s failed: %s: %s", route.function_name, type(exc).__name__, exc)
             return _json_response(502, {"message": "Internal server error"}, base_headers)
         return _proxy_response(result, base_headers)
+
+    def _authorize(
+        self, method: str, raw_path: str, path: str, headers: list[tuple[str, str]], body: bytes
+    ) -> Identity | Denied:
+        if self.authorizer is None:
+            LOG.warning("an IAM-authorized route without a local authorizer: refused")
+            return Denied(
+                403, "AccessDeniedException", {"message": "IAM authorization is not configured locally"}
+            )
+        host = next((v for k, v in headers if k.lower() == "host"), "127.0.0.1")
+        resource_arn = self.authorizer.method_arn(self.api_id, self.api.stage, method, path)
+        return self.authorizer.authorize(
+            method=method,
+            url=f"http://{host}{raw_path}",
+            headers=headers,
+            body=body,
+            resource_arn=resource_arn,
+        )
 
     def _event(
         self,

@@ -58,6 +58,24 @@ SALESFORCE_OUTBOUND_SECRETS: Final[dict[str, list[str]]] = {
     SALESFORCE_OUTBOUND_ORG_ID: [SALESFORCE_OUTBOUND_SECRET]
 }
 
+# Operator API (IAM-authorized methods): one access key per operator role of the template (Metadata
+# ``r2r:operator-role``). A request signed (SigV4, service execute-api, this region) with one of these acts as
+# a session of that role; the local API evaluates the role's policy from the template (infra.local.iam_auth).
+OPERATOR_CREDENTIALS: Final[dict[str, dict[str, str]]] = {
+    "read-only": {
+        "access_key_id": "AKIAR2RLOCALREADONLY",
+        "secret_access_key": "r2r-local-read-only-secret-0001",
+    },
+    "finance-ops": {
+        "access_key_id": "AKIAR2RLOCALFINANCE1",
+        "secret_access_key": "r2r-local-finance-ops-secret-0001",
+    },
+    "integration-admin": {
+        "access_key_id": "AKIAR2RLOCALINTADMIN",
+        "secret_access_key": "r2r-local-integration-admin-secret-0001",
+    },
+}
+
 # Lambda defaults when the template leaves them out (AWS's own defaults).
 DEFAULT_TIMEOUT_S: Final = 3
 DEFAULT_MEMORY_MB: Final = 128

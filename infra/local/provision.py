@@ -22,6 +22,7 @@ from typing import Any
 from botocore import xform_name
 
 from infra.local import config
+from infra.local.iam_auth import OperatorRole
 from infra.local.schedules import ScheduleSpec, ScheduleTarget
 from infra.local.template import (
     Resolver,
@@ -37,6 +38,7 @@ from infra.local.template import (
 LOG = logging.getLogger("r2r.local.provision")
 
 SOURCE_METADATA_KEY = "r2r:source"
+OPERATOR_ROLE_METADATA_KEY = "r2r:operator-role"
 LOCAL_ROLE_NAME = "r2r-local-lambda-role"
 
 # Which service's naming rules apply to a resource type, and which property names it explicitly.
@@ -53,6 +55,7 @@ _NAMING: dict[str, tuple[str, str | None]] = {
     "AWS::Lambda::Function": ("lambda", "FunctionName"),
     "AWS::IAM::Role": ("iam", "RoleName"),
     "AWS::Logs::LogGroup": ("default", "LogGroupName"),
+    "AWS::KMS::Key": ("default", None),
 }
 
 # Environment variables that tell which secret holds what.
@@ -109,6 +112,7 @@ class RouteSpec:
     path: str  # /v1/webhooks/{source}
     function_name: str | None  # None for a MOCK integration
     integration_type: str
+    authorization: str = "NONE"  # AuthorizationType: NONE, AWS_IAM, CUSTOM, COGNITO_USER_POOLS
 
 
 @dataclass
@@ -118,6 +122,7 @@ class ApiSpec:
     stage: str
     routes: list[RouteSpec]
     binary_media_types: list[str]
+    api_id: str = ""  # the RestApi's Ref: the id in method ARNs (execute-api:Invoke)
 
 
 @dataclass
@@ -140,6 +145,8 @@ class LocalResources:
     rules: dict[str, str] = field(default_factory=dict)
     buckets: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> ARN
+    keys: dict[str, str] = field(default_factory=dict)  # logical id -> KMS key ARN
+    operator_roles: dict[str, OperatorRole] = field(default_factory=dict)  # label -> role with its policies
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     state_machines: dict[str, StateMachineInfo] = field(default_factory=dict)
     mappings: list[MappingSpec] = field(default_factory=list)
@@ -260,6 +267,9 @@ class Provisioner:
             "AWS::ApiGateway::Stage": self._api_stage,
             "AWS::ApiGateway::Deployment": self._api_deployment,
             "AWS::SNS::Topic": self._topic,
+            "AWS::KMS::Key": self._kms_key,
+            "AWS::IAM::Role": self._iam_role,
+            "AWS::IAM::Policy": self._iam_policy,
             "Custom::AWS": self._aws_sdk_call,
             "Custom::S3BucketNotifications": self._bucket_notifications,
         }
@@ -340,6 +350,8 @@ class Provisioner:
             "DeduplicationScope",
             "FifoThroughputLimit",
             "SqsManagedSseEnabled",
+            "KmsMasterKeyId",
+            "KmsDataKeyReusePeriodSeconds",
         ):
             if key in props:
                 value = props[key]
@@ -359,8 +371,6 @@ class Provisioner:
         allow = props.get("RedriveAllowPolicy")
         if allow:
             attributes["RedriveAllowPolicy"] = allow if isinstance(allow, str) else json.dumps(allow)
-        if "KmsMasterKeyId" in props:
-            LOG.debug("queue %s: KMS encryption ignored locally", resource.logical_id)
         sqs = self.client("sqs")
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         _ref, defaults = default_attributes(resource.type, name, resource.logical_id)
@@ -393,6 +403,12 @@ class Provisioner:
                     {k: v for k, v in index.items() if k in ("IndexName", "KeySchema", "Projection")}
                     for index in props[index_key]
                 ]
+        sse = props.get("SSESpecification")
+        if sse and _truthy(sse.get("SSEEnabled")):
+            kwargs["SSESpecification"] = {
+                "Enabled": True,
+                **{k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if sse.get(k)},
+            }
         stream = props.get("StreamSpecification")
         if stream and stream.get("StreamViewType"):
             kwargs["StreamSpecification"] = {
@@ -421,6 +437,12 @@ class Provisioner:
         versioning = (resource.properties.get("VersioningConfiguration") or {}).get("Status")
         if versioning == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        encryption = self.resolver.resolve(resource.properties.get("BucketEncryption") or {})
+        rules = encryption.get("ServerSideEncryptionConfiguration") if encryption else None
+        if rules:
+            s3.put_bucket_encryption(
+                Bucket=name, ServerSideEncryptionConfiguration={"Rules": [_encryption_rule(r) for r in rules]}
+            )
         self.out.buckets[resource.logical_id] = name
 
     def _bucket_notifications(self, resource: Resource, _name: str) -> None:
@@ -436,6 +458,67 @@ class Provisioner:
     def _topic(self, _resource: Resource, name: str) -> None:
         """A topic (e.g. exceptions for finance): created so publishing works; nothing subscribes locally."""
         self.client("sns").create_topic(Name=name)
+
+    # -- IAM: the operator roles, whose policies the local API evaluates ------------------------
+
+    def _iam_role(self, resource: Resource, name: str) -> None:
+        """An operator role (Metadata ``r2r:operator-role``): its inline policies, resolved. Other roles have
+        no local meaning (moto runs no IAM checks; the local functions run with local credentials)."""
+        label = resource.metadata.get(OPERATOR_ROLE_METADATA_KEY)
+        if not label:
+            self.out.skipped[resource.logical_id] = resource.type
+            return
+        role = OperatorRole(
+            label=str(label),
+            logical_id=resource.logical_id,
+            name=name,
+            arn=str(self.resolver.get_att(resource.logical_id, "Arn")),
+        )
+        for policy in resource.properties.get("Policies") or []:
+            role.statements += self._statements(policy.get("PolicyDocument"))
+        self.out.operator_roles[role.label] = role
+
+    def _iam_policy(self, resource: Resource, _name: str) -> None:
+        """A policy attached to an operator role adds its statements to that role."""
+        props = resource.properties
+        attached = [first_reference(r, self.template.resources) for r in props.get("Roles") or []]
+        roles = [r for r in self.out.operator_roles.values() if r.logical_id in attached]
+        for role in roles:
+            role.statements += self._statements(props.get("PolicyDocument"))
+        if not roles:
+            self.out.skipped[resource.logical_id] = resource.type
+
+    def _statements(self, document: Any) -> list[dict[str, Any]]:
+        resolved = self.resolver.resolve(document or {})
+        statements = resolved.get("Statement") or []
+        return [dict(s) for s in (statements if isinstance(statements, list) else [statements])]
+
+    # -- KMS --------------------------------------------------------------------------------------
+
+    def _kms_key(self, resource: Resource, _name: str) -> None:
+        """A customer-managed key, created in moto so the queues, tables, bucket, bus and secrets that name it
+        are created with it as in AWS (moto records the key on each; it does not encrypt)."""
+        props = resource.properties
+        kwargs: dict[str, Any] = {
+            "KeyUsage": str(props.get("KeyUsage", "ENCRYPT_DECRYPT")),
+            "KeySpec": str(props.get("KeySpec", "SYMMETRIC_DEFAULT")),
+        }
+        if props.get("Description"):
+            kwargs["Description"] = self.resolver.resolve_str(props["Description"])
+        try:
+            kwargs["Policy"] = json.dumps(self.resolver.resolve(props["KeyPolicy"]))
+        except (KeyError, TemplateError) as exc:
+            LOG.debug(
+                "key %s: key policy not resolvable locally (%s), created without", resource.logical_id, exc
+            )
+        kms = self.client("kms")
+        metadata = kms.create_key(**kwargs)["KeyMetadata"]
+        if _truthy(props.get("EnableKeyRotation", False)):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        self.resolver.set_physical(
+            resource.logical_id, metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+        )
+        self.out.keys[resource.logical_id] = str(metadata["Arn"])
 
     # -- Secrets Manager ------------------------------------------------------------------------
 
@@ -479,7 +562,10 @@ class Provisioner:
         else:
             value = self._generated_secret(resource)
         secretsmanager = self.client("secretsmanager")
-        arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
+        kwargs: dict[str, Any] = {"Name": name, "SecretString": value}
+        if resource.properties.get("KmsKeyId"):
+            kwargs["KmsKeyId"] = self.resolver.resolve_str(resource.properties["KmsKeyId"])
+        arn = secretsmanager.create_secret(**kwargs)["ARN"]
         self.resolver.set_physical(resource.logical_id, arn, {"Id": arn})
         self.out.secrets[resource.logical_id] = arn
 
@@ -507,7 +593,10 @@ class Provisioner:
             _ref, attributes = default_attributes(resource.type, name, resource.logical_id)
             self.resolver.set_physical(resource.logical_id, name, attributes)
             self.out.partner_buses[resource.logical_id] = source
-        events.create_event_bus(Name=name)
+        kwargs: dict[str, Any] = {"Name": name}
+        if resource.properties.get("KmsKeyIdentifier"):
+            kwargs["KmsKeyIdentifier"] = self.resolver.resolve_str(resource.properties["KmsKeyIdentifier"])
+        events.create_event_bus(**kwargs)
         self.out.buses[resource.logical_id] = name
 
     def _rule(self, resource: Resource, name: str) -> None:
@@ -750,6 +839,7 @@ class Provisioner:
                 "resource": self.resolver.resolve_str(props["ResourceId"]),
                 "method": str(props.get("HttpMethod", "ANY")).upper(),
                 "type": str(integration.get("Type", "MOCK")).upper(),
+                "authorization": str(props.get("AuthorizationType", "NONE")).upper(),
                 "uri": self.resolver.resolve_str(integration.get("Uri")) if integration.get("Uri") else "",
             }
         )
@@ -758,7 +848,10 @@ class Provisioner:
         props = resource.properties
         api = first_reference(props.get("RestApiId"), self._api_parts.apis)
         if api and props.get("StageName"):
-            self._api_parts.stages[api] = self.resolver.resolve_str(props["StageName"])
+            stage = self.resolver.resolve_str(props["StageName"])
+            self._api_parts.stages[api] = stage
+            # A stage's Ref is its name (method ARNs of execute-api:Invoke policies use it).
+            self.resolver.set_physical(resource.logical_id, stage)
         self.out.skipped[resource.logical_id] = resource.type
 
     def _api_deployment(self, resource: Resource, _name: str) -> None:
@@ -799,6 +892,7 @@ class Provisioner:
                         path=path_of(method["resource"]),
                         function_name=function_name,
                         integration_type=method["type"],
+                        authorization=method["authorization"],
                     )
                 )
             stage = self._api_parts.stages.get(api_logical_id, "prod")
@@ -809,6 +903,7 @@ class Provisioner:
                     stage=stage,
                     routes=routes,
                     binary_media_types=api["binary"],
+                    api_id=str(self.resolver.refs.get(api_logical_id, api_logical_id)),
                 )
             )
 
@@ -826,6 +921,20 @@ def _boto3_service(name: str) -> str:
     """boto3's name of an AwsCustomResource service (``SQS``, ``@aws-sdk/client-sqs``...)."""
     lowered = name.lower().removeprefix("@aws-sdk/client-").replace("-", "")
     return _SDK_SERVICES.get(lowered, lowered)
+
+
+def _encryption_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A CloudFormation ``ServerSideEncryptionRule`` as ``PutBucketEncryption`` takes it."""
+    default = rule.get("ServerSideEncryptionByDefault") or {}
+    converted: dict[str, Any] = {
+        "ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": default.get("SSEAlgorithm", "AES256"),
+            **({"KMSMasterKeyID": default["KMSMasterKeyID"]} if default.get("KMSMasterKeyID") else {}),
+        }
+    }
+    if "BucketKeyEnabled" in rule:
+        converted["BucketKeyEnabled"] = _truthy(rule["BucketKeyEnabled"])
+    return converted
 
 
 def _truthy(value: Any) -> bool:

@@ -33,13 +33,14 @@ import requests
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.config import Config as BotoConfig
 
-from infra.local import config, partner_events, webhooks
+from infra.local import config, operator, partner_events, webhooks
 from infra.local.api import ApiServer
 from infra.local.functions import (
     DispatchServer,
     FunctionRuntime,
     local_common_env,
 )
+from infra.local.iam_auth import IamAuthorizer, LocalCredential
 from infra.local.pollers import QueuePoller
 from infra.local.provision import LocalResources, Provisioner
 from infra.local.scenario import ScenarioError, Step, invoice_summary, load_scenario, to_jsonable
@@ -280,7 +281,9 @@ class LocalStack:
             LOG.warning("function %s cannot be loaded yet: %s", name, error)
         port = self._port(2)
         for index, api in enumerate(self.local.apis):
-            server = ApiServer(api, self.runtime, port=port + index if port else 0)
+            server = ApiServer(
+                api, self.runtime, port=port + index if port else 0, authorizer=self._iam_authorizer()
+            )
             server.start()
             self.api_servers.append(server)
         if self.api_servers:
@@ -302,6 +305,19 @@ class LocalStack:
             self.scheduler.start()
         self.startup_s = time.monotonic() - started
         LOG.info("local stack up in %.1f s: %s", self.startup_s, self.api_url)
+
+    def _iam_authorizer(self) -> IamAuthorizer:
+        """IAM authorization of the API's AWS_IAM methods: local credentials per operator role."""
+        assert self.local is not None
+        return IamAuthorizer(
+            [
+                LocalCredential(c["access_key_id"], c["secret_access_key"], role)
+                for role, c in config.OPERATOR_CREDENTIALS.items()
+            ],
+            self.local.operator_roles,
+            region=config.REGION,
+            account_id=config.ACCOUNT_ID,
+        )
 
     def close(self) -> None:
         """Stop every thread and server; safe to call twice."""
@@ -644,6 +660,14 @@ class LocalStack:
             timestamp=timestamp,
         )
 
+    def operator_request(
+        self, method: str, path: str, *, role: str | None, body: Any = None
+    ) -> operator.OperatorAnswer:
+        """Call the operator API (``/ops/...``) signed with ``role``'s local credentials (None: unsigned)."""
+        if not self.api_url:
+            raise RuntimeError("the template has no API Gateway REST API to call")
+        return operator.call(self.api_url, method, path, role=role, body=body)
+
     def run_scenario(
         self, directory: Path | str, drain_timeout: float = DEFAULT_SCENARIO_DRAIN_S, stable_s: float = 0.5
     ) -> dict[str, Any]:
@@ -873,8 +897,24 @@ class LocalStack:
             "functions": {k: v.name for k, v in local.functions.items()},
             "schedules": {s.logical_id: schedule_document(s, consumers) for s in local.schedules},
             "webhook_secrets": dict(config.WEBHOOK_SECRETS),
+            "kms_keys": dict(local.keys),
+            "operator_api": {
+                "url": f"{self.api_url}ops" if self.api_url else None,
+                "roles": {
+                    label: {
+                        "arn": role.arn,
+                        **config.OPERATOR_CREDENTIALS.get(label, {}),
+                    }
+                    for label, role in local.operator_roles.items()
+                },
+            },
             "routes": [
-                {"method": r.http_method, "path": r.path, "function": r.function_name}
+                {
+                    "method": r.http_method,
+                    "path": r.path,
+                    "function": r.function_name,
+                    "auth": r.authorization,
+                }
                 for api in local.apis
                 for r in api.routes
             ],

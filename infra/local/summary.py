@@ -36,6 +36,15 @@ def print_up(console: Console, description: dict[str, Any], startup_s: float) ->
         table.add_row("bucket", bucket)
     for arn in description["state_machines"].values():
         table.add_row("state machine", arn)
+    for arn in description.get("kms_keys", {}).values():
+        table.add_row("KMS key", arn)
+    operator_api = description.get("operator_api") or {}
+    if operator_api.get("url"):
+        roles = ", ".join(
+            f"{label} ({r.get('access_key_id', 'no local key')})"
+            for label, r in operator_api["roles"].items()
+        )
+        table.add_row("operator API (SigV4)", f"{operator_api['url']}  {roles}")
     console.print(table)
     api = description["api_url"]
     console.print("Try:", style="bold")

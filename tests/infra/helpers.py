@@ -71,6 +71,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     "billing_period_close": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"}, 30),
     "file_intake": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME"}, 30),
     "resource_sync": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME"}, 30),
+    "operator_api": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME"}, 15),
     "ingest_salesforce_outbound": (
         {
             "RAW_BUCKET_NAME",

@@ -165,6 +165,7 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
             "dynamodb:UpdateItem",
             "secretsmanager:GetSecretValue",
         },
+        "operator_api": {"dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:PutItem"},
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         role = ref_id(res["Properties"]["Role"])

@@ -58,6 +58,13 @@ class ConsumerSettings(_Settings):
     salesforce_base_url: str | None = Field(default=None, alias="SALESFORCE_BASE_URL")
 
 
+class OperatorApiSettings(_Settings):
+    """The operator API reads the state and audit tables; it writes an exception's status and audit."""
+
+    state_table_name: str = Field(alias="STATE_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+
+
 S = TypeVar("S", bound=_Settings)
 _CACHE: dict[tuple[type, frozenset[tuple[str, str]]], _Settings] = {}
 
