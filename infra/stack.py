@@ -275,6 +275,7 @@ class R2rStack(Stack):
             layers=shared_layers,
             stage=settings.stage,
             removal_policy=logs_removal,
+            integration_user_ids=settings.salesforce_integration_user_ids,
         )
 
         self._reconciliation_and_observability(

@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+from r2r_core import echo
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.connectors.directory import StateDirectory
@@ -30,8 +31,17 @@ def _intake(settings: SalesforceOutboundSettings) -> tuple[OutboundIntake, Any]:
     store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
     directory, publisher = StateDirectory(store), EventPublisher(settings.event_bus_name)
 
+    integration_users = echo.parse_user_ids(settings.integration_user_ids)
+
     def accept(data: dict[str, Any]) -> dict[str, Any]:
-        return accept_notification(data, directory=directory, publisher=publisher)
+        return accept_notification(
+            data,
+            directory=directory,
+            publisher=publisher,
+            integration_users=integration_users,
+            last_write=lambda record_id: echo.last_write_of_record(store, "salesforce", record_id),
+            audit=audit,
+        )
 
     accept_once, config = once(
         accept, table_name=settings.idempotency_table_name, key_jmespath="[org, notification_id]"

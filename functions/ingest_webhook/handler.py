@@ -67,6 +67,7 @@ def _ingest(settings: IngestSettings) -> tuple[Ingest, Any]:
         publish_once=publish_once,
         max_body_bytes=settings.max_body_bytes,
         audit=record_rejection,
+        ownership_audit=audit,
     )
     return ingest, config
 

@@ -24,6 +24,7 @@ CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
 CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
 CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
+CTX_SALESFORCE_INTEGRATION_USERS = "salesforceIntegrationUserIds"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -67,6 +68,8 @@ class StageSettings:
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
     salesforce_base_url: str = "https://example.my.salesforce.com"
     invoice_status_poll_minutes: int = 15
+    # r2r's Salesforce integration user ids (comma-separated): notifications of their edits are echoes.
+    salesforce_integration_user_ids: str = ""
 
     @property
     def stack_name(self) -> str:
@@ -107,4 +110,17 @@ class StageSettings:
                 minimum=1,
                 maximum=1440,
             ),
+            salesforce_integration_user_ids=_as_user_ids(
+                get(CTX_SALESFORCE_INTEGRATION_USERS, defaults.salesforce_integration_user_ids)
+            ),
         )
+
+
+def _as_user_ids(value: Any) -> str:
+    ids = [str(v).strip() for v in (value if isinstance(value, list) else str(value).split(","))]
+    for user_id in ids:
+        if user_id and not re.fullmatch(r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", user_id):
+            raise ValueError(
+                f"context {CTX_SALESFORCE_INTEGRATION_USERS!r}: {user_id!r} is not a Salesforce user id (005...)"
+            )
+    return ",".join(i for i in ids if i)
