@@ -6,7 +6,6 @@ import base64
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from r2r_core import echo
@@ -21,8 +20,9 @@ from r2r_core.idempotency import once
 from r2r_core.runtime import aws_client
 from r2r_core.settings import SalesforceOutboundSettings
 from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import service_logger
 
-logger = Logger(service="r2r-ingest-salesforce-outbound")
+logger = service_logger("r2r-ingest-salesforce-outbound")
 
 
 @cache

@@ -121,6 +121,7 @@ def _as_user_ids(value: Any) -> str:
     for user_id in ids:
         if user_id and not re.fullmatch(r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", user_id):
             raise ValueError(
-                f"context {CTX_SALESFORCE_INTEGRATION_USERS!r}: {user_id!r} is not a Salesforce user id (005...)"
+                f"context {CTX_SALESFORCE_INTEGRATION_USERS!r}: {user_id!r} is not a Salesforce user id "
+                "(005...)"
             )
     return ",".join(i for i in ids if i)

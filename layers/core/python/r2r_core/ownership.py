@@ -310,11 +310,7 @@ FLOWS: Mapping[str, Flow] = {
         ("revenue.recognized", "billing.cap_threshold_reached"),
         ((ERP, "financial_posting"),),
     ),
-    "expense_posting": Flow(
-        ("expense.approved",),
-        ("revenue.recognized", "billing.cap_threshold_reached"),
-        ((ERP, "financial_posting"),),
-    ),
+    "expense_posting": Flow(("expense.approved",), (), ((ERP, "financial_posting"),)),
     "milestone_trigger": Flow(("milestone.completed",), ("revenue.recognized", INVOICE_RUN), ()),
     "billing_period_close": Flow((), (INVOICE_RUN,), ()),
     "invoice_workflow": Flow(
