@@ -263,6 +263,7 @@ def test_no_name_or_email_in_the_logs_of_a_flow_even_with_event_logging_on(table
     handler = load_fresh("resource_sync", POWERTOOLS_LOGGER_LOG_EVENT="true")
     buffer = io.StringIO()
     handler.logger.registered_handler.setStream(buffer)
+    handler.logger.setLevel("INFO")  # as deployed (POWERTOOLS_LOG_LEVEL=INFO), whatever ran before here
     from_crm, from_workday = resource_envelope("crm", "crm-pii"), resource_envelope("workday", "wd-pii")
 
     handler.handler(sqs_event(from_crm, from_workday), Context())
