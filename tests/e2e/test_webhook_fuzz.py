@@ -13,6 +13,7 @@ database, every request to 127.0.0.1 with a timeout. The figures are printed at 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections import Counter
@@ -34,7 +35,8 @@ from tests.conftest import report_figures
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "events" / "openapi" / "webhooks.yaml"
-MAX_EXAMPLES = 60
+# ``make test`` runs 60 per operation; R2R_FUZZ_MAX_EXAMPLES=<n> runs a deeper fuzz by hand.
+MAX_EXAMPLES = int(os.environ.get("R2R_FUZZ_MAX_EXAMPLES", "60"))
 REQUEST_TIMEOUT_S = 30
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local")]

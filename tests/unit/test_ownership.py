@@ -98,3 +98,12 @@ def test_a_mixed_update_is_ignored_as_a_whole() -> None:
     verdict = check("opportunity.closed_won", "certinia", data(name="Deal", amount={}, project={}))
     assert not verdict.accepted
     assert {name for name, _ in verdict.not_owned} == {"name", "amount", "project"}
+
+
+def test_integration_user_ids_from_context_are_checked() -> None:
+    from infra.constructs.settings import _as_user_ids
+
+    assert _as_user_ids(" 005000000000001AAA, 005000000000002 ") == "005000000000001AAA,005000000000002"
+    assert _as_user_ids(["005000000000001AAA"]) == "005000000000001AAA" and _as_user_ids("") == ""
+    with pytest.raises(ValueError, match="not a Salesforce user id"):
+        _as_user_ids("0015g00000Gl0bXAAS")  # an account id, not a user
