@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
-from decimal import Decimal
 import warnings
 from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
 from typing import Any, TextIO
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
