@@ -297,6 +297,7 @@ class R2rStack(Stack):
             secrets=secrets,
             layers=shared_layers,
             removal_policy=logs_removal,
+            integration_user_ids=settings.salesforce_integration_user_ids,
         )
 
         self._reconciliation_and_observability(

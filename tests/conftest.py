@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -60,3 +61,30 @@ def create_state_and_audit_tables(ddb: Any) -> None:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+
+
+# ---- figures a test reports at the end of the run (``make test`` prints them) -------------------------
+# A test calls ``report_figures(title, lines)``; under xdist each worker hands its figures to the
+# controller (``workeroutput``), which prints them all in the terminal summary.
+FIGURES: list[dict[str, Any]] = []
+
+
+def report_figures(title: str, lines: list[str]) -> None:
+    FIGURES.append({"title": title, "lines": lines})
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["r2r_figures"] = json.dumps(FIGURES)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    FIGURES.extend(json.loads(getattr(node, "workeroutput", {}).get("r2r_figures", "[]")))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for figures in FIGURES:
+        terminalreporter.write_sep("-", figures["title"])
+        for line in figures["lines"]:
+            terminalreporter.write_line(line)

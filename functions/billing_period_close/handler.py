@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core import settings as settings_module
 from r2r_core.flows.period_close import close_billing_periods, tick_from
 from r2r_core.runtime import aws_client
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-billing-period-close")
+logger = service_logger("r2r-billing-period-close")
 metrics = handler_metrics()
 
 

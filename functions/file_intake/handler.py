@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -15,9 +14,9 @@ from r2r_core.flows.file_intake import DroppedFile, dropped_file, take_in_file
 from r2r_core.runtime import aws_client
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-file-intake")
+logger = service_logger("r2r-file-intake")
 metrics = handler_metrics()
 
 

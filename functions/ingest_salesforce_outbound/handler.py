@@ -7,9 +7,9 @@ import base64
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+from r2r_core import echo
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.connectors.directory import StateDirectory
@@ -21,8 +21,9 @@ from r2r_core.idempotency import once
 from r2r_core.runtime import aws_client
 from r2r_core.settings import SalesforceOutboundSettings
 from r2r_core.state import AuditLog, StateStore
+from r2r_core.telemetry import service_logger
 
-logger = Logger(service="r2r-ingest-salesforce-outbound")
+logger = service_logger("r2r-ingest-salesforce-outbound")
 
 
 @cache
@@ -31,8 +32,17 @@ def _intake(settings: SalesforceOutboundSettings) -> tuple[OutboundIntake, Any]:
     store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
     directory, publisher = StateDirectory(store), EventPublisher(settings.event_bus_name)
 
+    integration_users = echo.parse_user_ids(settings.integration_user_ids)
+
     def accept(data: dict[str, Any]) -> dict[str, Any]:
-        return accept_notification(data, directory=directory, publisher=publisher)
+        return accept_notification(
+            data,
+            directory=directory,
+            publisher=publisher,
+            integration_users=integration_users,
+            last_write=lambda record_id: echo.last_write_of_record(store, "salesforce", record_id),
+            audit=audit,
+        )
 
     accept_once, config = once(
         accept, table_name=settings.idempotency_table_name, key_jmespath="[org, notification_id]"

@@ -7,7 +7,6 @@ import json
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from r2r_core import settings as settings_module
@@ -18,9 +17,9 @@ from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import aws_client
 from r2r_core.settings import IngestSettings
 from r2r_core.state import AuditLog
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-ingest-webhook")
+logger = service_logger("r2r-ingest-webhook")
 metrics = handler_metrics()
 
 
@@ -67,6 +66,7 @@ def _ingest(settings: IngestSettings) -> tuple[Ingest, Any]:
         publish_once=publish_once,
         max_body_bytes=settings.max_body_bytes,
         audit=record_rejection,
+        ownership_audit=audit,
     )
     return ingest, config
 

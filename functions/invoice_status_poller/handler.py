@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.erp_access import erp_client
 from r2r_core.flows.invoice_status import poll_invoice_status
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-invoice-status-poller")
+logger = service_logger("r2r-invoice-status-poller")
 metrics = handler_metrics()
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.crm_access import salesforce_client
 from r2r_core.flows.invoice_status import write_back_invoice_status
 from r2r_core.model.events import EventEnvelope
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-invoice-status-writeback")
+logger = service_logger("r2r-invoice-status-writeback")
 metrics = handler_metrics()
 
 

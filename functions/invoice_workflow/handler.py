@@ -10,17 +10,15 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.invoicing import InvoiceSteps
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
-from r2r_core.telemetry import annotate, handler_metrics, tracer
+from r2r_core.telemetry import annotate, handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-invoice-workflow")
+logger = service_logger("r2r-invoice-workflow")
 metrics = handler_metrics()
 
 

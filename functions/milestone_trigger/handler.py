@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core.bus import EventPublisher
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.flows.milestones import start_invoice_run
 from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import aws_client
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-milestone-trigger")
+logger = service_logger("r2r-milestone-trigger")
 metrics = handler_metrics()
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.project_setup import set_up_project
 from r2r_core.model.events import EventEnvelope
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-project-setup")
+logger = service_logger("r2r-project-setup")
 metrics = handler_metrics()
 
 

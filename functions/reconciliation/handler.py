@@ -11,16 +11,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core import settings as settings_module
 from r2r_core.erp_access import erp_client
 from r2r_core.flows.reconciliation import reconcile
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-reconciliation")
+logger = service_logger("r2r-reconciliation")
 metrics = handler_metrics()
 
 

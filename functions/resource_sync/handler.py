@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.flows.resource_status import record_resource
 from r2r_core.model.events import EventEnvelope
-from r2r_core.telemetry import handler_metrics, tracer
+from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
-logger = Logger(service="r2r-resource-sync")
+logger = service_logger("r2r-resource-sync")
 metrics = handler_metrics()
 
 

@@ -57,6 +57,7 @@ class SalesforceOutboundListener(Construct):
         layers: Sequence[lambda_.ILayerVersion],
         stage: str,
         removal_policy: RemovalPolicy,
+        integration_user_ids: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.secrets = secretsmanager.Secret(
@@ -92,6 +93,8 @@ class SalesforceOutboundListener(Construct):
                 "STATE_TABLE_NAME": tables.state.table_name,
                 "AUDIT_TABLE_NAME": tables.audit.table_name,
                 "SALESFORCE_OUTBOUND_SECRETS_ARN": self.secrets.secret_arn,
+                # Only when configured (context salesforceIntegrationUserIds): r2r's own edits are echoes.
+                **({"SALESFORCE_INTEGRATION_USER_IDS": integration_user_ids} if integration_user_ids else {}),
             },
         )
         function = self.listener.function

@@ -37,6 +37,7 @@ _EVENT_SOURCE_PATTERN = re.compile(
 CTX_OPERATOR_PRINCIPAL_ARN = "operatorPrincipalArn"
 # An IAM principal that may assume the operator roles: an account root, a role or a user.
 _IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
+CTX_SALESFORCE_INTEGRATION_USERS = "salesforceIntegrationUserIds"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -111,6 +112,8 @@ class StageSettings:
     salesforce_event_source_name: str = DEFAULT_SALESFORCE_EVENT_SOURCE
     # Who may assume the operator roles; empty: the account root (then IAM policies in the account decide).
     operator_principal_arn: str = ""
+    # r2r's Salesforce integration user ids (comma-separated): notifications of their edits are echoes.
+    salesforce_integration_user_ids: str = ""
 
     @property
     def stack_name(self) -> str:
@@ -159,4 +162,18 @@ class StageSettings:
                 CTX_OPERATOR_PRINCIPAL_ARN,
                 get(CTX_OPERATOR_PRINCIPAL_ARN, defaults.operator_principal_arn),
             ),
+            salesforce_integration_user_ids=_as_user_ids(
+                get(CTX_SALESFORCE_INTEGRATION_USERS, defaults.salesforce_integration_user_ids)
+            ),
         )
+
+
+def _as_user_ids(value: Any) -> str:
+    ids = [str(v).strip() for v in (value if isinstance(value, list) else str(value).split(","))]
+    for user_id in ids:
+        if user_id and not re.fullmatch(r"005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", user_id):
+            raise ValueError(
+                f"context {CTX_SALESFORCE_INTEGRATION_USERS!r}: {user_id!r} is not a Salesforce user id "
+                "(005...)"
+            )
+    return ",".join(i for i in ids if i)

@@ -49,7 +49,8 @@ def aws() -> Iterator[dict[str, Any]]:
                 TableName=table, KeySchema=schema, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST"
             )
         secret_arn = boto3.client("secretsmanager").create_secret(
-            Name="webhooks", SecretString=json.dumps({"psa": [SECRET], "_placeholder": SECRET})
+            Name="webhooks",
+            SecretString=json.dumps({"psa": [SECRET], "crm": [SECRET], "_placeholder": SECRET}),
         )["ARN"]
         events = boto3.client("events")
         events.create_event_bus(Name="canonical")
@@ -71,7 +72,7 @@ def aws() -> Iterator[dict[str, Any]]:
             "AWS_REGION": "us-east-1",
         }
         with use_environ(env):
-            yield {"s3": s3, "sqs": sqs, "queue_url": queue_url}
+            yield {"s3": s3, "sqs": sqs, "queue_url": queue_url, "ddb": ddb}
         reset_clients()
 
 
@@ -186,3 +187,32 @@ def test_body_over_one_megabyte_is_413_and_kept(aws: dict[str, Any]) -> None:
     status, reply = post(body, sign(SECRET, "msg_big", body))
     assert status == 413 and reply["error"] == "payload_too_large"
     assert aws["s3"].head_object(Bucket="raw", Key=reply["archived_as"])["ContentLength"] == len(body)
+
+
+def audit_items(aws: dict[str, Any], pk: str) -> list[dict[str, Any]]:
+    items = aws["ddb"].query(
+        TableName="audit", KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}}
+    )["Items"]
+    return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+
+
+def test_an_update_from_a_non_owner_is_archived_audited_and_never_published(aws: dict[str, Any]) -> None:
+    # Time entries belong to the PSA: the same signed, valid delivery from the CRM is not applied.
+    body = sample_body()
+    status, reply = post(body, sign(SECRET, "msg_not_owner", body), source="crm")
+    assert status == 202
+    assert (
+        reply["ignored"] == "not_owner" and "crm (CRM) does not own time_entry.approved" in reply["message"]
+    )
+    assert aws["s3"].get_object(Bucket="raw", Key=reply["archived_as"])["Body"].read() == body
+    assert published(aws) == []
+    [record] = audit_items(aws, "ownership#time_entry.approved#te-maria-lopez-2026-11-16")
+    assert record["action"] == "ignored_not_owner" and record["event_id"] == reply["event_id"]
+    detail = json.loads(record["detail"])
+    assert detail["source_system"] == "crm" and detail["path"] == "webhook"
+    assert {"field": "hours", "owner": "PSA"} in detail["not_owned"]
+
+    status, owner = post(body, sign(SECRET, "msg_owner", body), source="psa")  # the owner's goes through
+    assert status == 202 and "ignored" not in owner
+    [event] = published(aws)
+    assert event["detail"]["source_system"] == "psa" and event["detail"]["event_id"] == owner["event_id"]

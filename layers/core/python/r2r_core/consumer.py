@@ -4,6 +4,10 @@ A record is processed at most once per business key (event type, source record i
 version). A permanent failure is recorded once as an exception with its business context
 and the record is reported failed, so after its retries it rests in the DLQ, from where an
 operator redrives it once the cause is fixed. Retryable failures are simply reported failed.
+
+Before any effect, the record's source must own what it carries (``r2r_core.ownership``): an update
+from a non-owner is acknowledged and ignored, with an audit record and the ``OwnershipIgnored`` metric,
+whichever path put it on the bus.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from r2r_core import ownership
 from r2r_core import settings as settings_module
 from r2r_core.erp.errors import ErpPermanentError
 from r2r_core.errors import Permanent
 from r2r_core.flows.exceptions import record_event_failure
+from r2r_core.flows.ownership_guard import Audit, record_ignored
 from r2r_core.idempotency import once
 from r2r_core.kpis import region_of, sync_kpi
 from r2r_core.model.events import EventEnvelope
@@ -48,6 +54,7 @@ def consume(
     idempotency_table: str | None,
     process: Callable[[EventEnvelope], Any],
     on_permanent: Callable[[EventEnvelope, Exception], object],
+    audit: Audit | None = None,
 ) -> dict[str, Any]:
     run = _once(name, idempotency_table)
     config = getattr(run, "_r2r_config", None)
@@ -64,6 +71,18 @@ def consume(
         )
         annotate(envelope.correlation_id, event_type=envelope.type, consumer=name)
         region, business_unit = region_of(envelope.data)
+        verdict = ownership.check(envelope.type, envelope.source_system, envelope.data)
+        if not verdict.accepted:
+            detail = record_ignored(
+                verdict,
+                source_record_id=envelope.source_record_id,
+                event_id=envelope.event_id,
+                correlation_id=envelope.correlation_id,
+                audit=audit,
+                path=f"consumer:{name}",
+            )
+            logger.remove_keys(["event_id", "event_type", "source_record_id"])
+            return {"ignored": detail["reason"]}
         try:
             result = run(data=envelope, process=process)
         except PERMANENT_ERRORS as exc:
@@ -167,4 +186,5 @@ def consume_canonical(
         on_permanent=lambda envelope, exc: record_event_failure(
             envelope, exc, store=ports.store, audit=ports.audit, stage=name
         ),
+        audit=ports.audit,
     )

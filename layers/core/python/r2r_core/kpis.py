@@ -27,6 +27,8 @@ INVOICES_CREATED = "InvoicesCreated"
 INVOICE_RUNS_FAILED = "InvoiceRunsFailed"
 SYNC_SUCCESS = "SyncSuccess"
 SYNC_FAILURE = "SyncFailure"
+OWNERSHIP_IGNORED = "OwnershipIgnored"  # an update from a system that does not own what it sent
+ECHO_SUPPRESSED = "EchoSuppressed"  # r2r's own write came back and was not processed again
 UTILIZATION = "UtilizationPercent"
 BACKLOG = "BacklogAmount"
 BILLED_REVENUE = "BilledRevenue"
@@ -247,6 +249,24 @@ def sync_kpi(*, succeeded: bool, source_system: str, region: str | None, busines
         COUNT,
         Decimal(1),
         dimensions(region, business_unit, SourceSystem=source_system or UNASSIGNED),
+    )
+
+
+def ownership_kpi(*, source_system: str, event_type: str) -> Kpi:
+    """One update ignored because its source does not own what it sent (``r2r_core.ownership``)."""
+    return Kpi(
+        OWNERSHIP_IGNORED,
+        COUNT,
+        Decimal(1),
+        {"SourceSystem": source_system or UNASSIGNED, "EventType": event_type or UNASSIGNED},
+        stack_wide=True,
+    )
+
+
+def echo_kpi(*, source_system: str, reason: str) -> Kpi:
+    """One change notification recognised as r2r's own write coming back (``r2r_core.echo``)."""
+    return Kpi(
+        ECHO_SUPPRESSED, COUNT, Decimal(1), {"SourceSystem": source_system or UNASSIGNED, "Reason": reason}
     )
 
 

@@ -34,6 +34,8 @@ class SalesforceOutboundSettings(_Settings):
     audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
     outbound_secrets_arn: str = Field(alias="SALESFORCE_OUTBOUND_SECRETS_ARN")
     max_body_bytes: int = Field(default=4 * 1_048_576, alias="MAX_BODY_BYTES")
+    # r2r's Salesforce integration users (comma-separated ids): their edits are r2r's own echo.
+    integration_user_ids: str = Field(default="", alias="SALESFORCE_INTEGRATION_USER_IDS")
 
 
 class SalesforceEventsSettings(_Settings):

@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 from r2r_core.connectors.base import MappingError
 from r2r_core.connectors.files import MAX_FILE_BYTES, FileRejected, parser_for
 from r2r_core.flows.connector_exceptions import REJECTED, record_connector_exception
+from r2r_core.flows.ownership_guard import owned_only
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
 
@@ -110,16 +111,22 @@ def take_in_file(
 
     progress = store.get(**_progress_key(file)) or {}
     done = int(progress.get("version", 0))
+    ignored = 0
     for index, envelope in enumerate(result.envelopes[done:], start=done + 1):
-        publisher.publish(envelope)
+        # A row the file's source does not own (r2r_core.ownership) is audited, never published.
+        if owned_only([envelope], audit=audit, path="file_intake"):
+            publisher.publish(envelope)
+        else:
+            ignored += 1
         if index % PROGRESS_EVERY == 0 or index == len(result.envelopes):
             _save_progress(file, index, store)
     outcome = {
         "file": file.location,
         "rows": result.rows,
-        "published": len(result.envelopes) - done,
+        "published": len(result.envelopes) - done - ignored,
         "already_published": min(done, len(result.envelopes)),
         "row_errors": len(result.row_errors),
+        "ignored_not_owner": ignored,
         "rejected": False,
     }
     logger.info("file taken in", extra=outcome)

@@ -20,7 +20,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
 from pydantic import ValidationError
 
-from r2r_core import webhooks
+from r2r_core import ownership, webhooks
+from r2r_core.flows.ownership_guard import Audit, record_ignored
 from r2r_core.model.events import EVENT_TYPES, WebhookPayload, build_envelope, event_type
 from r2r_core.runtime import aws_client
 
@@ -96,7 +97,9 @@ class Ingest:
         max_body_bytes: int,
         audit: Callable[[str, str, dict[str, Any]], None],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ownership_audit: Audit | None = None,
     ) -> None:
+        self.ownership_audit = ownership_audit
         self.secrets = secrets
         self.archive = archive
         self.publish_once = publish_once
@@ -127,6 +130,9 @@ class Ingest:
                     413, "payload_too_large", f"body is {len(body)} bytes; the limit is {self.max_body_bytes}"
                 )
             envelope = self._envelope(source, delivery_id, body)
+            verdict = ownership.check(envelope.type, source, envelope.data, external=True)
+            if not verdict.accepted:
+                return self._ignored(verdict, envelope, archived)
             result = self.publish_once(
                 data={
                     "source": source,
@@ -182,6 +188,29 @@ class Ingest:
                 "type": result["type"],
                 "duplicate": duplicate,
                 "archived_as": archived,
+            },
+        )
+
+    def _ignored(self, verdict: ownership.Verdict, envelope: Any, archived: str) -> Reply:
+        """Authentic and valid, but the source does not own it: kept in the archive, audited, not
+        published. Answered 202 (a 4xx would only make the sender retry what will never be applied)."""
+        record_ignored(
+            verdict,
+            source_record_id=envelope.source_record_id,
+            event_id=envelope.event_id,
+            correlation_id=envelope.correlation_id,
+            audit=self.ownership_audit,
+            path="webhook",
+        )
+        return Reply(
+            202,
+            {
+                "event_id": envelope.event_id,
+                "type": envelope.type,
+                "duplicate": False,
+                "archived_as": archived,
+                "ignored": "not_owner",
+                "message": verdict.reason,
             },
         )
 

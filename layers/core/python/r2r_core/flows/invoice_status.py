@@ -14,19 +14,18 @@ recognised as unchanged.
 the PSA billing event (Certinia ``pse__Billing_Event__c``, upserted by r2r's invoice id). What r2r
 wrote is remembered by record and a hash of the values (``ECHO#<system>#<object>#<key>``): the same
 values are not written twice, and a change notification from the CRM or PSA that only repeats them
-is recognised as our own echo (``is_echo``), not as a new change.
+is recognised as our own echo (``r2r_core.echo``: the Salesforce Outbound listener drops it).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from r2r_core import echo
 from r2r_core.erp.suiteql import InvoiceRow, invoice_status_query, parse_invoice_row
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.kpis import collection_kpi, parse_day
@@ -183,23 +182,10 @@ def _currency(store: StateStore, lookup: Mapping[str, Any], invoice_id: str) -> 
 
 
 def _hash(fields: Mapping[str, Any]) -> str:
-    text = json.dumps(fields, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return echo.values_hash(fields)
 
 
-def _echo_key(system: str, sobject: str, key: str) -> tuple[str, str]:
-    return f"ECHO#{system}#{sobject}#{key}", "LAST_WRITE"
-
-
-def is_echo(store: StateStore, system: str, sobject: str, key: str, changed: Mapping[str, Any]) -> bool:
-    """True when ``changed`` only repeats the values r2r last wrote to that record."""
-    last = store.get(*_echo_key(system, sobject, key))
-    if last is None:
-        return False
-    written = json.loads(last["fields"])
-    if not set(changed) <= set(written):
-        return False
-    return _hash({k: written[k] for k in changed}) == _hash(dict(changed))
+is_echo = echo.is_echo  # kept here for callers that knew it from the write-back
 
 
 def opportunity_fields(change: InvoiceStatusChange) -> dict[str, Any]:
@@ -239,24 +225,18 @@ def write_back_invoice_status(
     ]
     written = []
     for sobject, field, key, fields in writes:
-        echo_pk, echo_sk = _echo_key(SALESFORCE, sobject, key)
-        last = store.get(echo_pk, echo_sk)
-        digest = _hash(fields)
-        if last is not None and last["hash"] == digest:
+        last = echo.last_write(store, SALESFORCE, sobject, key)
+        if last is not None and last["hash"] == _hash(fields):
             continue  # already there: writing it again would only make an echo
         record_id = salesforce.upsert(sobject, field, key, fields)
-        store.update_if(
-            echo_pk,
-            echo_sk,
-            set_values={
-                "hash": digest,
-                "fields": json.dumps(fields, sort_keys=True, default=str),
-                "record_id": record_id,
-                "version": change.version,
-                "updated_at": now_iso(),
-            },
-            condition="attribute_not_exists(pk) OR #version <= :v",
-            values={":v": change.version},
+        echo.remember_write(
+            store,
+            system=SALESFORCE,
+            sobject=sobject,
+            key=key,
+            record_id=record_id,
+            fields=fields,
+            version=change.version,
         )
         written.append(sobject)
         audit.append(

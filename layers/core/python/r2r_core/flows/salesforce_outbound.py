@@ -30,12 +30,16 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from r2r_core import echo
 from r2r_core.connectors.base import MappingError, NotReady
-from r2r_core.connectors.directory import Directory
+from r2r_core.connectors.directory import Directory, Remember
 from r2r_core.connectors.salesforce import ACK, MESSAGE, XML_CONTENT_TYPE, parse_outbound_message, soap_fault
 from r2r_core.connectors.sobjects import map_record
 from r2r_core.flows.connector_exceptions import REJECTED, WAITING
+from r2r_core.flows.ownership_guard import Audit, owned_only
+from r2r_core.kpis import echo_kpi
 from r2r_core.model.events import EventEnvelope
+from r2r_core.telemetry import emit
 
 logger = Logger(child=True)
 
@@ -67,28 +71,60 @@ ExceptionSink = Callable[..., bool]
 
 
 def accept_notification(
-    data: dict[str, Any], *, directory: Directory, publisher: Publisher
+    data: dict[str, Any],
+    *,
+    directory: Directory,
+    publisher: Publisher,
+    integration_users: frozenset[str] = frozenset(),
+    last_write: Callable[[str], Mapping[str, Any] | None] | None = None,
+    audit: Audit | None = None,
 ) -> dict[str, Any]:
     """Map one notification, publish its events, then remember what the mapping needs next time.
 
     A mapping error is *returned* (stored by the idempotency layer: redeliveries do not retry it);
     ``NotReady`` and AWS errors propagate (nothing stored: the redelivery tries again).
+
+    r2r's own writes coming back (``r2r_core.echo``) publish nothing; what the mapping learnt about
+    the record is still remembered (a record r2r provisioned must be known to the connector). Events
+    whose source does not own what they carry (``r2r_core.ownership``) are not published either.
     """
+    fields = data["fields"]
+    delivery = f"{data['org']}/{data['notification_id']}"
+    by_user = echo.by_integration_user(fields, integration_users)
     try:
         mapped = map_record(
             data["sobject"],
-            data["fields"],
+            fields,
             directory=directory,
-            delivery_id=f"{data['org']}/{data['notification_id']}",
+            delivery_id=delivery,
             record=data["record"],
         )
-    except MappingError as exc:
+    except (MappingError, NotReady) as exc:
+        if by_user:
+            return _echo(data, "integration_user", audit)
+        if isinstance(exc, NotReady):
+            raise
         return {"rejected": exc.as_detail(), "error": str(exc), "events": []}
-    for envelope in mapped.envelopes:
+    reason = "integration_user" if by_user else _own_write(data, mapped.envelopes, directory, last_write)
+    if reason is not None:
+        for item in mapped.remember:
+            directory.put(item)
+        return _echo(data, reason, audit)
+    kept = owned_only(mapped.envelopes, audit=audit, path="salesforce_outbound")
+    for envelope in kept:
         publisher.publish(envelope)
     for item in mapped.remember:
         directory.put(item)
-    return {
+    for envelope in kept:
+        directory.put(
+            Remember(
+                echo.CONTENT,
+                f"{envelope.type}#{envelope.source_record_id}",
+                envelope.source_record_version,
+                {"hash": echo.content_hash(envelope.data)},
+            )
+        )
+    result: dict[str, Any] = {
         "events": [
             {
                 "event_id": e.event_id,
@@ -96,10 +132,53 @@ def accept_notification(
                 "source_record_id": e.source_record_id,
                 "source_record_version": e.source_record_version,
             }
-            for e in mapped.envelopes
+            for e in kept
         ],
         "note": mapped.note,
     }
+    if len(kept) < len(mapped.envelopes):
+        result["ignored_not_owner"] = [e.event_id for e in mapped.envelopes if e not in kept]
+    return result
+
+
+def _own_write(
+    data: dict[str, Any],
+    envelopes: list[EventEnvelope],
+    directory: Directory,
+    last_write: Callable[[str], Mapping[str, Any] | None] | None,
+) -> str | None:
+    """``"own_write"`` when the record carries what r2r last wrote and nothing r2r reads changed."""
+    record_id = str(data["fields"].get("Id") or "")
+    if last_write is None or not record_id or not envelopes:
+        return None
+    written = last_write(record_id)
+    if written is None or not echo.repeats(written, data["fields"]):
+        return None
+    for envelope in envelopes:
+        known = directory.get(echo.CONTENT, f"{envelope.type}#{envelope.source_record_id}")
+        if known is None or known.get("hash") != echo.content_hash(envelope.data):
+            return None
+    return "own_write"
+
+
+def _echo(data: dict[str, Any], reason: str, audit: Audit | None) -> dict[str, Any]:
+    record_id = str(data["fields"].get("Id") or data["record"])
+    delivery = f"{data['org']}/{data['notification_id']}"
+    if audit is not None:
+        audit.append(
+            kind="echo",
+            entity_id=f"{data['sobject']}#{record_id}",
+            action="echo_suppressed",
+            event_id=delivery,
+            correlation_id=delivery,
+            detail={"reason": reason, "sobject": data["sobject"], "record_id": record_id},
+        )
+    logger.info(
+        "own write came back: not processed again",
+        extra={"sobject": data["sobject"], "record_id": record_id, "reason": reason},
+    )
+    emit([echo_kpi(source_system="salesforce", reason=reason)])
+    return {"events": [], "echo": reason}
 
 
 class OutboundIntake:
