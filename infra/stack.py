@@ -297,7 +297,6 @@ class R2rStack(Stack):
             secrets=secrets,
             layers=shared_layers,
             removal_policy=logs_removal,
-            integration_user_ids=settings.salesforce_integration_user_ids,
         )
 
         self._reconciliation_and_observability(
@@ -389,6 +388,7 @@ class R2rStack(Stack):
             layers=layers,
             stage=settings.stage,
             removal_policy=removal_policy,
+            integration_user_ids=settings.salesforce_integration_user_ids,
         )
         SalesforceEventRelayIntake(
             self,
