@@ -23,6 +23,7 @@ from constructs import Construct
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.encryption import DataKey
+from infra.constructs.encryption import DataKey
 from infra.constructs.functions import R2rFunction
 from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import PLACEHOLDER_KEY
@@ -178,6 +179,8 @@ class SalesforceEventRelayIntake(Construct):
             "PartnerBus",
             event_source_name=event_source_name,
             description="r2r: Salesforce Event Relay partner event bus (Change Data Capture)",
+            # Change events carry client and deal data: at rest under the stack's data key, as the canonical bus.
+            kms_key=DataKey.of(self),
         )
         self.intake = QueueConsumer(
             self,

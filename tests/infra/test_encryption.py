@@ -62,8 +62,10 @@ def test_raw_archive_uses_sse_kms_with_a_bucket_key(resources: dict[str, dict[st
 
 def test_the_bus_and_its_archive_are_encrypted_with_the_key(resources: dict[str, dict[str, Any]]) -> None:
     key_id = _data_key(resources)
-    [bus] = of_type(resources, "AWS::Events::EventBus").values()
-    assert _is_key(bus["Properties"]["KmsKeyIdentifier"], key_id)
+    buses = of_type(resources, "AWS::Events::EventBus")
+    assert len(buses) == 2  # the canonical bus and the Salesforce Event Relay partner bus
+    for lid, bus in buses.items():
+        assert _is_key(bus["Properties"].get("KmsKeyIdentifier"), key_id), lid
     [archive] = of_type(resources, "AWS::Events::Archive").values()
     assert _is_key(archive["Properties"]["KmsKeyIdentifier"], key_id)
 

@@ -307,7 +307,7 @@ INVOICE_RUN = "sfn:milestone-to-invoice"  # the state machine: started by some f
 
 # Functions that turn outside changes into canonical events by the ownership tables above: their
 # edges are (owner, object) -> event type, for every object an event type carries (never a seed).
-INGEST_FUNCTIONS = frozenset({"ingest_webhook", "ingest_salesforce_outbound"})
+INGEST_FUNCTIONS = frozenset({"ingest_webhook", "ingest_salesforce_outbound", "salesforce_events"})
 
 FLOWS: Mapping[str, Flow] = {
     "project_setup": Flow(("opportunity.closed_won",), (), ((ERP, "client"), (ERP, "project"))),
@@ -330,6 +330,7 @@ FLOWS: Mapping[str, Flow] = {
     ),
     "reconciliation": Flow((), (), (), reads=((ERP, "financial_posting"),)),
     "exception_router": Flow((), (), ()),
+    "operator_api": Flow((), (), ()),  # reads r2r's own stores; resolves exceptions in r2r only
     "resource_sync": Flow(("resource.upserted", "resource.terminated"), (), ()),
     "file_intake": Flow(
         (),
