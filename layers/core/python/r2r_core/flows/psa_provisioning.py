@@ -130,7 +130,10 @@ def provision_psa_project(
             set_values={
                 "version": deal.version,
                 "hash": digest,
-                "fields": json.dumps(fields, sort_keys=True, default=str),
+                # With the external id: a change event of the record carries it too.
+                "fields": json.dumps(
+                    {**fields, PSA_PROJECT_EXTERNAL_ID: project.id}, sort_keys=True, default=str
+                ),
                 "record_id": record_id,
                 "external_id_field": PSA_PROJECT_EXTERNAL_ID,
                 "written_by": WRITTEN_BY,
