@@ -151,7 +151,13 @@ RECORD_TYPES: dict[str, RecordType] = {
         ),
         RecordType(
             "resourceAllocation",
-            required=(("project",), ("allocationResource",), ("allocationAmount",), ("startDate",), ("endDate",)),
+            required=(
+                ("project",),
+                ("allocationResource",),
+                ("allocationAmount",),
+                ("startDate",),
+                ("endDate",),
+            ),
             refs=(Ref("project", ("job",)), Ref("allocationResource", ("employee",))),
             decimals=("allocationAmount",),
             positive=("allocationAmount",),

@@ -12,7 +12,8 @@ Control (no auth): ``GET /_sandbox/records``, ``POST /_sandbox/records/<Object>`
 ``GET /_sandbox/changes`` (a change feed like Change Data Capture: ``entityName``, ``recordIds``,
 ``changeType``, ``changedFields``, ``commitUser``, ``values``), ``GET /_sandbox/stats``, ``POST
 /_sandbox/reset``, ``POST /_sandbox/faults`` (``{"sobject", "status", "errorCode", "count"}``: the next
-``count`` writes of that object answer that error; ``DELETE`` clears them). Ids look like Salesforce's (``006…`` opportunities, ``a0B…`` other objects).
+``count`` writes of that object answer that error; ``DELETE`` clears them). Ids look like
+Salesforce's (``006…`` opportunities, ``a0B…`` other objects).
 """
 
 from __future__ import annotations
