@@ -47,6 +47,8 @@ EXCEPTION_RECORDERS = frozenset(
         "ingest_salesforce_outbound",
         "file_intake",
         "resource_sync",
+        "psa_provisioning",
+        "resource_allocation",
     }
 )
 
