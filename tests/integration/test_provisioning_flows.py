@@ -30,7 +30,6 @@ from r2r_core.flows.psa_provisioning import (
 from r2r_core.flows.resource_allocation import (
     CostCurrencyConflict,
     ProjectNotInErp,
-    WorkerNotInErp,
     allocate,
 )
 from r2r_core.flows.resource_status import record_resource
@@ -324,17 +323,28 @@ def test_a_new_cost_rate_or_planned_hours_change_the_forecast(systems: dict[str,
     assert Decimal(str(job["estimatedLaborCost"])) == Decimal("9620.00")
 
 
-def test_an_assignment_waits_for_its_project_and_worker(systems: dict[str, Any]) -> None:
-    with pytest.raises(ProjectNotInErp, match="prj-acme-cloud-2026"):
+def test_an_assignment_waits_for_its_project_and_then_for_its_worker(systems: dict[str, Any]) -> None:
+    with pytest.raises(ProjectNotInErp, match="prj-acme-cloud-2026"):  # retryable: the message waits
         allocate_(systems, assignment("asg-maria", "res-maria-lopez", "480"))
     set_up(systems)
-    with pytest.raises(WorkerNotInErp, match="res-maria-lopez"):
-        allocate_(systems, assignment("asg-maria", "res-maria-lopez", "480"))
-    hire(systems, worker("res-maria-lopez", "Maria Lopez", "78.40"))
-    assert (
-        allocate_(systems, assignment("asg-maria", "res-maria-lopez", "480"))["action"]
-        == "allocation_upserted"
-    )
+
+    waiting = allocate_(systems, assignment("asg-maria", "res-maria-lopez", "480"))
+
+    # Not failed (no DLQ, no exception): remembered until the HRIS sends the worker.
+    assert waiting["action"] == "allocation_waiting_for_worker" and waiting["uncosted_hours"] == "480"
+    assert records(systems, "resourceAllocation") == []
+    hired = hire(systems, worker("res-maria-lopez", "Maria Lopez", "78.40"))
+    assert hired["allocated"] == ["asg-maria"]
+    [allocation] = records(systems, "resourceAllocation")
+    assert allocation["externalId"] == "r2r-allocation-asg-maria"
+    assert allocation["allocationResource"] == {"externalId": "r2r-resource-res-maria-lopez"}
+    [job] = records(systems, "job")
+    assert Decimal(str(job["estimatedLaborCost"])) == Decimal("37632.00")
+    item = systems["store"].get(f"PROJ#{PROJECT}", "ALLOC#asg-maria")
+    assert item["status"] == "allocated" and item["erp_allocation_id"] == allocation["id"]
+    # The worker again (a redelivery): nothing allocated twice.
+    assert hire(systems, worker("res-maria-lopez", "Maria Lopez", "78.40"))["allocated"] == []
+    assert len(records(systems, "resourceAllocation")) == 1
 
 
 def test_cost_rates_in_two_currencies_are_refused(systems: dict[str, Any]) -> None:

@@ -6,9 +6,10 @@ worker (the ``employee`` r2r keeps from the HRIS, ``r2r-resource-<resource id>``
 (``allocationAmount``, unit hours) and the assignment's dates. The assignment is remembered under the
 project (``PROJ#<project id>`` / ``ALLOC#<assignment id>``, versioned) and under the worker
 (``RES#<resource id>`` / ``ALLOC#<assignment id>``) so a new cost rate finds the projects to re-forecast.
-A project not yet set up in the ERP, or a worker not yet there, is retryable (the message waits on its
-queue; after its retries it rests in the DLQ for a redrive). An assignment without planned hours is
-remembered and allocates nothing.
+A project not yet set up in the ERP is retryable (the message waits on its queue; after its retries it
+rests in the DLQ for a redrive). A worker the HRIS has not sent yet does not fail the message: the
+assignment is kept ``waiting_for_worker`` and allocated by ``resource_sync`` when the worker's employee is
+written. An assignment without planned hours is remembered and allocates nothing.
 
 **Cost forecast**: per allocation, hours × the worker's HRIS cost rate (``RES#<id>`` / ``HRIS``,
 ``cost_rate``), rounded half-up to the currency's minor unit once per allocation; the forecast is their
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
@@ -55,10 +57,6 @@ class ProjectNotInErp(Retryable):
     """The assignment's project has no ERP job yet (its closed-won deal is not set up)."""
 
 
-class WorkerNotInErp(Retryable):
-    """The assignment's worker has no ERP employee yet (the HRIS has not sent the worker)."""
-
-
 class CostCurrencyConflict(Permanent):
     """A project's workers have cost rates in several currencies: no single forecast amount."""
 
@@ -75,7 +73,11 @@ def _resource(store: StateStore, resource_id: str) -> dict[str, Any] | None:
 
 
 def allocate(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp: Erp) -> dict[str, Any]:
-    """One assignment version → its ERP resource allocation, then the project's cost forecast."""
+    """One assignment version → its ERP resource allocation, then the project's cost forecast.
+
+    A worker the HRIS has not sent yet (no ERP employee) does not fail the message: the assignment is kept
+    ``waiting_for_worker`` and ``resource_sync`` allocates it once the employee exists.
+    """
     assignment = Assignment.model_validate(envelope.data)
     pk, sk = allocation_key(assignment.project_id, assignment.id)
     known = store.get(pk, sk)
@@ -89,29 +91,6 @@ def allocate(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp
             "(its closed-won deal is not set up); retried"
         )
     hours = assignment.planned_hours or Decimal(0)
-    allocation_id: str | None = None
-    action = "allocation_without_planned_hours"
-    if hours > 0:
-        worker = _resource(store, assignment.resource_id)
-        if worker is None or not worker.get("erp_employee_id"):
-            raise WorkerNotInErp(
-                f"assignment {assignment.id}: worker {assignment.resource_id} is not in the ERP yet "
-                "(no HRIS record synced); retried"
-            )
-        end = assignment.end_date or assignment.start_date
-        allocation_id = erp.upsert(
-            "resourceAllocation",
-            records.external_id("allocation", assignment.id),
-            records.resource_allocation_body(
-                job_id=str(job["internal_id"]),
-                employee_external_id=records.external_id("resource", assignment.resource_id),
-                hours=hours,
-                start_date=assignment.start_date,
-                end_date=end,
-                notes=f"r2r assignment {assignment.id} ({assignment.role})",
-            ),
-        )
-        action = "allocation_upserted"
     item = {
         "pk": pk,
         "sk": sk,
@@ -120,19 +99,21 @@ def allocate(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp
         "role": assignment.role,
         "hours": format(hours, "f"),
         "start_date": assignment.start_date.isoformat(),
-        "end_date": assignment.end_date.isoformat() if assignment.end_date else None,
-        "erp_allocation_id": allocation_id,
+        "end_date": (assignment.end_date or assignment.start_date).isoformat(),
         "allocation_external_id": records.external_id("allocation", assignment.id),
+        "status": "no_planned_hours" if hours <= 0 else "waiting_for_worker",
         "updated_at": now_iso(),
     }
+    worker = _resource(store, assignment.resource_id)
+    if hours > 0 and worker is not None and worker.get("erp_employee_id"):
+        item.update(_write_allocation(erp, item, job_id=str(job["internal_id"]), assignment_id=assignment.id))
     store.put_versioned(item)
-    store.put(
-        {
-            "pk": f"RES#{assignment.resource_id}",
-            "sk": f"ALLOC#{assignment.id}",
-            "project_id": assignment.project_id,
-        }
-    )
+    store.put({"pk": f"RES#{assignment.resource_id}", "sk": sk, "project_id": assignment.project_id})
+    action = {
+        "allocated": "allocation_upserted",
+        "waiting_for_worker": "allocation_waiting_for_worker",
+        "no_planned_hours": "allocation_without_planned_hours",
+    }[str(item["status"])]
     audit.append(
         kind="assignment",
         entity_id=assignment.id,
@@ -142,8 +123,8 @@ def allocate(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp
         detail={
             "project_id": assignment.project_id,
             "resource_id": assignment.resource_id,
-            "hours": format(hours, "f"),
-            "erp_allocation_id": allocation_id,
+            "hours": item["hours"],
+            "erp_allocation_id": item.get("erp_allocation_id"),
             "version": assignment.version,
         },
     )
@@ -155,7 +136,60 @@ def allocate(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog, erp
         event_id=envelope.event_id,
         correlation_id=envelope.correlation_id,
     )
-    return {"assignment_id": assignment.id, "action": action, "erp_allocation_id": allocation_id, **forecast}
+    return {
+        "assignment_id": assignment.id,
+        "action": action,
+        "erp_allocation_id": item.get("erp_allocation_id"),
+        **forecast,
+    }
+
+
+def _write_allocation(
+    erp: Erp, item: Mapping[str, Any], *, job_id: str, assignment_id: str
+) -> dict[str, Any]:
+    allocation_id = erp.upsert(
+        "resourceAllocation",
+        str(item["allocation_external_id"]),
+        records.resource_allocation_body(
+            job_id=job_id,
+            employee_external_id=records.external_id("resource", str(item["resource_id"])),
+            hours=Decimal(str(item["hours"])),
+            start_date=date.fromisoformat(str(item["start_date"])),
+            end_date=date.fromisoformat(str(item["end_date"])),
+            notes=f"r2r assignment {assignment_id} ({item['role']})",
+        ),
+    )
+    return {"erp_allocation_id": allocation_id, "status": "allocated"}
+
+
+def allocate_waiting(
+    resource_id: str, *, store: StateStore, audit: AuditLog, erp: Erp, event_id: str, correlation_id: str
+) -> list[str]:
+    """Allocate the worker's assignments that waited for its ERP employee; returns their ids."""
+    done = []
+    for ref in store.query_prefix(f"RES#{resource_id}", "ALLOC#"):
+        project_id, assignment_id = str(ref["project_id"]), str(ref["sk"]).removeprefix("ALLOC#")
+        item = store.get(*allocation_key(project_id, assignment_id))
+        job = store.crosswalk("project", project_id)
+        if item is None or item.get("status") != "waiting_for_worker" or job is None:
+            continue
+        written = _write_allocation(erp, item, job_id=str(job["internal_id"]), assignment_id=assignment_id)
+        store.update_if(
+            *allocation_key(project_id, assignment_id),
+            set_values={**written, "updated_at": now_iso()},
+            condition="#version = :v",
+            values={":v": item["version"]},
+        )
+        audit.append(
+            kind="assignment",
+            entity_id=assignment_id,
+            action="allocation_upserted",
+            event_id=event_id,
+            correlation_id=correlation_id,
+            detail={"project_id": project_id, "resource_id": resource_id, **written},
+        )
+        done.append(assignment_id)
+    return done
 
 
 # ---- cost forecast -------------------------------------------------------------------------------

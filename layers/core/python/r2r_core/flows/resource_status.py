@@ -16,7 +16,13 @@ from typing import Any
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import Permanent
-from r2r_core.flows.resource_allocation import Erp, projects_of, refresh_forecast, sync_employee
+from r2r_core.flows.resource_allocation import (
+    Erp,
+    allocate_waiting,
+    projects_of,
+    refresh_forecast,
+    sync_employee,
+)
 from r2r_core.model.entities import Resource, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
@@ -102,8 +108,17 @@ def record_resource(
         },
     )
     result["erp_employee_id"] = employee_id
+    result["allocated"] = allocate_waiting(
+        resource.id,
+        store=store,
+        audit=audit,
+        erp=erp,
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+    )
     same_version_again = previous is not None and int(previous["version"]) == resource.version
-    if same_version_again or (previous or {}).get("cost_rate") != item["cost_rate"]:
+    rate_changed = (previous or {}).get("cost_rate") != item["cost_rate"]
+    if same_version_again or rate_changed or result["allocated"]:
         result["forecasts"] = [
             refresh_forecast(
                 project_id,
