@@ -248,7 +248,8 @@ def _queues_rules_events(
     for lid, res in _of_type(resources, "AWS::Events::Rule").items():
         props = res["Properties"]
         bus = _ref(props.get("EventBusName")) or "default"
-        target_queues = sorted(strip_id(t) for t in _refs(props.get("Targets", [])))
+        # A target's Arn only: its RoleArn (e.g. the Firehose target's role) is not where events go.
+        target_queues = sorted(strip_id(t) for t in _refs([t.get("Arn") for t in props.get("Targets", [])]))
         rule: dict[str, Any] = {
             "rule": strip_id(lid),
             "bus": strip_id(bus),

@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.analytics import AnalyticsFeed
 from infra.constructs.api import WebhookApi
 from infra.constructs.connectors import SalesforceEventRelayIntake, SalesforceOutboundListener
 from infra.constructs.encryption import DATA_KEY_ID, DataKey, acknowledge_key_grants
@@ -30,6 +31,7 @@ from infra.constructs.settings import StageSettings
 from infra.constructs.storage import RawArchive
 from infra.constructs.tables import DataTables
 from infra.constructs.workflow import MilestoneToInvoice
+from r2r_core.model.events import EVENT_TYPES
 
 INGEST_TIMEOUT = Duration.seconds(10)
 CONSUMER_TIMEOUT = Duration.seconds(30)
@@ -51,6 +53,8 @@ OUTPUT_OPERATOR_API_URL = "OperatorApiUrl"
 OUTPUT_FINANCE_OPS_ROLE_ARN = "FinanceOpsRoleArn"
 OUTPUT_INTEGRATION_ADMIN_ROLE_ARN = "IntegrationAdminRoleArn"
 OUTPUT_READ_ONLY_ROLE_ARN = "ReadOnlyRoleArn"
+OUTPUT_ANALYTICS_BUCKET_NAME = "AnalyticsBucketName"
+OUTPUT_ANALYTICS_DATABASE = "AnalyticsDatabase"
 
 
 def _canonical_pattern(detail_type: str) -> events.EventPattern:
@@ -305,7 +309,21 @@ class R2rStack(Stack):
             tables=tables,
             secrets=secrets,
             removal_policy=retain,
-            file_drops=lambda: self._file_drops(consumer, tables=tables, archive=archive, bus=bus),
+            file_drops=lambda: self._file_drops(
+                consumer, tables=tables, secrets=secrets, settings=settings, archive=archive, bus=bus
+            ),
+            # Outbound provisioning (PSA project, ERP allocations) and the analytics feed.
+            outbound=lambda: self._provisioning(
+                consumer,
+                settings=settings,
+                tables=tables,
+                secrets=secrets,
+                bus=bus,
+                erp_writer_environment=erp_writer_environment,
+                analytics_feed=lambda: self._analytics_feed(
+                    bus=bus, archive=archive, settings=settings, removal_policy=retain
+                ),
+            ),
         )
 
         # Every grant is made: acknowledge the KMS action wildcards of grant_* where a policy holds them.
@@ -455,11 +473,89 @@ class R2rStack(Stack):
         tables.grant_state_and_audit(status_writeback.function, idempotency=True)
         secrets.salesforce_credentials.grant_read(status_writeback.function)
 
+    def _analytics_feed(
+        self,
+        *,
+        bus: events.IEventBus,
+        archive: RawArchive,
+        settings: StageSettings,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        """Every canonical event to S3 for analytics (rule -> Firehose -> bucket, Glue table for Athena)."""
+        analytics = AnalyticsFeed(
+            self,
+            "AnalyticsFeed",
+            bus=bus,
+            stage=settings.stage,
+            event_types=sorted(EVENT_TYPES),
+            access_logs=archive.access_logs,
+            removal_policy=removal_policy,
+        )
+        CfnOutput(
+            self,
+            OUTPUT_ANALYTICS_BUCKET_NAME,
+            value=analytics.bucket.bucket_name,
+            description="analytics feed: events/type=<type>/dt=<yyyy-mm-dd>/",
+        )
+        CfnOutput(
+            self,
+            OUTPUT_ANALYTICS_DATABASE,
+            value=analytics.database_name,
+            description="Glue database of the analytics feed (table canonical_events, for Athena)",
+        )
+
+    def _provisioning(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        settings: StageSettings,
+        tables: DataTables,
+        secrets: IntegrationSecrets,
+        bus: events.IEventBus,
+        erp_writer_environment: dict[str, str],
+        analytics_feed: Callable[[], None],
+    ) -> None:
+        """Outbound provisioning: a closed-won deal's project in the PSA (its own consumer of
+        ``opportunity.closed_won``, so a Salesforce outage never holds up the ERP set-up and each retries
+        alone), and assignments as ERP resource allocations with the project's cost forecast."""
+        psa_provisioning = consumer(
+            "PsaProvisioning",
+            "psa_provisioning",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "SALESFORCE_SECRET_ARN": secrets.salesforce_credentials.secret_arn,
+                "SALESFORCE_BASE_URL": settings.salesforce_base_url,
+            },
+            event_pattern=_canonical_pattern("opportunity.closed_won"),
+            event_bus=bus,
+            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
+            description="r2r psa_provisioning: Certinia pse__Proj__c from a closed-won opportunity",
+        )
+        tables.grant_state_and_audit(psa_provisioning.function, idempotency=True)
+        secrets.salesforce_credentials.grant_read(psa_provisioning.function)
+
+        resource_allocation = consumer(
+            "ResourceAllocation",
+            "resource_allocation",
+            environment={k: v for k, v in erp_writer_environment.items() if k != "EVENT_BUS_NAME"},
+            event_pattern=_canonical_pattern("assignment.upserted"),
+            event_bus=bus,
+            max_concurrency=settings.erp_concurrency_share,
+            description="r2r resource_allocation: ERP resourceAllocation and project cost forecast",
+        )
+        tables.grant_state_and_audit(resource_allocation.function, idempotency=True)
+        secrets.erp_credentials.grant_read(resource_allocation.function)
+        analytics_feed()
+
     def _file_drops(
         self,
         consumer: Callable[..., QueueConsumer],
         *,
         tables: DataTables,
+        secrets: IntegrationSecrets,
+        settings: StageSettings,
         archive: RawArchive,
         bus: events.IEventBus,
     ) -> None:
@@ -530,15 +626,18 @@ class R2rStack(Stack):
                 "STATE_TABLE_NAME": tables.state.table_name,
                 "AUDIT_TABLE_NAME": tables.audit.table_name,
                 "IDEMPOTENCY_TABLE_NAME": tables.idempotency.table_name,
+                "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+                "ERP_BASE_URL": settings.erp_base_url,
             },
             event_pattern=events.EventPattern(
                 source=[CANONICAL_SOURCE], detail_type=["resource.upserted", "resource.terminated"]
             ),
             event_bus=bus,
-            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
-            description="r2r resource_sync: the HRIS status of each worker (active / terminated)",
+            max_concurrency=settings.erp_concurrency_share,
+            description="r2r resource_sync: HRIS status and cost rate of each worker, its ERP employee",
         )
         tables.grant_state_and_audit(resource_sync.function, idempotency=True)
+        secrets.erp_credentials.grant_read(resource_sync.function)
 
     def _reconciliation_and_observability(
         self,
@@ -549,11 +648,13 @@ class R2rStack(Stack):
         secrets: IntegrationSecrets,
         removal_policy: RemovalPolicy,
         file_drops: Callable[[], None],
+        outbound: Callable[[], None],
     ) -> None:
-        """The file-drop connectors, daily reconciliation (schedule rule -> queue with DLQ -> function, ERP
-        read only), then the dashboard and alarms, which find every function, consumer and DLQ created
-        before them."""
+        """The file-drop connectors, outbound provisioning and the analytics feed, daily reconciliation
+        (schedule rule -> queue with DLQ -> function, ERP read only), then the dashboard and alarms,
+        which find every function, consumer and DLQ created before them."""
         file_drops()
+        outbound()
         reconciliation = consumer(
             "Reconciliation",
             "reconciliation",

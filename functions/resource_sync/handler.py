@@ -1,10 +1,12 @@
-"""SQS consumer: resource.upserted / resource.terminated → the worker's HRIS status (``RES#<id>``)."""
+"""SQS consumer: resource.upserted / resource.terminated → the worker's HRIS status and cost rate
+(``RES#<id>``), the ERP employee, and the cost forecast of the projects the worker is allocated to."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from r2r_core.consumer import ConsumerPorts, consume_canonical
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.resource_status import record_resource
 from r2r_core.model.events import EventEnvelope
 from r2r_core.telemetry import handler_metrics, service_logger, tracer
@@ -18,6 +20,13 @@ metrics = handler_metrics()
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
-        return record_resource(envelope, store=ports.store, audit=ports.audit)
+        settings = ports.settings
+        return record_resource(
+            envelope,
+            store=ports.store,
+            audit=ports.audit,
+            erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
+            mapping=erp_mapping(settings.erp_secret_arn),
+        )
 
     return consume_canonical(event, context, name="resource_sync", logger=logger, process=process)

@@ -48,6 +48,8 @@ EXCEPTION_RECORDERS = frozenset(
         "salesforce_events",
         "file_intake",
         "resource_sync",
+        "psa_provisioning",
+        "resource_allocation",
     }
 )
 

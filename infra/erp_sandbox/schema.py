@@ -105,6 +105,8 @@ RECORD_TYPES: dict[str, RecordType] = {
             "job",
             required=(("companyName", "entityId"), ("parent",)),
             refs=(Ref("parent", ("customer",)),),
+            # The cost forecast r2r keeps (hours x HRIS cost rate of the project's allocations).
+            decimals=("estimatedLaborCost", "estimatedTime"),
             dates=("startDate", "projectedEndDate", "endDate"),
         ),
         RecordType(
@@ -140,7 +142,27 @@ RECORD_TYPES: dict[str, RecordType] = {
             sublist=_EXPENSE_LINES,
             transaction=True,
         ),
-        RecordType("employee", required=(("lastName",), ("firstName",)), refs=(Ref("subsidiary"),)),
+        RecordType(
+            "employee",
+            required=(("lastName",), ("firstName",)),
+            refs=(Ref("subsidiary"), Ref("department"), Ref("location")),
+            decimals=("laborCost",),
+            dates=("releaseDate", "hireDate"),
+        ),
+        RecordType(
+            "resourceAllocation",
+            required=(
+                ("project",),
+                ("allocationResource",),
+                ("allocationAmount",),
+                ("startDate",),
+                ("endDate",),
+            ),
+            refs=(Ref("project", ("job",)), Ref("allocationResource", ("employee",))),
+            decimals=("allocationAmount",),
+            positive=("allocationAmount",),
+            dates=("startDate", "endDate"),
+        ),
     )
 }
 

@@ -23,6 +23,7 @@ from botocore import xform_name
 
 from infra.local import config
 from infra.local.iam_auth import OperatorRole
+from infra.local.firehose import FirehoseSpec
 from infra.local.schedules import ScheduleSpec, ScheduleTarget
 from infra.local.template import (
     Resolver,
@@ -56,6 +57,7 @@ _NAMING: dict[str, tuple[str, str | None]] = {
     "AWS::IAM::Role": ("iam", "RoleName"),
     "AWS::Logs::LogGroup": ("default", "LogGroupName"),
     "AWS::KMS::Key": ("default", None),
+    "AWS::KinesisFirehose::DeliveryStream": ("default", "DeliveryStreamName"),
 }
 
 # Environment variables that tell which secret holds what.
@@ -152,6 +154,8 @@ class LocalResources:
     mappings: list[MappingSpec] = field(default_factory=list)
     apis: list[ApiSpec] = field(default_factory=list)
     schedules: list[ScheduleSpec] = field(default_factory=list)
+    delivery_streams: dict[str, FirehoseSpec] = field(default_factory=dict)  # logical id -> spec
+    glue_tables: dict[str, tuple[str, str]] = field(default_factory=dict)  # logical id -> (database, table)
     skipped: dict[str, str] = field(default_factory=dict)  # logical id -> type
 
     def queue_by_arn(self, arn: str) -> QueueInfo | None:
@@ -270,6 +274,9 @@ class Provisioner:
             "AWS::KMS::Key": self._kms_key,
             "AWS::IAM::Role": self._iam_role,
             "AWS::IAM::Policy": self._iam_policy,
+            "AWS::KinesisFirehose::DeliveryStream": self._delivery_stream,
+            "AWS::Glue::Database": self._glue_database,
+            "AWS::Glue::Table": self._glue_table,
             "Custom::AWS": self._aws_sdk_call,
             "Custom::S3BucketNotifications": self._bucket_notifications,
         }
@@ -614,7 +621,12 @@ class Provisioner:
         arn = events.put_rule(**kwargs)["RuleArn"]
         targets = []
         scheduled = bool(props.get("ScheduleExpression"))
-        for target in props.get("Targets") or []:
+        for declared in props.get("Targets") or []:
+            target = declared
+            stream = self._stream_by_arn(str(declared["Arn"]))
+            if stream is not None and not scheduled:
+                # moto cannot deliver to Firehose: its tap queue stands in, read by the local forwarder.
+                target = {"Id": declared["Id"], "Arn": self._tap_queue(stream, name)}
             target_arn = str(target["Arn"])
             if ":sqs:" not in target_arn and not scheduled:
                 LOG.warning(
@@ -673,6 +685,54 @@ class Provisioner:
                 targets=targets,
             )
         )
+
+    # -- Firehose and Glue ----------------------------------------------------------------------
+
+    def _delivery_stream(self, resource: Resource, name: str) -> None:
+        """Created in moto (for describe) and recorded for the local forwarder, which does the delivery."""
+        props = self.resolver.resolve(dict(resource.properties))
+        arn = str(self.resolver.attributes[resource.logical_id]["Arn"])
+        spec = FirehoseSpec.from_properties(resource.logical_id, name, arn, props)
+        destination = props.get("ExtendedS3DestinationConfiguration") or {}
+        self.client("firehose").create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType=str(props.get("DeliveryStreamType") or "DirectPut"),
+            ExtendedS3DestinationConfiguration={
+                key: destination[key]
+                for key in ("RoleARN", "BucketARN", "Prefix", "ErrorOutputPrefix", "CompressionFormat")
+                if key in destination
+            },
+        )
+        self.out.delivery_streams[resource.logical_id] = spec
+
+    def _stream_by_arn(self, arn: str) -> FirehoseSpec | None:
+        return next((s for s in self.out.delivery_streams.values() if s.arn == arn), None)
+
+    def _tap_queue(self, stream: FirehoseSpec, rule_name: str) -> str:
+        """The SQS queue a rule's Firehose target delivers to locally (one per stream); returns its ARN."""
+        if stream.tap_queue_url is None:
+            name = physical_name(self.template.stack_name, f"{stream.logical_id}Tap", "sqs")
+            sqs = self.client("sqs")
+            stream.tap_queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            stream.tap_queue_name = name
+        stream.rules.append(rule_name)
+        return f"arn:aws:sqs:{config.REGION}:{config.ACCOUNT_ID}:{stream.tap_queue_name}"
+
+    def _glue_database(self, resource: Resource, name: str) -> None:
+        props = self.resolver.resolve(dict(resource.properties))
+        database = dict(props.get("DatabaseInput") or {})
+        database.setdefault("Name", name)
+        self.client("glue").create_database(DatabaseInput=database)
+        self.resolver.set_physical(resource.logical_id, database["Name"], {})
+
+    def _glue_table(self, resource: Resource, name: str) -> None:
+        props = self.resolver.resolve(dict(resource.properties))
+        table = dict(props.get("TableInput") or {})
+        table.setdefault("Name", name)
+        database = str(props["DatabaseName"])
+        self.client("glue").create_table(DatabaseName=database, TableInput=table)
+        self.resolver.set_physical(resource.logical_id, table["Name"], {})
+        self.out.glue_tables[resource.logical_id] = (database, str(table["Name"]))
 
     # -- Lambda ---------------------------------------------------------------------------------
 

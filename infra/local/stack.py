@@ -10,6 +10,7 @@ See docs/local-stack.md.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ from botocore.config import Config as BotoConfig
 
 from infra.local import config, operator, partner_events, webhooks
 from infra.local.api import ApiServer
+from infra.local.firehose import FirehoseForwarder
 from infra.local.functions import (
     DispatchServer,
     FunctionRuntime,
@@ -171,6 +173,7 @@ class LocalStack:
         self.api_servers: list[ApiServer] = []
         self.runtime: FunctionRuntime | None = None
         self.pollers: list[QueuePoller] = []
+        self.forwarders: list[FirehoseForwarder] = []
         self.watcher: ExecutionWatcher | None = None
         self.startup_s = 0.0
         self._moto: subprocess.Popen[str] | None = None
@@ -288,14 +291,7 @@ class LocalStack:
             self.api_servers.append(server)
         if self.api_servers:
             self.api_url = self.api_servers[0].url
-        for mapping in self.local.mappings:
-            poller = QueuePoller(
-                mapping, self.runtime, self._new_sqs_client, self._stop, self.options.retry_delay_s
-            )
-            if mapping.enabled:
-                self._consumed_queue_urls[mapping.queue.name] = mapping.queue.url
-            poller.start()
-            self.pollers.append(poller)
+        self._start_pollers(self.runtime)
         self.watcher = ExecutionWatcher(
             [sm.arn for sm in self.local.state_machines.values()], self._new_client, self._stop
         )
@@ -319,6 +315,26 @@ class LocalStack:
             account_id=config.ACCOUNT_ID,
         )
 
+    def _start_pollers(self, runtime: FunctionRuntime) -> None:
+        """The event source mappings' pollers, and one forwarder per delivery stream some rule targets."""
+        assert self.local is not None
+        for mapping in self.local.mappings:
+            poller = QueuePoller(
+                mapping, runtime, self._new_sqs_client, self._stop, self.options.retry_delay_s
+            )
+            if mapping.enabled:
+                self._consumed_queue_urls[mapping.queue.name] = mapping.queue.url
+            poller.start()
+            self.pollers.append(poller)
+        for stream in self.local.delivery_streams.values():
+            if stream.tap_queue_url is None:
+                continue  # no rule delivers to it
+            forwarder = FirehoseForwarder(stream, self._thread_client, self._stop)
+            # Drain waits for the tap queue like for a consumer's queue.
+            self._consumed_queue_urls[str(stream.tap_queue_name)] = stream.tap_queue_url
+            forwarder.start()
+            self.forwarders.append(forwarder)
+
     def close(self) -> None:
         """Stop every thread and server; safe to call twice."""
         if self._closed:
@@ -333,6 +349,8 @@ class LocalStack:
         self._stop_moto()
         for poller in self.pollers:
             poller.join(3)
+        for forwarder in self.forwarders:
+            forwarder.join(3)
         if self.watcher is not None:
             self.watcher.join(3)
         if self.runtime is not None:
@@ -536,6 +554,7 @@ class LocalStack:
         for server in self.api_servers:
             if server.in_flight:
                 busy.append(f"API {server.api.name}: {server.in_flight} request(s) in progress")
+        busy.extend(f"delivery stream {f.spec.name}: writing to S3" for f in self.forwarders if f.busy)
         if busy and not everything:
             return busy
         busy.extend(
@@ -796,6 +815,20 @@ class LocalStack:
 
     # -- observations ---------------------------------------------------------------------------
 
+    def analytics_objects(self) -> dict[str, list[dict[str, Any]]]:
+        """Every object the template's delivery streams wrote, by key, with its events (newline JSON)."""
+        assert self.local is not None
+        s3 = self.boto3_client("s3")
+        found: dict[str, list[dict[str, Any]]] = {}
+        for stream in self.local.delivery_streams.values():
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=stream.bucket)
+            for item in (obj for page in pages for obj in page.get("Contents", [])):
+                body = s3.get_object(Bucket=stream.bucket, Key=item["Key"])["Body"].read()
+                if item["Key"].endswith(".gz"):
+                    body = gzip.decompress(body)
+                found[item["Key"]] = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        return found
+
     def erp_records(self) -> dict[str, list[dict[str, Any]]]:
         """Every record of the ERP sandbox, by type (empty without a sandbox)."""
         if not self.erp_url:
@@ -896,6 +929,16 @@ class LocalStack:
             "state_machine_arn": next((v.arn for v in local.state_machines.values()), None),
             "functions": {k: v.name for k, v in local.functions.items()},
             "schedules": {s.logical_id: schedule_document(s, consumers) for s in local.schedules},
+            "delivery_streams": {
+                s.logical_id: {
+                    "name": s.name,
+                    "bucket": s.bucket,
+                    "prefix": s.prefix,
+                    "tap_queue": s.tap_queue_url,
+                }
+                for s in local.delivery_streams.values()
+            },
+            "glue_tables": {k: {"database": d, "table": t} for k, (d, t) in local.glue_tables.items()},
             "webhook_secrets": dict(config.WEBHOOK_SECRETS),
             "kms_keys": dict(local.keys),
             "operator_api": {

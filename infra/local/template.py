@@ -260,6 +260,8 @@ def default_attributes(resource_type: str, name: str, logical_id: str) -> tuple[
         return api_id, {"RootResourceId": f"root-{api_id}", "RestApiId": api_id}
     if resource_type == "AWS::ApiGateway::Resource":
         return f"res-{logical_id}", {"ResourceId": f"res-{logical_id}"}
+    if resource_type == "AWS::KinesisFirehose::DeliveryStream":
+        return name, {"Arn": f"arn:aws:firehose:{region}:{account}:deliverystream/{name}"}
     if resource_type == "AWS::KMS::Key":
         key_id = _hex(name, 32)
         return key_id, {"Arn": f"arn:aws:kms:{region}:{account}:key/{key_id}", "KeyId": key_id}

@@ -13,7 +13,9 @@ Control (no auth): ``GET /_sandbox/records``, ``POST /_sandbox/records/<Object>`
 ``Id`` in the body is kept), Python ``update()`` / ``delete()`` (a user's edit),
 ``GET /_sandbox/changes`` (a change feed like Change Data Capture: ``entityName``, ``recordIds``,
 ``changeType``, ``changedFields``, ``commitUser``, ``values``), ``GET /_sandbox/stats``, ``POST
-/_sandbox/reset``. Ids look like Salesforce's (``006…`` opportunities, ``a0B…`` other objects).
+/_sandbox/reset``, ``POST /_sandbox/faults`` (``{"sobject", "status", "errorCode", "count"}``: the next
+``count`` writes of that object answer that error; ``DELETE`` clears them). Ids look like
+Salesforce's (``006…`` opportunities, ``a0B…`` other objects).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ __all__ = ["SalesforceSandbox"]
 log = logging.getLogger("r2r.saas_sandbox")
 _SOBJECT = re.compile(r"^/services/data/v\d+\.\d/sobjects/(?P<object>\w+)/(?P<a>[^/]+)(?:/(?P<b>[^/]+))?$")
 _PREFIX = {"Opportunity": "006", "Account": "001"}
-_REQUIRED = {"Opportunity": ("Name", "StageName", "CloseDate")}
+_REQUIRED = {"Opportunity": ("Name", "StageName", "CloseDate"), "pse__Proj__c": ("Name",)}
 INTEGRATION_USER = "005000000000001AAA"
 
 
@@ -61,6 +63,7 @@ class SalesforceSandbox:
         self._ids = itertools.count(1)
         self._last_stamp_ms = 0
         self._stats: Counter[str] = Counter()
+        self._faults: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -142,8 +145,29 @@ class SalesforceSandbox:
         with self._lock:
             return dict(self._stats)
 
+    def fail_writes(self, sobject: str, *, status: int, error_code: str, count: int = 1) -> None:
+        """The next ``count`` writes of ``sobject`` answer ``status`` / ``error_code`` (nothing stored)."""
+        with self._lock:
+            self._faults.append(
+                {"sobject": sobject, "status": status, "errorCode": error_code, "count": count}
+            )
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, sobject: str) -> tuple[int, Any] | None:
+        for fault in self._faults:
+            if fault["sobject"] == sobject and fault["count"] > 0:
+                fault["count"] -= 1
+                self._stats[f"fault {fault['status']}"] += 1
+                message = f"sandbox fault {fault['errorCode']}"
+                return int(fault["status"]), [{"message": message, "errorCode": fault["errorCode"]}]
+        return None
+
     def reset(self) -> None:
         with self._lock:
+            self._faults.clear()
             self._records.clear()
             self._changes.clear()
             self._stats.clear()
@@ -179,6 +203,9 @@ class SalesforceSandbox:
                 return 405, [
                     {"message": f"HTTP Method '{method}' not allowed", "errorCode": "METHOD_NOT_ALLOWED"}
                 ]
+            fault = self._take_fault(sobject)
+            if fault is not None:
+                return fault
             try:
                 fields = json.loads(body or b"{}")
             except ValueError:
@@ -231,6 +258,18 @@ class SalesforceSandbox:
             return 200, self.stats()
         if (method, route) == ("POST", "/reset"):
             self.reset()
+            return 204, None
+        if (method, route) == ("POST", "/faults"):
+            rule = json.loads(body or b"{}")
+            self.fail_writes(
+                str(rule["sobject"]),
+                status=int(rule.get("status", 500)),
+                error_code=str(rule.get("errorCode", "UNKNOWN_EXCEPTION")),
+                count=int(rule.get("count", 1)),
+            )
+            return 204, None
+        if (method, route) == ("DELETE", "/faults"):
+            self.clear_faults()
             return 204, None
         if method == "POST" and route.startswith("/records/"):
             return 201, {"id": self.seed(route[len("/records/") :], json.loads(body or b"{}"))}
@@ -334,3 +373,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")

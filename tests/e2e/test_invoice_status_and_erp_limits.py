@@ -29,6 +29,7 @@ from infra.local.stack import LocalStack
 from infra.saas_sandbox import SalesforceSandbox
 from infra.synth import ensure_synthesized
 from r2r_core.flows.invoice_status import BILLING_EVENT, OPPORTUNITY, is_echo
+from r2r_core.flows.psa_provisioning import PSA_PROJECT
 from r2r_core.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,9 +151,11 @@ def test_paid_invoice_reaches_crm_and_psa_once_and_our_echo_is_ignored(world: di
     assert store.get(f"INVSTATUS#{invoice_id}", "ERP")["version"] == 2
 
     ours = [c for c in changes if c["commitUser"].startswith("005000000000001")]
-    assert {c["entityName"] for c in ours} == {OPPORTUNITY, BILLING_EVENT}
+    # The PSA project of the closed-won deal (psa_provisioning), then the invoice status write-back.
+    assert {c["entityName"] for c in ours} == {PSA_PROJECT, OPPORTUNITY, BILLING_EVENT}
+    keys = {OPPORTUNITY: OPPORTUNITY_KEY, BILLING_EVENT: invoice_id, PSA_PROJECT: "prj-acme-cloud-2026"}
     for change in ours:
-        key = OPPORTUNITY_KEY if change["entityName"] == OPPORTUNITY else invoice_id
+        key = keys[change["entityName"]]
         values = {k: v for k, v in change["values"].items() if k != "R2R_Invoice_Id__c"}
         assert is_echo(store, "salesforce", change["entityName"], key, values)
     assert not is_echo(store, "salesforce", OPPORTUNITY, OPPORTUNITY_KEY, {"StageName": "Closed Lost"})

@@ -143,8 +143,9 @@ def test_sync_and_setup_kpis_name_source_system_and_region(observed: dict[str, A
         ("psa", "NA"),
     }
     assert all(s["dimensions"] == ["Region", "BusinessUnit", "SourceSystem", "service"] for s in success)
-    # 1 deal + 16 time entries + 1 milestone + the seeded entry (the duplicate is dropped at ingest)
-    assert len(success) == 19
+    # 1 deal (set up in the ERP and provisioned in the PSA: two consumers) + 16 time entries + 1 milestone
+    # + the seeded entry (the duplicate is dropped at ingest)
+    assert len(success) == 20
     assert not _series(docs, kpis.SYNC_FAILURE)
     (setup,) = _series(docs, kpis.PROJECT_SETUP_ACCURACY)
     assert setup["doc"][kpis.PROJECT_SETUP_ACCURACY] == [100.0]

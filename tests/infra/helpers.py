@@ -70,8 +70,22 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
     "billing_period_close": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"}, 30),
     "file_intake": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME"}, 30),
-    "resource_sync": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME"}, 30),
     "operator_api": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME"}, 15),
+    "resource_sync": (
+        {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"},
+        30,
+    ),
+    "resource_allocation": (ERP_WRITER_ENV - {"EVENT_BUS_NAME"}, 30),
+    "psa_provisioning": (
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "IDEMPOTENCY_TABLE_NAME",
+            "SALESFORCE_SECRET_ARN",
+            "SALESFORCE_BASE_URL",
+        },
+        30,
+    ),
     "ingest_salesforce_outbound": (
         {
             "RAW_BUCKET_NAME",
@@ -106,9 +120,11 @@ CONSUMERS = {
     "exception_router": ("default", "Step Functions Execution Status Change", 5),
     "invoice_status_writeback": ("custom", "invoice.status_changed", 5),
     "file_intake": ("default", "Object Created", 5),
-    "resource_sync": ("custom", "resource.upserted", 5),
     # The Salesforce Event Relay partner bus: every event of its partner event source.
     "salesforce_events": ("partner", None, 5),
+    "resource_sync": ("custom", "resource.upserted", CONTEXT["erpConcurrencyShare"]),
+    "psa_provisioning": ("custom", "opportunity.closed_won", 5),
+    "resource_allocation": ("custom", "assignment.upserted", CONTEXT["erpConcurrencyShare"]),
 }
 # Consumers fed by a schedule rule on the default bus: folder -> (rate expression, MaximumConcurrency).
 SCHEDULED_CONSUMERS = {

@@ -152,7 +152,9 @@ def test_every_erp_writing_consumer_is_capped_at_the_erp_share(resources: dict[s
         esm = _consumer_wiring(resources, folder)["esm"]
         assert esm["ScalingConfig"]["MaximumConcurrency"] <= share, folder
         capped += 1
-    assert capped == 5  # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation
+    # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation, resource_sync,
+    # resource_allocation
+    assert capped == 7
 
 
 @pytest.mark.parametrize("folder", sorted(CONSUMERS))

@@ -84,6 +84,10 @@ class StateStore(_Table):
         item = response.get("Item")
         return _from_item(item) if item else None
 
+    def put(self, item: Mapping[str, Any]) -> None:
+        """Put an item unconditionally (derived data that is recomputed as a whole)."""
+        self.client.put_item(TableName=self.table_name, Item=_to_item(item))
+
     def put_new(self, item: Mapping[str, Any]) -> bool:
         """Put an item unless it exists; True when this call created it."""
         try:
@@ -180,13 +184,24 @@ class StateStore(_Table):
         return True
 
     # -- crosswalk ----------------------------------------------------------------
-    def put_crosswalk(self, kind: str, canonical_id: str, *, internal_id: str, external_id: str) -> None:
+    def put_crosswalk(
+        self,
+        kind: str,
+        canonical_id: str,
+        *,
+        internal_id: str,
+        external_id: str,
+        system: str = "netsuite",
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The id of a canonical record in another system (``SYS#<system>``; NetSuite by default)."""
         self.client.put_item(
             TableName=self.table_name,
             Item=_to_item(
                 {
+                    **(extra or {}),
                     "pk": f"XWALK#{kind}#{canonical_id}",
-                    "sk": "SYS#netsuite",
+                    "sk": f"SYS#{system}",
                     "internal_id": internal_id,
                     "external_id": external_id,
                     "updated_at": now_iso(),
@@ -194,8 +209,8 @@ class StateStore(_Table):
             ),
         )
 
-    def crosswalk(self, kind: str, canonical_id: str) -> dict[str, Any] | None:
-        return self.get(f"XWALK#{kind}#{canonical_id}", "SYS#netsuite")
+    def crosswalk(self, kind: str, canonical_id: str, system: str = "netsuite") -> dict[str, Any] | None:
+        return self.get(f"XWALK#{kind}#{canonical_id}", f"SYS#{system}")
 
     # -- exceptions ---------------------------------------------------------------
     def put_exception(self, record: Mapping[str, Any]) -> bool:

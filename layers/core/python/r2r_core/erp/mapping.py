@@ -6,6 +6,7 @@ secret under ``"mapping"`` (an administrator fills them in once, see the README)
 
     {"mapping": {
         "subsidiary_id": "1",
+        "subsidiaries": {"EMEA": "2", "NA": "1"},   # by region (employees); else subsidiary_id
         "items": {"time": "20", "milestone": "21", "expense": "22", "adjustment": "23", "default": "20"},
         "service_items_by_role": {"Cloud Engineer": "31", "Solution Architect": "32"},
         "departments": {"EMEA": "4"},          # by region (or business unit, region wins)
@@ -53,6 +54,7 @@ class ErpMapping(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     subsidiary_id: str | None = None
+    subsidiaries: _IdMap = Field(default_factory=dict)
     items: _IdMap = Field(default_factory=dict)
     service_items_by_role: _IdMap = Field(default_factory=dict)
     departments: _IdMap = Field(default_factory=dict)
@@ -63,6 +65,7 @@ class ErpMapping(BaseModel):
     currency_ids: _IdMap = Field(default_factory=dict)
 
     @field_validator(
+        "subsidiaries",
         "items",
         "service_items_by_role",
         "departments",
@@ -126,6 +129,10 @@ class ErpMapping(BaseModel):
             class_id=self.classes.get(business_unit) if business_unit else None,
             location_id=self.locations.get(region) if region else None,
         )
+
+    def subsidiary_for(self, region: str | None) -> str | None:
+        """The subsidiary of a region (an employee's), else the account's one subsidiary."""
+        return (self.subsidiaries.get(region) if region else None) or self.subsidiary_id
 
     def tax_code_for(self, country: str | None) -> str | None:
         """The tax code of the client's billing country, else ``default``, else none."""

@@ -26,11 +26,14 @@ __all__ = [
     "currency_minor_units",
     "customer_body",
     "decimal_string",
+    "employee_body",
     "expense_report_body",
     "external_id",
     "invoice_body",
     "job_body",
+    "job_cost_forecast_body",
     "money_string",
+    "resource_allocation_body",
     "time_bill_body",
 ]
 
@@ -333,6 +336,91 @@ def _sales_transaction(
             "item": {"items": items},
         }
     )
+
+
+def employee_body(
+    name: str,
+    *,
+    email: str | None,
+    inactive: bool,
+    release_date: date | None,
+    labor_cost: Decimal | None,
+    labor_cost_currency: str | None,
+    title: str | None,
+    subsidiary_id: str | None = None,
+    segments: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """An ``employee`` from the HRIS worker: names, email, active flag, labour cost (the cost rate).
+
+    ``name`` is split at its last space (``firstName`` / ``lastName``, both required); ``laborCost``
+    is the hourly cost rate in the employee subsidiary's currency (shape unconfirmed: NetSuite keeps
+    it in the base currency), ``releaseDate`` the termination date.
+    """
+    words = name.split()
+    if not words:
+        raise ValueError("name must not be blank")
+    first, last = (" ".join(words[:-1]), words[-1]) if len(words) > 1 else (words[0], words[0])
+    if labor_cost is not None and (labor_cost_currency is None or _as_decimal(labor_cost) < 0):
+        raise ValueError("labor_cost needs its currency and must not be negative")
+    return _without_none(
+        {
+            "firstName": first,
+            "lastName": last,
+            "email": email,
+            "isInactive": bool(inactive),
+            "releaseDate": release_date.isoformat() if release_date else None,
+            "laborCost": _rate_string(labor_cost, currency_minor_units(labor_cost_currency))
+            if labor_cost is not None and labor_cost_currency
+            else None,
+            "title": title,
+            "subsidiary": _ref(subsidiary_id) if subsidiary_id else None,
+            **{k: v for k, v in _segment_fields(segments).items() if k in ("department", "location")},
+        }
+    )
+
+
+def resource_allocation_body(
+    *,
+    job_id: str,
+    employee_external_id: str,
+    hours: Decimal,
+    start_date: date,
+    end_date: date,
+    notes: str | None = None,
+) -> dict[str, Any]:
+    """A ``resourceAllocation`` of ``hours`` of a worker to a project (allocation unit: hours).
+
+    ``allocationUnit`` is the select value ``H`` (hours, as opposed to ``P``, percent of time) and
+    ``allocationType`` ``1`` a hard allocation (select values unconfirmed for real accounts).
+    """
+    if _as_decimal(hours) <= 0:
+        raise ValueError("hours must be positive")
+    if end_date < start_date:
+        raise ValueError("end_date is before start_date")
+    if not employee_external_id:
+        raise ValueError("employee_external_id must not be empty")
+    return _without_none(
+        {
+            "project": _ref(job_id),
+            "allocationResource": {"externalId": employee_external_id},
+            "allocationAmount": decimal_string(hours),
+            "allocationUnit": {"id": "H"},
+            "allocationType": {"id": "1"},
+            "startDate": start_date.isoformat(),
+            "endDate": end_date.isoformat(),
+            "notes": notes,
+        }
+    )
+
+
+def job_cost_forecast_body(*, labor_cost: Decimal, currency: str, hours: Decimal) -> dict[str, Any]:
+    """The project's forecast labour cost and hours (``estimatedLaborCost``, ``estimatedTime``)."""
+    if _as_decimal(labor_cost) < 0 or _as_decimal(hours) < 0:
+        raise ValueError("a cost forecast is never negative")
+    return {
+        "estimatedLaborCost": money_string(labor_cost, currency),
+        "estimatedTime": decimal_string(hours),
+    }
 
 
 def external_id(kind: str, canonical_id: str) -> str:

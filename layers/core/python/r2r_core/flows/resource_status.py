@@ -1,7 +1,9 @@
 """What the HRIS says about a worker (``RES#<resource id>`` / ``HRIS``), and the rule it feeds.
 
 ``resource.upserted`` / ``resource.terminated`` (Workday worker extracts) are stored versioned, so an
-older extract after a newer one changes nothing. Time posting refuses time worked by a terminated
+older extract after a newer one changes nothing. The item keeps the worker's cost rate (``cost_rate``) and
+ERP employee id (``erp_employee_id``); ``resource_sync`` also upserts the ERP ``employee``
+(:mod:`r2r_core.flows.resource_allocation`). Time posting refuses time worked by a terminated
 worker after the termination date: a permanent error, so it becomes an exception for finance and no
 timeBill is written (never a silent drop).
 """
@@ -11,7 +13,16 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from r2r_core.erp import records
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import Permanent
+from r2r_core.flows.resource_allocation import (
+    Erp,
+    allocate_waiting,
+    projects_of,
+    refresh_forecast,
+    sync_employee,
+)
 from r2r_core.model.entities import Resource, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore, now_iso
@@ -27,8 +38,20 @@ def status_key(resource_id: str) -> dict[str, str]:
     return {"pk": f"RES#{resource_id}", "sk": STATUS_SK}
 
 
-def record_resource(envelope: EventEnvelope, *, store: StateStore, audit: AuditLog) -> dict[str, Any]:
+def record_resource(
+    envelope: EventEnvelope,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp | None = None,
+    mapping: ErpMapping | None = None,
+) -> dict[str, Any]:
+    """Keep the worker's HRIS status and cost rate; with ``erp``, upsert the ERP employee too and
+    re-forecast the projects the worker is allocated to when the cost rate changed."""
     resource = Resource.model_validate(envelope.data)
+    previous = store.get(**status_key(resource.id))
+    if previous is not None and int(previous["version"]) > resource.version:
+        return {"resource_id": resource.id, "status": resource.status.value, "written": False}
     item = {
         **status_key(resource.id),
         "version": resource.version,
@@ -37,6 +60,15 @@ def record_resource(envelope: EventEnvelope, *, store: StateStore, audit: AuditL
         "name": resource.name,
         "role": resource.role,
         "region": resource.region,
+        "business_unit": resource.business_unit,
+        "cost_rate": {
+            "amount": format(resource.cost_rate.amount, "f"),
+            "currency": resource.cost_rate.currency,
+        }
+        if resource.cost_rate
+        else None,
+        # Kept across versions: allocations need the worker's ERP employee.
+        "erp_employee_id": (previous or {}).get("erp_employee_id"),
         "source_system": envelope.source_system,
         "event_id": envelope.event_id,
         "updated_at": now_iso(),
@@ -51,7 +83,54 @@ def record_resource(envelope: EventEnvelope, *, store: StateStore, audit: AuditL
             correlation_id=envelope.correlation_id,
             detail={"version": resource.version, "termination_date": item["termination_date"]},
         )
-    return {"resource_id": resource.id, "status": resource.status.value, "written": written}
+    result: dict[str, Any] = {"resource_id": resource.id, "status": resource.status.value, "written": written}
+    if erp is None:
+        return result
+    # Written now, or a redelivery of the version already stored (whose ERP write may have failed).
+    employee_id, body = sync_employee(resource, erp=erp, mapping=mapping)
+    store.update_if(
+        *status_key(resource.id).values(),
+        set_values={"erp_employee_id": employee_id},
+        condition="#version = :v",
+        values={":v": resource.version},
+    )
+    audit.append(
+        kind="resource",
+        entity_id=resource.id,
+        action="erp_employee_upserted",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "erp_employee_id": employee_id,
+            "external_id": records.external_id("resource", resource.id),
+            "isInactive": body.get("isInactive"),
+            "laborCost": body.get("laborCost"),
+        },
+    )
+    result["erp_employee_id"] = employee_id
+    result["allocated"] = allocate_waiting(
+        resource.id,
+        store=store,
+        audit=audit,
+        erp=erp,
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+    )
+    same_version_again = previous is not None and int(previous["version"]) == resource.version
+    rate_changed = (previous or {}).get("cost_rate") != item["cost_rate"]
+    if same_version_again or rate_changed or result["allocated"]:
+        result["forecasts"] = [
+            refresh_forecast(
+                project_id,
+                store=store,
+                audit=audit,
+                erp=erp,
+                event_id=envelope.event_id,
+                correlation_id=envelope.correlation_id,
+            )
+            for project_id in projects_of(store, resource.id)
+        ]
+    return result
 
 
 def refuse_time_after_termination(store: StateStore, entry: TimeEntry) -> None:
