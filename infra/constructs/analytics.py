@@ -25,6 +25,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs import nag
+from infra.constructs.encryption import DataKey
 from infra.constructs.eventbus import CANONICAL_SOURCE
 
 EVENTS_PREFIX = "events/"
@@ -112,7 +113,11 @@ class AnalyticsFeed(Construct):
         )
 
         self.log_group = logs.LogGroup(
-            self, "DeliveryLogs", retention=LOG_RETENTION, removal_policy=removal_policy
+            self,
+            "DeliveryLogs",
+            retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+            encryption_key=DataKey.of(self),
         )
         log_stream = logs.LogStream(
             self, "S3Delivery", log_group=self.log_group, removal_policy=removal_policy

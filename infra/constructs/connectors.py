@@ -23,7 +23,6 @@ from constructs import Construct
 from infra.constructs import nag
 from infra.constructs.api import WebhookApi
 from infra.constructs.encryption import DataKey
-from infra.constructs.encryption import DataKey
 from infra.constructs.functions import R2rFunction
 from infra.constructs.queue_consumer import QueueConsumer
 from infra.constructs.secrets import PLACEHOLDER_KEY
@@ -179,7 +178,7 @@ class SalesforceEventRelayIntake(Construct):
             "PartnerBus",
             event_source_name=event_source_name,
             description="r2r: Salesforce Event Relay partner event bus (Change Data Capture)",
-            # Change events carry client and deal data: at rest under the stack's data key, as the canonical bus.
+            # Change events carry client and deal data: under the data key, like the canonical bus.
             kms_key=DataKey.of(self),
         )
         self.intake = QueueConsumer(

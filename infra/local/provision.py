@@ -22,8 +22,8 @@ from typing import Any
 from botocore import xform_name
 
 from infra.local import config
-from infra.local.iam_auth import OperatorRole
 from infra.local.firehose import FirehoseSpec
+from infra.local.iam_auth import OperatorRole
 from infra.local.schedules import ScheduleSpec, ScheduleTarget
 from infra.local.template import (
     Resolver,

@@ -49,10 +49,12 @@ def deployed_consumes(catalog: dict[str, Any]) -> dict[str, set[str]]:
     consumer_of = {q["queue"]: q["consumer"] for q in catalog["queues"]}
     out: dict[str, set[str]] = {}
     for rule in catalog["rules"]:
-        if rule.get("bus") == "default" or CANONICAL_SOURCE not in rule["pattern"].get("source", []):
+        pattern = rule.get("pattern") or {}
+        if rule.get("bus") == "default" or CANONICAL_SOURCE not in pattern.get("source", []):
             continue  # S3 file drops, the Salesforce partner bus: outside changes, not canonical events
         for target in rule["targets"]:
-            out.setdefault(consumer_of[target], set()).update(rule["pattern"]["detail-type"])
+            if target in consumer_of:  # the analytics feed's Firehose stream copies events, runs no code
+                out.setdefault(consumer_of[target], set()).update(pattern["detail-type"])
     return out
 
 

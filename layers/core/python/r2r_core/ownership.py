@@ -331,7 +331,13 @@ FLOWS: Mapping[str, Flow] = {
     "reconciliation": Flow((), (), (), reads=((ERP, "financial_posting"),)),
     "exception_router": Flow((), (), ()),
     "operator_api": Flow((), (), ()),  # reads r2r's own stores; resolves exceptions in r2r only
-    "resource_sync": Flow(("resource.upserted", "resource.terminated"), (), ()),
+    # The ERP employee record is a copy of the HRIS worker (status, cost rate, department): never read back.
+    "resource_sync": Flow(("resource.upserted", "resource.terminated"), (), ((ERP, "employee_copy"),)),
+    # Closed-won deals provision the engagement as a PSA project (pse__Proj__c, r2r_External_Id__c); the
+    # PSA's own project changes come back as project events, which no consumer turns into CRM writes.
+    "psa_provisioning": Flow(("opportunity.closed_won",), (), ((PSA, "project"),)),
+    # Assignments become ERP resource allocations and the project's cost forecast (copies, never read back).
+    "resource_allocation": Flow(("assignment.upserted",), (), ((ERP, "resource_allocation_copy"),)),
     "file_intake": Flow(
         (),
         ("resource.upserted", "resource.terminated", "time_entry.approved", "expense.approved"),
