@@ -47,6 +47,7 @@ EXCEPTION_RECORDERS = frozenset(
         "ingest_salesforce_outbound",
         "file_intake",
         "resource_sync",
+        "kantata_poller",
     }
 )
 

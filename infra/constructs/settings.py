@@ -24,6 +24,8 @@ CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
 CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
 CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
+CTX_KANTATA_BASE_URL = "kantataBaseUrl"
+CTX_KANTATA_POLL_MINUTES = "kantataPollMinutes"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -67,6 +69,8 @@ class StageSettings:
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
     salesforce_base_url: str = "https://example.my.salesforce.com"
     invoice_status_poll_minutes: int = 15
+    kantata_base_url: str = "https://api.mavenlink.com/api/v1"
+    kantata_poll_minutes: int = 5
 
     @property
     def stack_name(self) -> str:
@@ -104,6 +108,13 @@ class StageSettings:
             invoice_status_poll_minutes=_as_int(
                 CTX_INVOICE_STATUS_POLL_MINUTES,
                 get(CTX_INVOICE_STATUS_POLL_MINUTES, defaults.invoice_status_poll_minutes),
+                minimum=1,
+                maximum=1440,
+            ),
+            kantata_base_url=str(get(CTX_KANTATA_BASE_URL, defaults.kantata_base_url)),
+            kantata_poll_minutes=_as_int(
+                CTX_KANTATA_POLL_MINUTES,
+                get(CTX_KANTATA_POLL_MINUTES, defaults.kantata_poll_minutes),
                 minimum=1,
                 maximum=1440,
             ),

@@ -164,6 +164,8 @@ class LocalStack:
         self.erp_url: str | None = None
         self.salesforce: Any = None
         self.salesforce_url: str | None = None
+        self.kantata: Any = None
+        self.kantata_url: str | None = None
         self.scheduler: Scheduler | None = None
         self.aws_endpoint_url = ""
         self.api_url = ""
@@ -268,11 +270,7 @@ class LocalStack:
         )
         self.local = provisioner.provision()
         self.resources = dict(self.local.physical)
-        if self.options.saas and self.local.uses_env("SALESFORCE_BASE_URL"):
-            self._start_salesforce()
-        common_env = local_common_env(self.aws_endpoint_url, self.erp_url)
-        if self.salesforce_url:
-            common_env["SALESFORCE_BASE_URL"] = self.salesforce_url
+        common_env = local_common_env(self.aws_endpoint_url, self.erp_url) | self._start_saas()
         self.runtime = FunctionRuntime(self.local.functions, common_env)
         assert self._dispatch is not None
         self._dispatch.runtime = self.runtime
@@ -327,6 +325,9 @@ class LocalStack:
         if self.salesforce is not None:
             with contextlib.suppress(Exception):
                 self.salesforce.stop()
+        if self.kantata is not None:
+            with contextlib.suppress(Exception):
+                self.kantata.stop()
         if self._dispatch is not None:
             self._dispatch.stop()
         if self._executor is not None:
@@ -446,6 +447,33 @@ class LocalStack:
             client_secret=credentials["client_secret"],
         )
         self.salesforce_url = str(self.salesforce.start()).rstrip("/")
+
+    def _start_saas(self) -> dict[str, str]:
+        """The SaaS sandboxes some template function calls; returns the base URLs they get."""
+        assert self.local is not None
+        env: dict[str, str] = {}
+        if self.options.saas and self.local.uses_env("SALESFORCE_BASE_URL"):
+            self._start_salesforce()
+        if self.options.saas and self.local.uses_env("KANTATA_BASE_URL"):
+            self._start_kantata()
+        if self.salesforce_url:
+            env["SALESFORCE_BASE_URL"] = self.salesforce_url
+        if self.kantata_url:
+            env["KANTATA_BASE_URL"] = self.kantata_url
+        return env
+
+    def _start_kantata(self) -> None:
+        try:
+            from infra.saas_sandbox import KantataSandbox
+        except ImportError:
+            LOG.warning("the template's functions call Kantata, but infra.saas_sandbox is not there")
+            return
+        self.kantata = KantataSandbox(
+            host=config.HOST,
+            port=self._port(4 + len(self.local.apis) if self.local else 5),
+            api_token=config.KANTATA_CREDENTIALS["api_token"],
+        )
+        self.kantata_url = str(self.kantata.start()).rstrip("/")
 
     def _set_process_env(self, values: Mapping[str, str | None]) -> None:
         for key, value in values.items():
@@ -784,10 +812,14 @@ class LocalStack:
         return depths
 
     def saas_records(self) -> dict[str, Any]:
-        """Records of the SaaS sandboxes the stack started (``{"salesforce": {object: [...]}}``)."""
-        if self.salesforce is None:
-            return {}
-        return {"salesforce": to_jsonable(self.salesforce.records())}
+        """Records of the SaaS sandboxes the stack started (``{"salesforce": {object: [...]}}``,
+        ``{"kantata": {resource: [...]}}``)."""
+        records: dict[str, Any] = {}
+        if self.salesforce is not None:
+            records["salesforce"] = to_jsonable(self.salesforce.records())
+        if self.kantata is not None:
+            records["kantata"] = to_jsonable(self.kantata.records())
+        return records
 
     def report(self) -> dict[str, Any]:
         """The observable outcome: ERP (and SaaS) records, invoices, exceptions, DLQ depths."""
@@ -813,6 +845,7 @@ class LocalStack:
             "aws_endpoint_url": self.aws_endpoint_url,
             "erp_url": self.erp_url,
             "salesforce_url": self.salesforce_url,
+            "kantata_url": self.kantata_url,
             "region": config.REGION,
             "account_id": config.ACCOUNT_ID,
             "queues": {
