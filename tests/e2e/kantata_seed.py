@@ -22,8 +22,9 @@ MONDAY = date(2026, 11, 16)
 
 
 def work_day(index: int) -> date:
-    """Weekdays from Monday 16 November 2026 on, one per pair of entries."""
-    day, step = MONDAY, index // len(PEOPLE)
+    """The weekdays of 16-27 November 2026 in turn, one per pair of entries (the rate card runs to
+    the end of 2026)."""
+    day, step = MONDAY, (index // len(PEOPLE)) % 10
     while step:
         day += timedelta(days=1)
         if day.weekday() < 5:
@@ -74,10 +75,3 @@ def seed_week(sandbox: Any, workspace_id: str, *, entries: int) -> dict[str, lis
         },
     )
     return {"time_entries": time_entries, "expenses": [expense]}
-
-
-def expected_hours(entries: int) -> dict[str, str]:
-    """Canonical entry index → hours, as the connector converts the seeded minutes."""
-    from r2r_core.connectors.kantata import minutes_to_hours
-
-    return {str(i): str(minutes_to_hours(MINUTES[i % len(MINUTES)])) for i in range(entries)}
