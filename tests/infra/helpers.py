@@ -13,6 +13,8 @@ CONTEXT = {
     "apiThrottleRateLimit": 25,
     "apiThrottleBurstLimit": 40,
     "invoiceStatusPollMinutes": 10,
+    "kantataPollMinutes": 7,
+    "kantataBaseUrl": "https://kantata.example.test/api/v1",
 }
 
 # Folder -> (environment keys besides the common ones, timeout) from docs/architecture.md.
@@ -71,6 +73,17 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     "billing_period_close": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"}, 30),
     "file_intake": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME"}, 30),
     "resource_sync": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME"}, 30),
+    "kantata_poller": (
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "EVENT_BUS_NAME",
+            "RAW_BUCKET_NAME",
+            "KANTATA_SECRET_ARN",
+            "KANTATA_BASE_URL",
+        },
+        120,
+    ),
     "ingest_salesforce_outbound": (
         {
             "RAW_BUCKET_NAME",
@@ -100,6 +113,7 @@ SCHEDULED_CONSUMERS = {
     "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
     "reconciliation": ("rate(1 day)", 2),
     "billing_period_close": ("rate(1 day)", 5),
+    "kantata_poller": (f"rate({CONTEXT['kantataPollMinutes']} minutes)", 2),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -356,3 +357,38 @@ def test_the_secret_needs_an_api_token() -> None:
         with pytest.raises(ValueError, match="api_token"):
             KantataCredentials.from_secret_json(text)
     assert "s3cr3t" not in repr(KantataCredentials.from_secret_json('{"api_token": "s3cr3t"}'))
+
+
+# --- the declarative field map agrees with the mappers on the fixtures --------------------------------
+
+
+def test_the_kantata_field_map_agrees_with_the_fixtures() -> None:
+    root = Path(__file__).resolve().parents[2] / "events" / "kantata"
+    checked: set[tuple[str, Any]] = set()
+    problems: list[str] = []
+    for file in sorted(root.glob("[0-9]*.json")):
+        document = json.loads(file.read_text())
+        resource = document["results"][0]["key"]
+        outcomes = {o["record"]: o for o in json.loads((root / "expected" / file.name).read_text())}
+        for record_id, record in (document.get(resource) or {}).items():
+            for event in outcomes.get(f"{resource}/{record_id}", {}).get("events", []):
+                for row in kantata.FIELD_MAP[resource]:
+                    source = record.get(row.source)
+                    if row.event_type != event["type"] or source is None:
+                        continue
+                    value: Any = event["data"]
+                    for part in row.target.split("."):
+                        value = value.get(part, "<missing>") if isinstance(value, dict) else "<missing>"
+                    checked.add((resource, row))
+                    right = {
+                        "copy": row.target.startswith("(") or value == source,
+                        "date": value == str(source)[:10],
+                        "flag": value is bool(source),
+                        "id": str(source) in str(value),
+                    }.get(row.how, value != "<missing>" or row.target.startswith("("))
+                    if not right:
+                        problems.append(f"{file.name} {resource}.{row.source} -> {row.target} = {value!r}")
+    assert not problems, problems
+    assert {resource for resource, _ in checked} == set(kantata.FIELD_MAP)
+    total = sum(len(rows) for rows in kantata.FIELD_MAP.values())
+    assert len(checked) >= total * 0.8, f"only {len(checked)} of {total} rows met a fixture"
