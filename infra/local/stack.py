@@ -681,7 +681,10 @@ class LocalStack:
         deliveries: list[dict[str, Any]] = []
         drain_error: str | None = None
         for step in steps:
-            entry = self._tick_step(step) if step.tick else self._webhook_step(step)
+            if step.kantata is not None:
+                entry = self._kantata_step(step)
+            else:
+                entry = self._tick_step(step) if step.tick else self._webhook_step(step)
             try:
                 entry["drain_s"] = round(self.drain(timeout=drain_timeout, stable_s=stable_s), 3)
             except DrainTimeout as exc:
@@ -713,6 +716,46 @@ class LocalStack:
             "targets": targets,
             "ok": targets > 0,
         }
+
+    def _kantata_step(self, step: Step) -> dict[str, Any]:
+        """Seed records in the Kantata sandbox, link a workspace to its engagement, script 429s."""
+        assert step.kantata is not None
+        if self.kantata is None:
+            raise ScenarioError(f"{step.file}: the stack runs no Kantata sandbox")
+        action = step.kantata
+        seeded: dict[str, list[str]] = {}
+        order = ("workspaces", "roles", "users", "time_entries", "expenses")
+        seed = action.get("seed") or {}
+        for resource in sorted(seed, key=lambda r: order.index(r) if r in order else len(order)):
+            seeded[resource] = [self.kantata.seed(resource, dict(record)) for record in seed[resource]]
+        linked = None
+        if action.get("link"):
+            from r2r_core.flows.kantata_poll import link_workspace
+
+            link = action["link"]
+            store, audit = self.state_and_audit()
+            linked = link_workspace(
+                store,
+                audit,
+                workspace_id=str(link["workspace_id"]),
+                engagement_id=str(link["engagement_id"]),
+                default_role=link.get("default_role"),
+            )
+        throttle = action.get("throttle")
+        if throttle:
+            self.kantata.throttle(int(throttle.get("count", 1)), throttle.get("retry_after"))
+        return {"file": step.file, "kind": "kantata", "seeded": seeded, "linked": linked, "ok": True}
+
+    def state_and_audit(self) -> tuple[Any, Any]:
+        """The StateTable and AuditTable of the stack (the tables the functions name in their environment)."""
+        from r2r_core.state import AuditLog, StateStore
+
+        assert self.local is not None
+        dynamodb = self.boto3_client("dynamodb")
+        tables = self.local.tables
+        [state] = [name for lid, name in tables.items() if "State" in lid]
+        [audit] = [name for lid, name in tables.items() if "Audit" in lid]
+        return StateStore(state, dynamodb), AuditLog(audit, dynamodb)
 
     def _webhook_step(self, step: Step) -> dict[str, Any]:
         delivery = self._deliver(step)

@@ -98,6 +98,19 @@ def _deliveries(entries: list[dict[str, Any]]) -> Table:
                 _drain(entry),
             )
             continue
+        if entry.get("kind") == "kantata":
+            seeded = ", ".join(f"{len(ids)} {name}" for name, ids in entry["seeded"].items())
+            linked = entry.get("linked") or {}
+            link = f"; workspace {linked['workspace_id']} → {linked['engagement_id']}" if linked else ""
+            table.add_row(
+                escape(entry["file"]),
+                "kantata",
+                escape(f"seeded {seeded or 'nothing'}{link}"),
+                "",
+                "",
+                _drain(entry),
+            )
+            continue
         expected = entry["expected"]
         table.add_row(
             escape(entry["file"]),
