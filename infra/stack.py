@@ -393,6 +393,7 @@ class R2rStack(Stack):
                 "RAW_BUCKET_NAME": archive.bucket.bucket_name,
                 "KANTATA_SECRET_ARN": secrets.kantata_credentials.secret_arn,
                 "KANTATA_BASE_URL": settings.kantata_base_url,
+                "KANTATA_PAGE_SIZE": str(settings.kantata_page_size),
             },
             event_pattern=None,
             schedule=events.Schedule.rate(Duration.minutes(settings.kantata_poll_minutes)),

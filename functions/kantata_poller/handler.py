@@ -40,6 +40,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             audit=AuditLog(settings.audit_table_name),
             publisher=EventPublisher(settings.event_bus_name),
             archive=RawArchive(settings.raw_bucket_name),
+            per_page=settings.page_size,
             time_left=lambda: context.get_remaining_time_in_millis() > SAFETY_MS,
         )
     except Exception:

@@ -26,6 +26,7 @@ CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
 CTX_INVOICE_STATUS_POLL_MINUTES = "invoiceStatusPollMinutes"
 CTX_KANTATA_BASE_URL = "kantataBaseUrl"
 CTX_KANTATA_POLL_MINUTES = "kantataPollMinutes"
+CTX_KANTATA_PAGE_SIZE = "kantataPageSize"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -71,6 +72,7 @@ class StageSettings:
     invoice_status_poll_minutes: int = 15
     kantata_base_url: str = "https://api.mavenlink.com/api/v1"
     kantata_poll_minutes: int = 5
+    kantata_page_size: int = 100
 
     @property
     def stack_name(self) -> str:
@@ -117,5 +119,12 @@ class StageSettings:
                 get(CTX_KANTATA_POLL_MINUTES, defaults.kantata_poll_minutes),
                 minimum=1,
                 maximum=1440,
+            ),
+            # Kantata's documented maximum per_page is 200.
+            kantata_page_size=_as_int(
+                CTX_KANTATA_PAGE_SIZE,
+                get(CTX_KANTATA_PAGE_SIZE, defaults.kantata_page_size),
+                minimum=1,
+                maximum=200,
             ),
         )

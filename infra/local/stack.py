@@ -89,6 +89,7 @@ class StackOptions:
     secret_values: Mapping[str, str] = field(default_factory=dict)
     quiet: bool = True
     function_log_level: str | None = None
+    function_env: Mapping[str, str] = field(default_factory=dict)
     saas: bool = True
     schedules: bool = False
 
@@ -204,6 +205,7 @@ class LocalStack:
         secret_values: Mapping[str, str] | None = None,
         quiet: bool = True,
         function_log_level: str | None = None,
+        function_env: Mapping[str, str] | None = None,
         saas: bool = True,
         schedules: bool = False,
     ) -> LocalStack:
@@ -218,6 +220,7 @@ class LocalStack:
             secret_values=dict(secret_values or {}),
             quiet=quiet,
             function_log_level=function_log_level,
+            function_env=dict(function_env or {}),
             saas=saas,
             schedules=schedules,
         )
@@ -270,7 +273,11 @@ class LocalStack:
         )
         self.local = provisioner.provision()
         self.resources = dict(self.local.physical)
-        common_env = local_common_env(self.aws_endpoint_url, self.erp_url) | self._start_saas()
+        common_env = (
+            local_common_env(self.aws_endpoint_url, self.erp_url)
+            | self._start_saas()
+            | dict(self.options.function_env)
+        )
         self.runtime = FunctionRuntime(self.local.functions, common_env)
         assert self._dispatch is not None
         self._dispatch.runtime = self.runtime

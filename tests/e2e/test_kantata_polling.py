@@ -1,10 +1,10 @@
 """Acceptance: Kantata OX by polling, on the embedded local stack with the Kantata sandbox.
 
 sold-to-billed's closed-won deal sets up engagement eng-acme-cloud-2026; its Kantata workspace is linked
-with `r2r kantata link` (the crosswalk). Kantata then holds 105 approved time entries (two pages of 100)
-and a travel expense. One tick of the poller's schedule → every entry is a NetSuite timeBill and the
-expense an expenseReport, exactly once, at the rate card's rates; a second tick changes nothing (the
-watermark); a burst of 429s (three without Retry-After, one with it) is ridden out.
+with `r2r kantata link` (the crosswalk). Kantata then holds 25 approved time entries (three pages: the
+poller reads 10 per page here, ``KANTATA_PAGE_SIZE``) and a travel expense. One tick of the poller's
+schedule → every entry is a NetSuite timeBill and the expense an expenseReport, exactly once, at the rate
+card's rates; a second tick changes nothing (the watermark); a burst of 429s (three without Retry-After, one with it) is ridden out.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from infra.local.stack import LocalStack, write_json
 from tests.e2e.kantata_seed import CLOSED_WON, ENGAGEMENT, MINUTES, seed_week
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRIES = 105  # the poller reads 100 per page: two pages
+ENTRIES = 25
+PAGE_SIZE = 10  # three pages (the default of 100 would need 101 entries: slow on a busy machine)
 RATES = {"Solution Architect": Decimal("210.00"), "Cloud Engineer": Decimal("145.00")}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local")]
@@ -35,7 +36,9 @@ def kantata_records(records: dict[str, list[dict[str, Any]]], kind: str, marker:
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     state = tmp_path_factory.mktemp("kantata")
-    with LocalStack.start(ROOT, erp_db=state / "erp.sqlite") as stack:
+    with LocalStack.start(
+        ROOT, erp_db=state / "erp.sqlite", function_env={"KANTATA_PAGE_SIZE": str(PAGE_SIZE)}
+    ) as stack:
         assert stack.kantata is not None, "the template's poller calls Kantata: its sandbox runs"
         closed_won = stack.post_webhook("crm", CLOSED_WON["body"], webhook_id=CLOSED_WON["webhook_id"])
         stack.drain(timeout=120)
@@ -107,7 +110,7 @@ def test_every_approved_entry_is_one_time_bill_at_the_rate_card(outcome: dict[st
     ids = [b["externalId"] for b in bills]
     assert len(ids) == len(set(ids)) == ENTRIES
     assert set(ids) == {f"r2r-time-kantata-te-{i}" for i in outcome["seeded"]["time_entries"]}
-    assert outcome["kantata_gets_first"] >= 2  # two pages (plus none for the empty tail)
+    assert outcome["kantata_gets_first"] == 3  # three pages of 10, 10 and 5
     by_entry = {b["externalId"].removeprefix("r2r-time-kantata-te-"): b for b in bills}
     for index, entry_id in enumerate(outcome["seeded"]["time_entries"]):
         minutes = MINUTES[index % len(MINUTES)]

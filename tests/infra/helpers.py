@@ -15,6 +15,7 @@ CONTEXT = {
     "invoiceStatusPollMinutes": 10,
     "kantataPollMinutes": 7,
     "kantataBaseUrl": "https://kantata.example.test/api/v1",
+    "kantataPageSize": 50,
 }
 
 # Folder -> (environment keys besides the common ones, timeout) from docs/architecture.md.
@@ -81,6 +82,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
             "RAW_BUCKET_NAME",
             "KANTATA_SECRET_ARN",
             "KANTATA_BASE_URL",
+            "KANTATA_PAGE_SIZE",
         },
         120,
     ),

@@ -54,7 +54,9 @@ def test_a_schedule_every_kantata_poll_minutes_ticks_its_own_queue_with_a_dlq(
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     _lid, function = functions_by_folder(resources)["kantata_poller"]
     assert ref_id(mapping["Properties"]["FunctionName"]) == _lid
-    assert function["Properties"]["Environment"]["Variables"]["KANTATA_BASE_URL"] == CONTEXT["kantataBaseUrl"]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["KANTATA_BASE_URL"] == CONTEXT["kantataBaseUrl"]
+    assert variables["KANTATA_PAGE_SIZE"] == str(CONTEXT["kantataPageSize"])
 
 
 def test_the_poller_reads_and_writes_state_and_audit_only(resources: dict[str, dict[str, Any]]) -> None:

@@ -184,6 +184,15 @@ def test_an_entry_approval_withdrawn_later_is_published_unapproved_with_the_appr
     assert never.envelopes == [] and never.note is not None
 
 
+def test_an_approved_entry_edited_to_zero_minutes_withdraws_the_approved_hours() -> None:
+    directory = linked_directory()
+    for item in map_entry(entry(), directory).remember:
+        directory.put(item)
+    [event] = map_entry(entry(time_in_minutes=0, updated_at="2026-11-24T08:00:00Z"), directory).envelopes
+    assert (event.data["status"], event.data["hours"]) == ("unapproved", "1.50")
+    assert map_entry(entry(id="12", time_in_minutes=0)).envelopes == []
+
+
 def test_an_entry_of_an_unlinked_workspace_waits_for_its_link() -> None:
     with pytest.raises(kantata.WorkspaceNotLinked) as caught:
         map_entry(entry(workspace_id="999"))

@@ -55,6 +55,7 @@ class KantataPollerSettings(_Settings):
     raw_bucket_name: str = Field(alias="RAW_BUCKET_NAME")
     kantata_secret_arn: str = Field(alias="KANTATA_SECRET_ARN")
     kantata_base_url: str = Field(alias="KANTATA_BASE_URL")
+    page_size: int = Field(default=100, ge=1, le=200, alias="KANTATA_PAGE_SIZE")
 
 
 S = TypeVar("S", bound=_Settings)

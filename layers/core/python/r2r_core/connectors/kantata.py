@@ -231,13 +231,12 @@ def map_time_entry(
     previous = ctx.previous()
     if previous["version"] >= ctx.version:
         return Mapped(note=f"already published version {previous['version']} of this time entry")
-    approved = fields.flag("approved", default=False)
-    if not approved and not previous["approved"]:
-        return Mapped(note="not approved: nothing to publish")
-    link = ctx.link()
     hours = hours_of(fields)
-    if hours == 0 and not previous["approved"]:
-        return Mapped(note="0 minutes: nothing to bill")
+    # An approved entry edited down to 0 minutes withdraws what was approved, like an unapproval.
+    approved = fields.flag("approved", default=False) and hours > 0
+    if not approved and not previous["approved"]:
+        return Mapped(note="not approved (or 0 minutes): nothing to publish")
+    link = ctx.link()
     user_id = fields.req_text("user_id", max_length=32)
     data = {
         "id": f"kantata-te-{ctx.id}",
@@ -249,8 +248,8 @@ def map_time_entry(
         "role": _role(fields, included, link),
         "region": link["region"],
         "work_date": fields.req_day("date_performed").isoformat(),
-        # A withdrawn entry keeps the hours that were approved (the billing core credits them).
-        "hours": str(hours if hours > 0 else Decimal(str(previous.get("hours", "0")))),
+        # A withdrawn entry carries the hours that were approved (the billing core credits them).
+        "hours": str(hours) if approved else str(previous.get("hours") or hours),
         "billable": fields.flag("billable", default=True),
         "status": "approved" if approved else "unapproved",
         "approved_at": ctx.changed.isoformat(),
