@@ -4,7 +4,8 @@ sold-to-billed's closed-won deal sets up engagement eng-acme-cloud-2026; its Kan
 with `r2r kantata link` (the crosswalk). Kantata then holds 25 approved time entries (three pages: the
 poller reads 10 per page here, ``KANTATA_PAGE_SIZE``) and a travel expense. One tick of the poller's
 schedule → every entry is a NetSuite timeBill and the expense an expenseReport, exactly once, at the rate
-card's rates; a second tick changes nothing (the watermark); a burst of 429s (three without Retry-After, one with it) is ridden out.
+card's rates; a second tick changes nothing (the watermark); a burst of 429s (three without Retry-After,
+one with it) is ridden out.
 """
 
 from __future__ import annotations
