@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from r2r_core.connectors import certinia, salesforce
+from r2r_core.connectors import certinia, kantata, salesforce
 from r2r_core.model.events import EVENT_TYPES
 from r2r_core.ownership import SYSTEM_OF_RECORD
 
@@ -31,8 +31,14 @@ _DEPENDENCIES = (
     ("ERP_SECRET_ARN", "NetSuite (ERP)"),
     ("SALESFORCE_BASE_URL", "Salesforce (CRM / Certinia PSA)"),
     ("SALESFORCE_SECRET_ARN", "Salesforce (CRM / Certinia PSA)"),
+    ("KANTATA_BASE_URL", "Kantata OX (PSA)"),
+    ("KANTATA_SECRET_ARN", "Kantata OX (PSA)"),
 )
-_MAPPERS = (("salesforce", salesforce.FIELD_MAP), ("certinia", certinia.FIELD_MAP))
+_MAPPERS = (
+    ("salesforce", salesforce.FIELD_MAP),
+    ("certinia", certinia.FIELD_MAP),
+    ("kantata", kantata.FIELD_MAP),
+)
 
 
 def strip_id(logical_id: str) -> str:

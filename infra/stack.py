@@ -39,6 +39,9 @@ WORKFLOW_TIMEOUT = Duration.seconds(60)
 DEFAULT_CONSUMER_CONCURRENCY = 5
 # The poller reads the ERP (SuiteQL) and serialises itself on a watermark: the smallest share.
 POLLER_CONCURRENCY = 2
+# The Kantata poller pages through a backlog and rides out 429s (backoff, Retry-After): a longer budget;
+# it stops paging 20 s before it (the watermark holds the pages done) and the next tick goes on.
+KANTATA_POLLER_TIMEOUT = Duration.minutes(2)
 FAILED_EXECUTION_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
 # Raw-archive prefixes whose new objects are file drops (r2r_core.connectors.files.PARSERS).
 FILE_DROP_PREFIXES = ("inbound/workday/", "inbound/timesheets/", "inbound/expenses/")
@@ -171,13 +174,14 @@ class R2rStack(Stack):
             max_concurrency: int,
             description: str,
             schedule: events.Schedule | None = None,
+            timeout: Duration = CONSUMER_TIMEOUT,
         ) -> QueueConsumer:
             return QueueConsumer(
                 self,
                 construct_id,
                 folder=folder,
                 stage=settings.stage,
-                timeout=CONSUMER_TIMEOUT,
+                timeout=timeout,
                 environment=environment,
                 layers=shared_layers,
                 log_removal_policy=logs_removal,
@@ -309,8 +313,8 @@ class R2rStack(Stack):
             tables=tables,
             secrets=secrets,
             removal_policy=retain,
-            file_drops=lambda: self._file_drops(
-                consumer, tables=tables, secrets=secrets, settings=settings, archive=archive, bus=bus
+            file_drops=lambda: self._file_and_polled_connectors(
+                consumer, settings=settings, tables=tables, secrets=secrets, archive=archive, bus=bus
             ),
             # Outbound provisioning (PSA project, ERP allocations) and the analytics feed.
             outbound=lambda: self._provisioning(
@@ -549,6 +553,74 @@ class R2rStack(Stack):
         secrets.erp_credentials.grant_read(resource_allocation.function)
         analytics_feed()
 
+    def _file_and_polled_connectors(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        settings: StageSettings,
+        tables: DataTables,
+        secrets: IntegrationSecrets,
+        archive: RawArchive,
+        bus: events.IEventBus,
+    ) -> None:
+        self._file_drops(
+            consumer, tables=tables, secrets=secrets, settings=settings, archive=archive, bus=bus
+        )
+        self._kantata_poller(
+            consumer, settings=settings, tables=tables, secrets=secrets, archive=archive, bus=bus
+        )
+
+    def _kantata_poller(
+        self,
+        consumer: Callable[..., QueueConsumer],
+        *,
+        settings: StageSettings,
+        tables: DataTables,
+        secrets: IntegrationSecrets,
+        archive: RawArchive,
+        bus: events.IEventBus,
+    ) -> None:
+        """Kantata OX has no webhooks: a schedule rule (every ``kantataPollMinutes``, default 5) ticks
+        the poller's queue (own DLQ); the poller reads workspaces, time entries and expenses changed
+        since its watermarks (StateTable ``SYNC#kantata#<resource>``), archives each raw page under
+        ``raw/kantata/`` and publishes canonical events on the canonical bus, where time_posting and
+        expense_posting bill them like any other source. It never writes to Kantata or the ERP."""
+        poller = consumer(
+            "KantataPoller",
+            "kantata_poller",
+            environment={
+                "STATE_TABLE_NAME": tables.state.table_name,
+                "AUDIT_TABLE_NAME": tables.audit.table_name,
+                "EVENT_BUS_NAME": bus.event_bus_name,
+                "RAW_BUCKET_NAME": archive.bucket.bucket_name,
+                "KANTATA_SECRET_ARN": secrets.kantata_credentials.secret_arn,
+                "KANTATA_BASE_URL": settings.kantata_base_url,
+                "KANTATA_PAGE_SIZE": str(settings.kantata_page_size),
+            },
+            event_pattern=None,
+            schedule=events.Schedule.rate(Duration.minutes(settings.kantata_poll_minutes)),
+            event_bus=None,
+            # One poll at a time is enough (the watermark serialises them); 2 is Lambda's minimum.
+            max_concurrency=POLLER_CONCURRENCY,
+            description="r2r kantata_poller: Kantata OX time, expenses, workspaces to canonical events",
+            timeout=KANTATA_POLLER_TIMEOUT,
+        )
+        tables.grant_state_and_audit(poller.function)
+        bus.grant_put_events_to(poller.function)
+        secrets.kantata_credentials.grant_read(poller.function)
+        archive.bucket.grant_put(poller.function, "raw/kantata/*")
+        cfn_bucket = archive.bucket.node.default_child
+        assert isinstance(cfn_bucket, CfnElement)
+        bucket_id = self.get_logical_id(cfn_bucket)
+        nag.acknowledge(
+            poller.consumer.role.node.find_child("DefaultPolicy"),
+            "IAM5",
+            "grant_put on the raw archive's raw/kantata/ prefix only: each polled page is archived under a "
+            "key only known at run time (raw/kantata/<date>/<resource>-<poll>-p<n>); s3:Abort* lets the "
+            "SDK abort its own failed multipart uploads.",
+            findings=[f"Resource::<{bucket_id}.Arn>/raw/kantata/*", "Action::s3:Abort*"],
+        )
+
     def _file_drops(
         self,
         consumer: Callable[..., QueueConsumer],
@@ -650,9 +722,9 @@ class R2rStack(Stack):
         file_drops: Callable[[], None],
         outbound: Callable[[], None],
     ) -> None:
-        """The file-drop connectors, outbound provisioning and the analytics feed, daily reconciliation
-        (schedule rule -> queue with DLQ -> function, ERP read only), then the dashboard and alarms,
-        which find every function, consumer and DLQ created before them."""
+        """The file-drop and Kantata (polled) connectors, outbound provisioning and the analytics feed,
+        daily reconciliation (schedule rule -> queue with DLQ -> function, ERP read only), then the
+        dashboard and alarms, which find every function, consumer and DLQ created before them."""
         file_drops()
         outbound()
         reconciliation = consumer(

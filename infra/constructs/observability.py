@@ -50,6 +50,7 @@ EXCEPTION_RECORDERS = frozenset(
         "resource_sync",
         "psa_provisioning",
         "resource_allocation",
+        "kantata_poller",
     }
 )
 

@@ -20,6 +20,7 @@ PLACEHOLDER_KEY = "_placeholder"
 WEBHOOK_SECRETS_SKELETON = '{"generic": []}'
 ERP_CREDENTIALS_SKELETON = '{"account_id": ""}'
 SALESFORCE_CREDENTIALS_SKELETON = '{"client_id": ""}'
+KANTATA_CREDENTIALS_SKELETON = '{"api_token": ""}'
 _NO_ROTATION = (
     "Third-party credentials: they are issued by the source system (webhook signing secrets, "
     "NetSuite TBA/OAuth material) and rotated there by the operator, who then updates this "
@@ -29,7 +30,8 @@ _NO_ROTATION = (
 
 class IntegrationSecrets(Construct):
     """``WebhookSecrets`` (``{"<source>": ["whsec_...", ...]}``), ``ErpCredentials`` and
-    ``SalesforceCredentials`` (connected app client credentials for CRM/PSA write-backs)."""
+    ``SalesforceCredentials`` (connected app client credentials for CRM/PSA write-backs) and
+    ``KantataCredentials`` (``{"api_token"}``: the bearer token the Kantata OX poller reads with)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
@@ -68,5 +70,20 @@ class IntegrationSecrets(Construct):
             removal_policy=removal_policy,
             encryption_key=key,
         )
-        for secret in (self.webhook_secrets, self.erp_credentials, self.salesforce_credentials):
+        self.kantata_credentials = secretsmanager.Secret(
+            self,
+            "KantataCredentials",
+            description='r2r Kantata OX API token for the poller: {"api_token": "..."}',
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=KANTATA_CREDENTIALS_SKELETON,
+                generate_string_key=PLACEHOLDER_KEY,
+            ),
+            removal_policy=removal_policy,
+        )
+        for secret in (
+            self.webhook_secrets,
+            self.erp_credentials,
+            self.salesforce_credentials,
+            self.kantata_credentials,
+        ):
             nag.acknowledge(secret, "SMG4", _NO_ROTATION)

@@ -38,6 +38,9 @@ CTX_OPERATOR_PRINCIPAL_ARN = "operatorPrincipalArn"
 # An IAM principal that may assume the operator roles: an account root, a role or a user.
 _IAM_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
 CTX_SALESFORCE_INTEGRATION_USERS = "salesforceIntegrationUserIds"
+CTX_KANTATA_BASE_URL = "kantataBaseUrl"
+CTX_KANTATA_POLL_MINUTES = "kantataPollMinutes"
+CTX_KANTATA_PAGE_SIZE = "kantataPageSize"
 
 
 def _as_int(key: str, value: Any, *, minimum: int, maximum: int) -> int:
@@ -114,6 +117,9 @@ class StageSettings:
     operator_principal_arn: str = ""
     # r2r's Salesforce integration user ids (comma-separated): notifications of their edits are echoes.
     salesforce_integration_user_ids: str = ""
+    kantata_base_url: str = "https://api.mavenlink.com/api/v1"
+    kantata_poll_minutes: int = 5
+    kantata_page_size: int = 100
 
     @property
     def stack_name(self) -> str:
@@ -164,6 +170,20 @@ class StageSettings:
             ),
             salesforce_integration_user_ids=_as_user_ids(
                 get(CTX_SALESFORCE_INTEGRATION_USERS, defaults.salesforce_integration_user_ids)
+            ),
+            kantata_base_url=str(get(CTX_KANTATA_BASE_URL, defaults.kantata_base_url)),
+            kantata_poll_minutes=_as_int(
+                CTX_KANTATA_POLL_MINUTES,
+                get(CTX_KANTATA_POLL_MINUTES, defaults.kantata_poll_minutes),
+                minimum=1,
+                maximum=1440,
+            ),
+            # Kantata's documented maximum per_page is 200.
+            kantata_page_size=_as_int(
+                CTX_KANTATA_PAGE_SIZE,
+                get(CTX_KANTATA_PAGE_SIZE, defaults.kantata_page_size),
+                minimum=1,
+                maximum=200,
             ),
         )
 

@@ -50,6 +50,9 @@ SALESFORCE_CREDENTIALS: Final[dict[str, str]] = {
     "api_version": "v61.0",
 }
 
+# The API token of the local Kantata OX sandbox (the poller's bearer token); the sandbox is started with it.
+KANTATA_CREDENTIALS: Final[dict[str, str]] = {"api_token": "r2r-local-kantata-token"}
+
 # Salesforce Outbound Message listener secrets per organisation (the secret is the last segment of
 # the endpoint URL: POST <api>/v1/salesforce/outbound/r2r-local-sf-outbound-0001).
 SALESFORCE_OUTBOUND_ORG_ID: Final = "00D5g000004XyZaEAK"

@@ -66,6 +66,7 @@ _SECRET_ROLES = {
     "ERP_SECRET_ARN": "erp",
     "SALESFORCE_SECRET_ARN": "salesforce",
     "SALESFORCE_OUTBOUND_SECRETS_ARN": "salesforce_outbound",
+    "KANTATA_SECRET_ARN": "kantata",
 }
 
 
@@ -564,6 +565,8 @@ class Provisioner:
             value = json.dumps(config.SALESFORCE_CREDENTIALS)
         elif role == "salesforce_outbound":
             value = json.dumps(config.SALESFORCE_OUTBOUND_SECRETS)
+        elif role == "kantata":
+            value = json.dumps(config.KANTATA_CREDENTIALS)
         elif "SecretString" in resource.properties:
             value = self.resolver.resolve_str(resource.properties["SecretString"])
         else:

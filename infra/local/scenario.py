@@ -22,6 +22,8 @@ _KNOWN_KEYS = {
     "description",
 }
 _TICK_KEYS = {"tick", "description"}
+_KANTATA_KEYS = {"kantata", "description"}
+_KANTATA_ACTIONS = {"seed", "link", "throttle"}
 
 
 class ScenarioError(ValueError):
@@ -43,6 +45,7 @@ class Step:
     sign: bool = True
     path: str | None = None
     tick: str | None = None  # a scheduled rule to tick instead of a delivery
+    kantata: dict[str, Any] | None = None  # records to seed in the Kantata sandbox, a link, 429s
 
     def expected(self, status: int) -> bool:
         if self.expect_status is None:
@@ -69,6 +72,8 @@ def load_step(file: Path) -> Step:
                 f"{file.name}: a tick step takes only {sorted(_TICK_KEYS)}, not {sorted(extra)}"
             )
         return Step(file=file.name, source="", webhook_id="", tick=str(document["tick"]))
+    if "kantata" in document:
+        return _kantata_step(file, document)
     unknown = set(document) - _KNOWN_KEYS
     if unknown:
         raise ScenarioError(
@@ -105,6 +110,24 @@ def load_step(file: Path) -> Step:
         sign=bool(document.get("sign", True)),
         path=document.get("path"),
     )
+
+
+def _kantata_step(file: Path, document: dict[str, Any]) -> Step:
+    extra = set(document) - _KANTATA_KEYS
+    action = document["kantata"]
+    if extra or not isinstance(action, dict) or not action or set(action) - _KANTATA_ACTIONS:
+        raise ScenarioError(
+            f'{file.name}: a kantata step is {{"kantata": {{...}}}} with any of {sorted(_KANTATA_ACTIONS)}'
+        )
+    seed = action.get("seed") or {}
+    if not isinstance(seed, dict) or not all(isinstance(v, list) for v in seed.values()):
+        raise ScenarioError(f"{file.name}: kantata.seed maps a resource to a list of records")
+    link = action.get("link")
+    if link is not None and not (
+        isinstance(link, dict) and isinstance(link.get("workspace_id"), str) and link.get("engagement_id")
+    ):
+        raise ScenarioError(f"{file.name}: kantata.link needs workspace_id (text) and engagement_id")
+    return Step(file=file.name, source="", webhook_id="", kantata=action)
 
 
 def load_scenario(directory: Path) -> list[Step]:

@@ -92,6 +92,7 @@ class StackOptions:
     secret_values: Mapping[str, str] = field(default_factory=dict)
     quiet: bool = True
     function_log_level: str | None = None
+    function_env: Mapping[str, str] = field(default_factory=dict)
     saas: bool = True
     schedules: bool = False
 
@@ -167,6 +168,8 @@ class LocalStack:
         self.erp_url: str | None = None
         self.salesforce: Any = None
         self.salesforce_url: str | None = None
+        self.kantata: Any = None
+        self.kantata_url: str | None = None
         self.scheduler: Scheduler | None = None
         self.aws_endpoint_url = ""
         self.api_url = ""
@@ -206,6 +209,7 @@ class LocalStack:
         secret_values: Mapping[str, str] | None = None,
         quiet: bool = True,
         function_log_level: str | None = None,
+        function_env: Mapping[str, str] | None = None,
         saas: bool = True,
         schedules: bool = False,
     ) -> LocalStack:
@@ -220,6 +224,7 @@ class LocalStack:
             secret_values=dict(secret_values or {}),
             quiet=quiet,
             function_log_level=function_log_level,
+            function_env=dict(function_env or {}),
             saas=saas,
             schedules=schedules,
         )
@@ -272,11 +277,11 @@ class LocalStack:
         )
         self.local = provisioner.provision()
         self.resources = dict(self.local.physical)
-        if self.options.saas and self.local.uses_env("SALESFORCE_BASE_URL"):
-            self._start_salesforce()
-        common_env = local_common_env(self.aws_endpoint_url, self.erp_url)
-        if self.salesforce_url:
-            common_env["SALESFORCE_BASE_URL"] = self.salesforce_url
+        common_env = (
+            local_common_env(self.aws_endpoint_url, self.erp_url)
+            | self._start_saas()
+            | dict(self.options.function_env)
+        )
         self.runtime = FunctionRuntime(self.local.functions, common_env)
         assert self._dispatch is not None
         self._dispatch.runtime = self.runtime
@@ -361,6 +366,9 @@ class LocalStack:
         if self.salesforce is not None:
             with contextlib.suppress(Exception):
                 self.salesforce.stop()
+        if self.kantata is not None:
+            with contextlib.suppress(Exception):
+                self.kantata.stop()
         if self._dispatch is not None:
             self._dispatch.stop()
         if self._executor is not None:
@@ -480,6 +488,33 @@ class LocalStack:
             client_secret=credentials["client_secret"],
         )
         self.salesforce_url = str(self.salesforce.start()).rstrip("/")
+
+    def _start_saas(self) -> dict[str, str]:
+        """The SaaS sandboxes some template function calls; returns the base URLs they get."""
+        assert self.local is not None
+        env: dict[str, str] = {}
+        if self.options.saas and self.local.uses_env("SALESFORCE_BASE_URL"):
+            self._start_salesforce()
+        if self.options.saas and self.local.uses_env("KANTATA_BASE_URL"):
+            self._start_kantata()
+        if self.salesforce_url:
+            env["SALESFORCE_BASE_URL"] = self.salesforce_url
+        if self.kantata_url:
+            env["KANTATA_BASE_URL"] = self.kantata_url
+        return env
+
+    def _start_kantata(self) -> None:
+        try:
+            from infra.saas_sandbox import KantataSandbox
+        except ImportError:
+            LOG.warning("the template's functions call Kantata, but infra.saas_sandbox is not there")
+            return
+        self.kantata = KantataSandbox(
+            host=config.HOST,
+            port=self._port(4 + len(self.local.apis) if self.local else 5),
+            api_token=config.KANTATA_CREDENTIALS["api_token"],
+        )
+        self.kantata_url = str(self.kantata.start()).rstrip("/")
 
     def _set_process_env(self, values: Mapping[str, str | None]) -> None:
         for key, value in values.items():
@@ -696,7 +731,10 @@ class LocalStack:
         deliveries: list[dict[str, Any]] = []
         drain_error: str | None = None
         for step in steps:
-            entry = self._tick_step(step) if step.tick else self._webhook_step(step)
+            if step.kantata is not None:
+                entry = self._kantata_step(step)
+            else:
+                entry = self._tick_step(step) if step.tick else self._webhook_step(step)
             try:
                 entry["drain_s"] = round(self.drain(timeout=drain_timeout, stable_s=stable_s), 3)
             except DrainTimeout as exc:
@@ -728,6 +766,46 @@ class LocalStack:
             "targets": targets,
             "ok": targets > 0,
         }
+
+    def _kantata_step(self, step: Step) -> dict[str, Any]:
+        """Seed records in the Kantata sandbox, link a workspace to its engagement, script 429s."""
+        assert step.kantata is not None
+        if self.kantata is None:
+            raise ScenarioError(f"{step.file}: the stack runs no Kantata sandbox")
+        action = step.kantata
+        seeded: dict[str, list[str]] = {}
+        order = ("workspaces", "roles", "users", "time_entries", "expenses")
+        seed = action.get("seed") or {}
+        for resource in sorted(seed, key=lambda r: order.index(r) if r in order else len(order)):
+            seeded[resource] = [self.kantata.seed(resource, dict(record)) for record in seed[resource]]
+        linked = None
+        if action.get("link"):
+            from r2r_core.flows.kantata_poll import link_workspace
+
+            link = action["link"]
+            store, audit = self.state_and_audit()
+            linked = link_workspace(
+                store,
+                audit,
+                workspace_id=str(link["workspace_id"]),
+                engagement_id=str(link["engagement_id"]),
+                default_role=link.get("default_role"),
+            )
+        throttle = action.get("throttle")
+        if throttle:
+            self.kantata.throttle(int(throttle.get("count", 1)), throttle.get("retry_after"))
+        return {"file": step.file, "kind": "kantata", "seeded": seeded, "linked": linked, "ok": True}
+
+    def state_and_audit(self) -> tuple[Any, Any]:
+        """The StateTable and AuditTable of the stack (the tables the functions name in their environment)."""
+        from r2r_core.state import AuditLog, StateStore
+
+        assert self.local is not None
+        dynamodb = self.boto3_client("dynamodb")
+        tables = self.local.tables
+        [state] = [name for lid, name in tables.items() if "State" in lid]
+        [audit] = [name for lid, name in tables.items() if "Audit" in lid]
+        return StateStore(state, dynamodb), AuditLog(audit, dynamodb)
 
     def _webhook_step(self, step: Step) -> dict[str, Any]:
         delivery = self._deliver(step)
@@ -884,10 +962,14 @@ class LocalStack:
         return depths
 
     def saas_records(self) -> dict[str, Any]:
-        """Records of the SaaS sandboxes the stack started (``{"salesforce": {object: [...]}}``)."""
-        if self.salesforce is None:
-            return {}
-        return {"salesforce": to_jsonable(self.salesforce.records())}
+        """Records of the SaaS sandboxes the stack started (``{"salesforce": {object: [...]}}``,
+        ``{"kantata": {resource: [...]}}``)."""
+        records: dict[str, Any] = {}
+        if self.salesforce is not None:
+            records["salesforce"] = to_jsonable(self.salesforce.records())
+        if self.kantata is not None:
+            records["kantata"] = to_jsonable(self.kantata.records())
+        return records
 
     def report(self) -> dict[str, Any]:
         """The observable outcome: ERP (and SaaS) records, invoices, exceptions, DLQ depths."""
@@ -913,6 +995,7 @@ class LocalStack:
             "aws_endpoint_url": self.aws_endpoint_url,
             "erp_url": self.erp_url,
             "salesforce_url": self.salesforce_url,
+            "kantata_url": self.kantata_url,
             "region": config.REGION,
             "account_id": config.ACCOUNT_ID,
             "queues": {

@@ -25,6 +25,10 @@ def print_up(console: Console, description: dict[str, Any], startup_s: float) ->
     table.add_row("API", description["api_url"] or "(no API in the template)")
     table.add_row("AWS endpoint", endpoint)
     table.add_row("ERP sandbox", description["erp_url"] or "(not started)")
+    if description.get("salesforce_url"):
+        table.add_row("Salesforce sandbox", description["salesforce_url"])
+    if description.get("kantata_url"):
+        table.add_row("Kantata sandbox", description["kantata_url"])
     table.add_row("region", description["region"])
     for queue in description["queues"].values():
         table.add_row("DLQ" if queue["dlq"] else "queue", queue["name"])
@@ -64,6 +68,9 @@ def print_up(console: Console, description: dict[str, Any], startup_s: float) ->
         )
     if description["erp_url"]:
         console.print(f"  curl {description['erp_url']}/_sandbox/records", markup=False)
+    if description.get("kantata_url"):
+        root = str(description["kantata_url"]).removesuffix("/api/v1")
+        console.print(f"  curl {root}/_sandbox/records   # then: r2r local tick kantata_poller", markup=False)
     console.print(
         "  r2r local run events/scenarios/sold-to-billed   # in another terminal: its own stack", markup=False
     )
@@ -103,6 +110,19 @@ def _deliveries(entries: list[dict[str, Any]]) -> Table:
                 "tick",
                 escape(entry["schedule"]),
                 f"[{style}]{entry['targets']} target(s)[/]",
+                "",
+                _drain(entry),
+            )
+            continue
+        if entry.get("kind") == "kantata":
+            seeded = ", ".join(f"{len(ids)} {name}" for name, ids in entry["seeded"].items())
+            linked = entry.get("linked") or {}
+            link = f"; workspace {linked['workspace_id']} → {linked['engagement_id']}" if linked else ""
+            table.add_row(
+                escape(entry["file"]),
+                "kantata",
+                escape(f"seeded {seeded or 'nothing'}{link}"),
+                "",
                 "",
                 _drain(entry),
             )

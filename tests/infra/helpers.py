@@ -13,6 +13,9 @@ CONTEXT = {
     "apiThrottleRateLimit": 25,
     "apiThrottleBurstLimit": 40,
     "invoiceStatusPollMinutes": 10,
+    "kantataPollMinutes": 7,
+    "kantataBaseUrl": "https://kantata.example.test/api/v1",
+    "kantataPageSize": 50,
 }
 
 # Folder -> (environment keys besides the common ones, timeout) from docs/architecture.md.
@@ -86,6 +89,18 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         },
         30,
     ),
+    "kantata_poller": (
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "EVENT_BUS_NAME",
+            "RAW_BUCKET_NAME",
+            "KANTATA_SECRET_ARN",
+            "KANTATA_BASE_URL",
+            "KANTATA_PAGE_SIZE",
+        },
+        120,
+    ),
     "ingest_salesforce_outbound": (
         {
             "RAW_BUCKET_NAME",
@@ -131,6 +146,7 @@ SCHEDULED_CONSUMERS = {
     "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
     "reconciliation": ("rate(1 day)", 2),
     "billing_period_close": ("rate(1 day)", 5),
+    "kantata_poller": (f"rate({CONTEXT['kantataPollMinutes']} minutes)", 2),
 }
 
 

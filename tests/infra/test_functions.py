@@ -74,6 +74,7 @@ def test_environment_references_resolve_to_the_right_resources(resources: dict[s
         "STATE_MACHINE_ARN": "AWS::StepFunctions::StateMachine",
         "SALESFORCE_SECRET_ARN": "AWS::SecretsManager::Secret",
         "SALESFORCE_OUTBOUND_SECRETS_ARN": "AWS::SecretsManager::Secret",
+        "KANTATA_SECRET_ARN": "AWS::SecretsManager::Secret",
     }
     table_for = {
         "IDEMPOTENCY_TABLE_NAME": "Idempotency",
@@ -85,6 +86,7 @@ def test_environment_references_resolve_to_the_right_resources(resources: dict[s
         "ERP_SECRET_ARN": "ErpCredentials",
         "SALESFORCE_SECRET_ARN": "SalesforceCredentials",
         "SALESFORCE_OUTBOUND_SECRETS_ARN": "SalesforceOutboundSecrets",
+        "KANTATA_SECRET_ARN": "KantataCredentials",
     }
     for folder, (_lid, res) in functions_by_folder(resources).items():
         for key, value in res["Properties"]["Environment"]["Variables"].items():
@@ -152,6 +154,12 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "resource_sync": {"dynamodb:PutItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
         "resource_allocation": {"dynamodb:PutItem", "dynamodb:Query", "secretsmanager:GetSecretValue"},
         "psa_provisioning": {"dynamodb:PutItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"},
+        "kantata_poller": {
+            "dynamodb:UpdateItem",
+            "events:PutEvents",
+            "secretsmanager:GetSecretValue",
+            "s3:PutObject",
+        },
         "billing_period_close": {"dynamodb:Scan", "dynamodb:PutItem", "states:StartExecution"},
         "ingest_salesforce_outbound": {
             "s3:PutObject",

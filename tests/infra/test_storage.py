@@ -99,11 +99,12 @@ def test_tables(
 
 def test_secrets_hold_a_generated_json_skeleton_only(resources: dict[str, dict[str, Any]]) -> None:
     secrets = of_type(resources, "AWS::SecretsManager::Secret")
-    assert len(secrets) == 4
+    assert len(secrets) == 5
     assert any("SalesforceOutboundSecrets" in lid for lid in secrets)
     assert any("WebhookSecrets" in lid for lid in secrets)
     assert any("ErpCredentials" in lid for lid in secrets)
     assert any("SalesforceCredentials" in lid for lid in secrets)
+    assert any("KantataCredentials" in lid for lid in secrets)
     for lid, res in secrets.items():
         props = res["Properties"]
         assert "SecretString" not in props, lid

@@ -21,8 +21,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from r2r_core.connectors.base import NotReady
-from r2r_core.connectors.directory import MemoryDirectory
+from r2r_core.connectors import kantata
+from r2r_core.connectors.base import MappingError, NotReady
+from r2r_core.connectors.directory import MemoryDirectory, Remember
 from r2r_core.connectors.salesforce import parse_outbound_message
 from r2r_core.flows.salesforce_cdc import ChangeIntake, accept_change
 from r2r_core.flows.salesforce_outbound import accept_notification
@@ -319,3 +320,106 @@ def test_change_event_story_semantics() -> None:
     assert "a1B5g000009ZzZ9AAK" in story["14-timecard-update-unknown-project"]["waiting"]
     [unmapped] = story["15-account-update-not-mapped"]["exceptions"]
     assert unmapped["field"].endswith("ChangeEventHeader.entityName") and "Account" in unmapped["record"]
+
+
+# --- Kantata OX (polled pages) -----------------------------------------------------------------------
+
+KANTATA = ROOT / "events" / "kantata"
+
+
+def run_kantata_story(folder: Path = KANTATA) -> dict[str, list[dict[str, Any]]]:
+    """Every page fixture, in file-name order, through the mappers with one directory seeded with the
+    story's workspace links (``links.json``), applying what each record teaches as the poller does."""
+    directory = MemoryDirectory()
+    for workspace_id, link in json.loads((folder / "links.json").read_text()).items():
+        if workspace_id != "description":
+            directory.put(Remember(kantata.WORKSPACE_LINK, workspace_id, 1, link))
+    outcomes: dict[str, list[dict[str, Any]]] = {}
+    for file in sorted(folder.glob("[0-9]*.json")):
+        document = json.loads(file.read_text())
+        meta = document.get("meta") or {}
+        resource = document["results"][0]["key"]
+        page = kantata.parse_page(
+            resource, document, page=int(meta.get("page_number", 1)), per_page=int(meta.get("page_size", 20))
+        )
+        results: list[dict[str, Any]] = []
+        for record_id, record in page.records:
+            outcome: dict[str, Any] = {"record": f"{resource}/{record_id}"}
+            try:
+                mapped = kantata.map_record(resource, record_id, record, page.included, directory)
+            except kantata.WorkspaceNotLinked as exc:
+                outcome["waiting"] = str(exc)
+            except MappingError as exc:
+                outcome["rejected"] = exc.as_detail()
+            else:
+                for envelope in mapped.envelopes:
+                    jsonschema.validate(json.loads(envelope.model_dump_json()), _schema(envelope.type))
+                for item in mapped.remember:
+                    directory.put(item)
+                if mapped.note:
+                    outcome["note"] = mapped.note
+                outcome["events"] = [json.loads(e.model_dump_json()) for e in mapped.envelopes]
+            results.append(outcome)
+        outcomes[file.stem] = results
+    return outcomes
+
+
+def test_every_kantata_fixture_maps_to_the_committed_events() -> None:
+    outcomes = run_kantata_story()
+    pages = {p.stem for p in KANTATA.glob("*.json")} - {"links"}
+    assert set(outcomes) == pages, "every Kantata page fixture is run"
+    expected_dir = KANTATA / "expected"
+    if UPDATE:
+        expected_dir.mkdir(exist_ok=True)
+        for stem, results in outcomes.items():
+            (expected_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    assert {p.stem for p in expected_dir.glob("*.json")} == set(outcomes)
+    for stem, results in outcomes.items():
+        expected = json.loads((expected_dir / f"{stem}.json").read_text())
+        assert results == expected, f"kantata/{stem}.json no longer maps to expected/{stem}.json"
+
+
+def test_kantata_story_semantics() -> None:
+    """The golden files in words: exact hours and money, withdrawals, bad records named."""
+    story = run_kantata_story()
+    [linked, unlinked] = story["01-workspaces"]
+    assert linked["events"][0]["type"] == "project.upserted"
+    assert linked["events"][0]["data"]["id"] == "prj-acme-cloud-2026"
+    assert "not linked" in unlinked["note"]
+    page_1 = [e["data"] for item in story["02-time-entries-page-1"] for e in item["events"]]
+    assert [(d["id"], d["hours"], d["role"], d["region"]) for d in page_1] == [
+        ("kantata-te-910001", "8.00", "Solution Architect", "EMEA"),
+        ("kantata-te-910002", "7.50", "Cloud Engineer", "EMEA"),
+        ("kantata-te-910003", "0.33", "Cloud Engineer", "EMEA"),  # 20 minutes, half-up to 0.01 h
+    ]
+    [bad, elsewhere] = story["03-time-entries-page-2"]
+    assert bad["rejected"]["field"] == "time_in_minutes" and "910004" in bad["rejected"]["record"]
+    assert "workspace 4299" in elsewhere["waiting"]
+    [withdrawn, submitted] = story["04-time-entries-submitted-and-withdrawn"]
+    assert [(e["data"]["id"], e["data"]["status"], e["data"]["hours"]) for e in withdrawn["events"]] == [
+        ("kantata-te-910002", "unapproved", "7.50")
+    ]
+    assert submitted["events"] == [] and "not approved" in submitted["note"]
+    [again] = story["05-time-entries-read-again"]
+    assert again["events"] == [] and "already published" in again["note"]
+    travel, meals, lodging, hotel = story["06-expenses"]
+    assert travel["events"][0]["data"]["amount"] == {"amount": "412.70", "currency": "USD"}
+    assert travel["events"][0]["data"]["receipt_attached"] is True
+    # No currency on the expense: the workspace's (USD, learned from the workspace page).
+    assert meals["events"][0]["data"]["amount"] == {"amount": "38.99", "currency": "USD"}
+    assert meals["events"][0]["data"]["billable"] is False
+    assert lodging["rejected"]["field"] == "amount_in_cents" and "float" in lodging["rejected"]["problem"]
+    assert hotel["events"][0]["data"]["amount"] == {"amount": "24500", "currency": "JPY"}
+    [missing] = story["07-page-missing-record"]
+    assert "missing from the page" in missing["rejected"]["problem"]
+
+
+def test_every_fixture_folder_is_run_by_a_contract_test() -> None:
+    """A new folder of fixtures under events/ must come with its runner (here or in the file tests)."""
+    runners = {"salesforce", "certinia", "kantata", "workday", "file_exchange"}
+    folders = {p.name for p in (ROOT / "events").iterdir() if p.is_dir()} - {
+        "samples",
+        "schemas",
+        "scenarios",
+    }
+    assert folders == runners

@@ -67,6 +67,16 @@ class OperatorApiSettings(_Settings):
     audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
 
 
+class KantataPollerSettings(_Settings):
+    state_table_name: str = Field(alias="STATE_TABLE_NAME")
+    audit_table_name: str = Field(alias="AUDIT_TABLE_NAME")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME")
+    raw_bucket_name: str = Field(alias="RAW_BUCKET_NAME")
+    kantata_secret_arn: str = Field(alias="KANTATA_SECRET_ARN")
+    kantata_base_url: str = Field(alias="KANTATA_BASE_URL")
+    page_size: int = Field(default=100, ge=1, le=200, alias="KANTATA_PAGE_SIZE")
+
+
 S = TypeVar("S", bound=_Settings)
 _CACHE: dict[tuple[type, frozenset[tuple[str, str]]], _Settings] = {}
 

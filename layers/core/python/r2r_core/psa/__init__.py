@@ -1,0 +1,1 @@
+"""Clients of the PSA systems r2r reads by API (Kantata OX)."""
