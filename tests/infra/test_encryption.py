@@ -73,7 +73,7 @@ def test_the_bus_and_its_archive_are_encrypted_with_the_key(resources: dict[str,
 def test_every_secret_and_log_group_is_encrypted_with_the_key(resources: dict[str, dict[str, Any]]) -> None:
     key_id = _data_key(resources)
     secrets = of_type(resources, "AWS::SecretsManager::Secret")
-    assert len(secrets) == 4
+    assert len(secrets) == 5  # webhook, ERP, Salesforce, Salesforce Outbound, Kantata
     for lid, secret in secrets.items():
         assert _is_key(secret["Properties"].get("KmsKeyId"), key_id), lid
     log_groups = of_type(resources, "AWS::Logs::LogGroup")

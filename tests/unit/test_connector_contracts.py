@@ -421,5 +421,6 @@ def test_every_fixture_folder_is_run_by_a_contract_test() -> None:
         "samples",
         "schemas",
         "scenarios",
+        "openapi",  # the inbound API's spec: tests/infra/test_openapi.py and the fuzz run
     }
     assert folders == runners

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from aws_lambda_powertools import Logger
 
 from r2r_core.telemetry import MASK, mask_pii, mask_text, service_logger
 
 
-def test_module_loggers_of_a_function_are_masked_too() -> None:
+def test_module_loggers_of_a_function_are_masked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The level a Lambda function runs at; other tests may leave the process at another one.
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
+    monkeypatch.delenv("AWS_LAMBDA_LOG_LEVEL", raising=False)
     buffer = io.StringIO()
     service_logger("r2r-test-masking", stream=buffer)
     child = Logger(service="r2r-test-masking", child=True)  # what every r2r_core module holds

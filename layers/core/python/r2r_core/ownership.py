@@ -338,6 +338,13 @@ FLOWS: Mapping[str, Flow] = {
     "psa_provisioning": Flow(("opportunity.closed_won",), (), ((PSA, "project"),)),
     # Assignments become ERP resource allocations and the project's cost forecast (copies, never read back).
     "resource_allocation": Flow(("assignment.upserted",), (), ((ERP, "resource_allocation_copy"),)),
+    # Kantata OX has no webhooks: the poller reads what changed since its watermarks (it never writes).
+    "kantata_poller": Flow(
+        (),
+        ("time_entry.approved", "expense.approved", "project.upserted"),
+        (),
+        reads=((PSA, "time_entry"), (PSA, "expense"), (PSA, "project")),
+    ),
     "file_intake": Flow(
         (),
         ("resource.upserted", "resource.terminated", "time_entry.approved", "expense.approved"),
