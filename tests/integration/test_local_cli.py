@@ -69,7 +69,12 @@ def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
 
         template_queues = {k for k, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
         assert set(described["queues"]) == template_queues
-        assert listed == {q["name"] for q in described["queues"].values()}
+        # Besides the template's queues, one tap queue per Firehose delivery stream a rule targets (moto
+        # delivers no EventBridge -> Firehose; the local forwarder reads the tap: infra/local/firehose.py).
+        taps = {
+            d["tap_queue"].rsplit("/", 1)[1] for d in described["delivery_streams"].values() if d["tap_queue"]
+        }
+        assert listed == {q["name"] for q in described["queues"].values()} | taps
         urls = [described["api_url"], described["aws_endpoint_url"], described["erp_url"]]
         if "SALESFORCE_BASE_URL" in json.dumps(template):  # a function writes back to Salesforce
             urls.append(described["salesforce_url"])
