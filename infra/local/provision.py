@@ -255,7 +255,8 @@ class Provisioner:
     # -- entry point ----------------------------------------------------------------------------
 
     def provision(self) -> LocalResources:
-        creators: dict[str, Callable[[Resource, str], None]] = {
+        # A creator returns False when the resource has no local meaning after all (it lists it as skipped).
+        creators: dict[str, Callable[[Resource, str], bool | None]] = {
             "AWS::SQS::Queue": self._queue,
             "AWS::DynamoDB::Table": self._table,
             "AWS::DynamoDB::GlobalTable": self._table,
@@ -294,7 +295,8 @@ class Provisioner:
             if creator is None:
                 self.out.skipped[logical_id] = resource.type
                 continue
-            creator(resource, name)
+            if creator(resource, name) is False:
+                continue  # the creator found nothing local to make of it (and listed it as skipped)
             self.out.physical[logical_id] = str(self.resolver.refs[logical_id])
         self._build_apis()
         if self.out.skipped:
@@ -469,13 +471,13 @@ class Provisioner:
 
     # -- IAM: the operator roles, whose policies the local API evaluates ------------------------
 
-    def _iam_role(self, resource: Resource, name: str) -> None:
+    def _iam_role(self, resource: Resource, name: str) -> bool:
         """An operator role (Metadata ``r2r:operator-role``): its inline policies, resolved. Other roles have
         no local meaning (moto runs no IAM checks; the local functions run with local credentials)."""
         label = resource.metadata.get(OPERATOR_ROLE_METADATA_KEY)
         if not label:
             self.out.skipped[resource.logical_id] = resource.type
-            return
+            return False
         role = OperatorRole(
             label=str(label),
             logical_id=resource.logical_id,
@@ -485,8 +487,9 @@ class Provisioner:
         for policy in resource.properties.get("Policies") or []:
             role.statements += self._statements(policy.get("PolicyDocument"))
         self.out.operator_roles[role.label] = role
+        return True
 
-    def _iam_policy(self, resource: Resource, _name: str) -> None:
+    def _iam_policy(self, resource: Resource, _name: str) -> bool:
         """A policy attached to an operator role adds its statements to that role."""
         props = resource.properties
         attached = [first_reference(r, self.template.resources) for r in props.get("Roles") or []]
@@ -495,6 +498,7 @@ class Provisioner:
             role.statements += self._statements(props.get("PolicyDocument"))
         if not roles:
             self.out.skipped[resource.logical_id] = resource.type
+        return bool(roles)
 
     def _statements(self, document: Any) -> list[dict[str, Any]]:
         resolved = self.resolver.resolve(document or {})
