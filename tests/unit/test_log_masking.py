@@ -12,8 +12,9 @@ from r2r_core.telemetry import MASK, mask_pii, mask_text, service_logger
 
 def test_module_loggers_of_a_function_are_masked_too() -> None:
     buffer = io.StringIO()
-    service_logger("r2r-test-masking", stream=buffer).setLevel("INFO")  # whatever LOG_LEVEL a test left
+    service_logger("r2r-test-masking", stream=buffer).setLevel("INFO")
     child = Logger(service="r2r-test-masking", child=True)  # what every r2r_core module holds
+    child.setLevel("INFO")  # as deployed (POWERTOOLS_LOG_LEVEL=INFO), whatever level earlier tests left
 
     child.info(
         "worker synced",
