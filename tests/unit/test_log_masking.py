@@ -16,8 +16,9 @@ def test_module_loggers_of_a_function_are_masked_too(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
     monkeypatch.delenv("AWS_LAMBDA_LOG_LEVEL", raising=False)
     buffer = io.StringIO()
-    service_logger("r2r-test-masking", stream=buffer)
+    service_logger("r2r-test-masking", stream=buffer).setLevel("INFO")
     child = Logger(service="r2r-test-masking", child=True)  # what every r2r_core module holds
+    child.setLevel("INFO")  # as deployed (POWERTOOLS_LOG_LEVEL=INFO), whatever level earlier tests left
 
     child.info(
         "worker synced",
