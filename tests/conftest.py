@@ -60,3 +60,23 @@ def create_state_and_audit_tables(ddb: Any) -> None:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Figures a test recorded with ``record_property("<name>_figures", json)`` (the chaos test's),
+    shown at the end of the run; works with xdist (user properties travel with the reports)."""
+    import json
+
+    shown: set[tuple[str, str]] = set()
+    for reports in list(terminalreporter.stats.values()):
+        for report in reports:
+            for name, value in getattr(report, "user_properties", None) or []:
+                if not str(name).endswith("_figures") or (report.nodeid, name) in shown:
+                    continue
+                shown.add((report.nodeid, name))
+                terminalreporter.section(f"{name.removesuffix('_figures')} figures")
+                terminalreporter.line(report.nodeid)
+                try:
+                    terminalreporter.line(json.dumps(json.loads(value), indent=2))
+                except (TypeError, ValueError):
+                    terminalreporter.line(str(value))

@@ -173,6 +173,7 @@ class QueuePoller:
         sqs_client: Callable[[], Any],
         stop: threading.Event,
         retry_delay_s: int = config.RETRY_DELAY_S,
+        *,
         crashes: CrashPlan | None = None,
     ) -> None:
         self.mapping = mapping
@@ -291,7 +292,6 @@ class QueuePoller:
                 ],
             ),
         )
-
 
     def _crash(self, records: list[dict[str, Any]], after: int) -> None:
         """Process the first ``after`` records for real (their effects are committed), then "die"."""

@@ -66,7 +66,9 @@ def _run(error: Exception, receive_count: int, max_receive_count: int | None) ->
             logger=Logger(service="test"),
             idempotency_table=None,
             process=process,
-            on_permanent=lambda envelope, exc: recorded.append((envelope.source_record_id, type(exc).__name__)),
+            on_permanent=lambda envelope, exc: recorded.append(
+                (envelope.source_record_id, type(exc).__name__)
+            ),
             max_receive_count=max_receive_count,
         )
     return recorded
