@@ -223,7 +223,10 @@ class QueuePoller:
     def _receive(self, sqs: Any) -> list[dict[str, Any]]:
         queue = self.mapping.queue
         messages: list[dict[str, Any]] = []
-        wait = 1  # long polling, short enough for a prompt shutdown
+        # Long polling: moto answers at once when a message arrives, so a longer wait costs no latency,
+        # only fewer idle requests (dozens of idle workers would otherwise keep moto busy); stopping
+        # the stack stops moto first, which ends the waits at once.
+        wait = config.POLL_WAIT_S
         while len(messages) < self._batch_size and not self._stop.is_set():
             response = sqs.receive_message(
                 QueueUrl=queue.url,
