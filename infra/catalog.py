@@ -109,8 +109,9 @@ def _days(seconds: Any) -> str:
 def _queue_recovery(queue: str, dlq: str, max_receive: Any, consumer: str) -> str:
     return (
         f"A message that fails {max_receive} receives by `{consumer}` moves to `{dlq}`; a permanent "
-        "(business) failure is first recorded once as an exception for finance (StateTable `EXC#<id>`, kind "
-        "and business context). Fix the cause, then redrive: SQS console > "
+        "(business) failure, or a retryable one still failing on the last receive, is first recorded once "
+        "as an exception for finance (StateTable `EXC#<id>`, kind and business context). Fix the cause, "
+        "then redrive: `r2r dlq redrive`, or SQS console > "
         f"`{dlq}` > Start DLQ redrive (back to its source queue `{queue}`; the DLQ's RedriveAllowPolicy "
         "admits only that queue), or `aws sqs start-message-move-task --source-arn <DLQ arn>`. "
         "Consumers are idempotent per event type, record id and version, so a redrive never posts twice."
@@ -124,8 +125,9 @@ _STATE_MACHINE_RECOVERY = (
     "`ExceptionRouterRule` (default bus: FAILED, TIMED_OUT, ABORTED) sends it to `ExceptionRouterQueue` → "
     "`exception_router`, which records an exception for finance (StateTable `EXC#<id>`). Fix the cause "
     "(contract terms, tax set-up, ERP data), then redrive the failed execution: Step Functions console > "
-    "the execution > Redrive, or `aws stepfunctions redrive-execution --execution-arn <arn>` (it resumes "
-    "at the failed step). The execution name is `<engagement_id>-<milestone_id>` (a period-end run of "
+    "the execution > Redrive, or `r2r executions redrive <arn>` (`aws stepfunctions redrive-execution "
+    "--execution-arn <arn>`: it resumes at the failed step; on the local stack the same input runs again as "
+    "`<name>-redrive-<n>`). The execution name is `<engagement_id>-<milestone_id>` (a period-end run of "
     "`billing_period_close`: `<engagement_id>-period-<yyyy-mm-dd>`), so a duplicate `milestone.completed` "
     "or a second daily tick cannot start a second invoice run."
 )

@@ -21,6 +21,7 @@ from infra.local.cli import app as local_app
 from infra.ops_cli import reconcile, report
 from infra.ops_dlq import app as dlq_app
 from infra.ops_exceptions import app as exceptions_app
+from infra.ops_executions import app as executions_app
 from infra.ops_kantata import app as kantata_app
 from infra.ops_lineage import app as lineage_app
 
@@ -32,6 +33,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(billing_app, name="billing")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(executions_app, name="executions")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(kantata_app, name="kantata")
 app.command("reconcile")(reconcile)

@@ -88,3 +88,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_sep("-", figures["title"])
         for line in figures["lines"]:
             terminalreporter.write_line(line)
+    _recorded_figures(terminalreporter)
+
+
+def _recorded_figures(terminalreporter: Any) -> None:
+    """Figures a test recorded with ``record_property("<name>_figures", json)`` (the chaos test's),
+    shown at the end of the run; works with xdist (user properties travel with the reports)."""
+    import json
+
+    shown: set[tuple[str, str]] = set()
+    for reports in list(terminalreporter.stats.values()):
+        for report in reports:
+            for name, value in getattr(report, "user_properties", None) or []:
+                if not str(name).endswith("_figures") or (report.nodeid, name) in shown:
+                    continue
+                shown.add((report.nodeid, name))
+                terminalreporter.section(f"{name.removesuffix('_figures')} figures")
+                terminalreporter.line(report.nodeid)
+                try:
+                    terminalreporter.line(json.dumps(json.loads(value), indent=2))
+                except (TypeError, ValueError):
+                    terminalreporter.line(str(value))

@@ -94,7 +94,8 @@ class QueueConsumer(Construct):
             folder=folder,
             stage=stage,
             timeout=timeout,
-            environment=environment,
+            # The last receive before the DLQ records a still-failing message as an exception.
+            environment={**environment, "MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT)},
             layers=layers,
             log_removal_policy=log_removal_policy,
             description=description,

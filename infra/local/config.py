@@ -87,6 +87,9 @@ DEFAULT_MEMORY_MB: Final = 128
 # for the whole visibility timeout; locally that would only make scenarios slow).
 RETRY_DELAY_S: Final = 1
 
+# Long-poll wait of the pollers' ReceiveMessage (SQS allows up to 20 s).
+POLL_WAIT_S: Final = 10
+
 # Upper bound of concurrent workers per event source mapping (ScalingConfig.MaximumConcurrency).
 MAX_WORKERS_PER_MAPPING: Final = 4
 DEFAULT_WORKERS_PER_MAPPING: Final = 2

@@ -12,6 +12,11 @@ creates the template's mappings in moto and polls the queues itself, per mapping
   (moto does this on receive);
 - ``ScalingConfig.MaximumConcurrency`` is the number of worker threads (capped locally);
 - ``FilterCriteria``: messages matching no filter are deleted without invoking, like Lambda.
+
+Test hook: :class:`CrashPlan` makes a consumer "die" in the middle of a batch (its first records
+processed and committed, then nothing reported or deleted: the whole batch comes back, as on AWS
+when the runtime crashes), so tests can check that a redelivered half-done batch changes nothing.
+Each poller counts what it did (:class:`PollerStats`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from infra.local import config
@@ -117,6 +123,46 @@ def _patterns(filters: list[dict[str, Any]]) -> list[EventPattern]:
     return [EventPattern.load(json.dumps(f)) for f in filters if f]
 
 
+@dataclass
+class PollerStats:
+    """What one mapping's pollers did: batches and records handed to the function, records that failed
+    (made visible again for a retry), records deleted, injected crashes."""
+
+    batches: int = 0
+    records: int = 0
+    failed: int = 0
+    deleted: int = 0
+    crashes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class CrashPlan:
+    """Injected consumer crashes (tests only): the next ``times`` batches of ``function`` with more than
+    ``after_records`` records process only their first ``after_records`` records, then the "process
+    dies": no batch response, nothing deleted, every message of the batch visible again for a retry."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._plans: dict[str, list[int]] = {}  # function name -> [after_records, times left]
+
+    def arm(self, function_name: str, *, after_records: int, times: int = 1) -> None:
+        if after_records < 1 or times < 1:
+            raise ValueError("after_records and times must be at least 1")
+        with self._lock:
+            self._plans[function_name] = [after_records, times]
+
+    def take(self, function_name: str, batch_size: int) -> int | None:
+        """How many records to process before crashing this batch, or None (no crash)."""
+        with self._lock:
+            plan = self._plans.get(function_name)
+            if plan is None or plan[1] <= 0 or batch_size <= plan[0]:
+                return None
+            plan[1] -= 1
+            return plan[0]
+
+
 class QueuePoller:
     """The worker threads of one event source mapping."""
 
@@ -127,8 +173,13 @@ class QueuePoller:
         sqs_client: Callable[[], Any],
         stop: threading.Event,
         retry_delay_s: int = config.RETRY_DELAY_S,
+        *,
+        crashes: CrashPlan | None = None,
     ) -> None:
         self.mapping = mapping
+        self.crashes = crashes
+        self.stats = PollerStats()
+        self._stats_lock = threading.Lock()
         self.runtime = runtime
         self._sqs_client = sqs_client
         self._stop = stop
@@ -172,7 +223,10 @@ class QueuePoller:
     def _receive(self, sqs: Any) -> list[dict[str, Any]]:
         queue = self.mapping.queue
         messages: list[dict[str, Any]] = []
-        wait = 1  # long polling, short enough for a prompt shutdown
+        # Long polling: moto answers at once when a message arrives, so a longer wait costs no latency,
+        # only fewer idle requests (dozens of idle workers would otherwise keep moto busy); stopping
+        # the stack stops moto first, which ends the waits at once.
+        wait = config.POLL_WAIT_S
         while len(messages) < self._batch_size and not self._stop.is_set():
             response = sqs.receive_message(
                 QueueUrl=queue.url,
@@ -195,7 +249,11 @@ class QueuePoller:
         matching = [r for r in records if _matches_filters(r, self._patterns)]
         filtered_out = [r["messageId"] for r in records if r not in matching]
         failed: set[str] = set()
-        if matching:
+        crash_after = self.crashes.take(self.mapping.function_name, len(matching)) if self.crashes else None
+        if matching and crash_after is not None:
+            self._crash(matching, crash_after)
+            failed = {r["messageId"] for r in matching}
+        elif matching:
             ids = [r["messageId"] for r in matching]
             try:
                 result = self.runtime.invoke(self.mapping.function_name, {"Records": matching})
@@ -212,6 +270,12 @@ class QueuePoller:
                 if self.mapping.report_batch_item_failures:
                     failed = failed_message_ids(result, ids)
         succeeded = [mid for mid in handles if mid not in failed]
+        with self._stats_lock:
+            self.stats.batches += 1 if matching else 0
+            self.stats.records += len(matching)
+            self.stats.failed += len(failed)
+            self.stats.deleted += len(succeeded)
+            self.stats.crashes += 1 if crash_after is not None and matching else 0
         if filtered_out:
             LOG.debug("%d message(s) matched no filter of %s", len(filtered_out), self.mapping.logical_id)
         _in_chunks(
@@ -231,6 +295,19 @@ class QueuePoller:
                 ],
             ),
         )
+
+    def _crash(self, records: list[dict[str, Any]], after: int) -> None:
+        """Process the first ``after`` records for real (their effects are committed), then "die"."""
+        LOG.warning(
+            "injected crash: %s dies after %d of %d record(s) of a batch",
+            self.mapping.function_name,
+            after,
+            len(records),
+        )
+        try:
+            self.runtime.invoke(self.mapping.function_name, {"Records": records[:after]})
+        except Exception as exc:  # the batch is retried whole anyway
+            LOG.info("the part of the batch before the injected crash failed: %s", exc)
 
 
 def _in_chunks(items: list[str], call: Callable[[list[str]], Any], size: int = 10) -> None:

@@ -43,7 +43,7 @@ from infra.local.functions import (
     local_common_env,
 )
 from infra.local.iam_auth import IamAuthorizer, LocalCredential
-from infra.local.pollers import QueuePoller
+from infra.local.pollers import CrashPlan, QueuePoller
 from infra.local.provision import LocalResources, Provisioner
 from infra.local.scenario import ScenarioError, Step, invoice_summary, load_scenario, to_jsonable
 from infra.local.schedules import (
@@ -177,6 +177,7 @@ class LocalStack:
         self.runtime: FunctionRuntime | None = None
         self.pollers: list[QueuePoller] = []
         self.forwarders: list[FirehoseForwarder] = []
+        self.crashes = CrashPlan()
         self.watcher: ExecutionWatcher | None = None
         self.startup_s = 0.0
         self._moto: subprocess.Popen[str] | None = None
@@ -325,7 +326,12 @@ class LocalStack:
         assert self.local is not None
         for mapping in self.local.mappings:
             poller = QueuePoller(
-                mapping, runtime, self._new_sqs_client, self._stop, self.options.retry_delay_s
+                mapping,
+                runtime,
+                self._new_sqs_client,
+                self._stop,
+                self.options.retry_delay_s,
+                crashes=self.crashes,
             )
             if mapping.enabled:
                 self._consumed_queue_urls[mapping.queue.name] = mapping.queue.url
@@ -653,6 +659,24 @@ class LocalStack:
         """Run one of the template's functions with ``event`` (logical id, name or source folder)."""
         assert self.local is not None and self.runtime is not None
         return self.runtime.invoke(self.local.function(function).name, event)
+
+    def inject_consumer_crash(self, function: str, *, after_records: int, times: int = 1) -> None:
+        """Test hook: the next ``times`` batches of ``function``'s queue with more than
+        ``after_records`` records crash after processing that many (see :class:`CrashPlan`)."""
+        assert self.local is not None
+        self.crashes.arm(self.local.function(function).name, after_records=after_records, times=times)
+
+    def poller_stats(self) -> dict[str, dict[str, int]]:
+        """Per consumer (function source folder): batches, records, failed, deleted, crashes."""
+        assert self.local is not None
+        totals: dict[str, dict[str, int]] = {}
+        for poller in self.pollers:
+            spec = self.local.function_by_name(poller.mapping.function_name)
+            name = spec.source_dir.name if spec is not None else poller.mapping.function_name
+            current = totals.setdefault(name, {})
+            for key, value in poller.stats.as_dict().items():
+                current[key] = current.get(key, 0) + value
+        return totals
 
     def tick(self, schedule: str) -> int:
         """Fire one tick of a scheduled rule (by logical id, name, or the function it feeds).

@@ -8,7 +8,17 @@ import pytest
 
 from infra.constructs.observability import EXCEPTION_RECORDERS
 from infra.constructs.paths import REPO_ROOT
-from tests.infra.helpers import COMMON_ENV, FUNCTIONS, STAGE, functions_by_folder, of_type, ref_id
+from infra.constructs.queue_consumer import MAX_RECEIVE_COUNT
+from tests.infra.helpers import (
+    COMMON_ENV,
+    CONSUMERS,
+    FUNCTIONS,
+    SCHEDULED_CONSUMERS,
+    STAGE,
+    functions_by_folder,
+    of_type,
+    ref_id,
+)
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -45,7 +55,12 @@ def test_function_configuration(resources: dict[str, dict[str, Any]], folder: st
     env = props["Environment"]["Variables"]
     # Functions that record exceptions also get the exceptions topic (tests/infra/test_exceptions_topic.py).
     notify = {"EXCEPTIONS_TOPIC_ARN"} if folder in EXCEPTION_RECORDERS else set()
-    assert set(env) == COMMON_ENV | expected_env | notify
+    # SQS consumers know their queue's maxReceiveCount: the last receive records a still-failing message.
+    sqs_fed = folder in CONSUMERS or folder in SCHEDULED_CONSUMERS
+    receives = {"MAX_RECEIVE_COUNT"} if sqs_fed else set()
+    assert set(env) == COMMON_ENV | expected_env | notify | receives
+    if sqs_fed:
+        assert env["MAX_RECEIVE_COUNT"] == str(MAX_RECEIVE_COUNT)
     assert env["STAGE"] == STAGE
     assert env["POWERTOOLS_SERVICE_NAME"] == "r2r-" + folder.replace("_", "-")
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "r2r"

@@ -419,3 +419,67 @@ def test_a_milestone_accepted_after_its_invoice_recognises_its_revenue_once_with
     deliver(2, "accepted")
     assert [e.type for e in ports["publisher"].published] == ["invoice.created", "revenue.recognized"]
     assert len(ports["erp"].of_type("invoice")) == 1
+
+
+class InterleavingErp(FakeErp):
+    """An ERP whose first timeBill write lets ``meanwhile`` run (another version of the entry processed
+    completely: ERP write and charge) just before it (``after=False``) or just after it."""
+
+    def __init__(self, meanwhile: Any, *, after: bool) -> None:
+        super().__init__()
+        self.meanwhile = meanwhile
+        self.after = after
+
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+        run = self.meanwhile if record_type == "timeBill" else None
+        self.meanwhile = None if run else self.meanwhile
+        if run and not self.after:
+            run()
+        result = super().upsert(record_type, external_id, body)
+        if run and self.after:
+            run()
+        return result
+
+
+def _race(ports: dict[str, Any], first: int, meanwhile: int, *, after: bool) -> dict[str, Any]:
+    """Version ``first`` reads the stored charge; ``meanwhile`` is posted in full before or after
+    ``first`` writes the ERP, and before ``first`` records its charge."""
+    set_up(ports)
+    hours = {1: "7.25", 2: "4"}
+    erp = InterleavingErp(
+        lambda: post_time(
+            envelope("12-time-maria-lopez-2026-11-16.json", version=meanwhile, hours=hours[meanwhile]),
+            store=ports["store"],
+            audit=ports["audit"],
+            erp=erp,
+        ),
+        after=after,
+    )
+    erp.records = ports["erp"].records
+    post_time(
+        envelope("12-time-maria-lopez-2026-11-16.json", version=first, hours=hours[first]),
+        store=ports["store"],
+        audit=ports["audit"],
+        erp=erp,
+    )
+    [bill] = erp.of_type("timeBill")
+    charge = ports["store"].get("ENG#eng-acme-cloud-2026", "CHARGE#te-maria-lopez-2026-11-16")
+    return {"bill": bill, "charge": charge}
+
+
+def test_a_stale_version_writing_the_erp_last_is_overwritten_by_the_version_that_stands(
+    ports: dict[str, Any],
+) -> None:
+    # v1 read nothing, v2 was posted in full meanwhile, then v1 wrote the ERP last (4 h → 7.25 h).
+    outcome = _race(ports, first=1, meanwhile=2, after=False)
+    assert outcome["charge"]["version"] == 2
+    assert Decimal(str(outcome["bill"]["hours"])) == Decimal("4")
+
+
+def test_a_newer_version_recorded_over_one_stored_meanwhile_writes_the_erp_again(
+    ports: dict[str, Any],
+) -> None:
+    # v2 read nothing and wrote the ERP; then v1 was posted in full (its ERP write last), then v2 recorded.
+    outcome = _race(ports, first=2, meanwhile=1, after=True)
+    assert outcome["charge"]["version"] == 2
+    assert Decimal(str(outcome["bill"]["hours"])) == Decimal("4")

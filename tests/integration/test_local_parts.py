@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from infra.local import LocalStack, config
-from infra.local.pollers import _matches_filters, failed_message_ids, sqs_record
+from infra.local.pollers import CrashPlan, _matches_filters, failed_message_ids, sqs_record
 from infra.local.scenario import ScenarioError, invoice_summary, load_scenario, load_step
 from infra.local.webhooks import signed_headers
 from r2r_core import webhooks as core_webhooks
@@ -205,3 +205,15 @@ def test_the_scheduler_ticks_rate_rules_on_their_period():
     )
     assert json.loads(target_payload(ScheduleTarget("arn:q", input_path="$.detail"), event)) == {}
     assert target_payload(ScheduleTarget("arn:q", input='{"a": 1}'), event) == '{"a": 1}'
+
+
+def test_an_armed_crash_fires_once_on_a_batch_larger_than_its_cut() -> None:
+    plan = CrashPlan()
+    assert plan.take("r2r-dev-TimePosting", 10) is None  # nothing armed
+    plan.arm("r2r-dev-TimePosting", after_records=4)
+    assert plan.take("r2r-dev-TimePosting", 4) is None  # no record would be left to lose
+    assert plan.take("r2r-dev-ProjectSetup", 10) is None  # another consumer
+    assert plan.take("r2r-dev-TimePosting", 10) == 4
+    assert plan.take("r2r-dev-TimePosting", 10) is None  # once
+    with pytest.raises(ValueError, match="at least 1"):
+        plan.arm("r2r-dev-TimePosting", after_records=0)

@@ -3,7 +3,9 @@
 A record is processed at most once per business key (event type, source record id and
 version). A permanent failure is recorded once as an exception with its business context
 and the record is reported failed, so after its retries it rests in the DLQ, from where an
-operator redrives it once the cause is fixed. Retryable failures are simply reported failed.
+operator redrives it once the cause is fixed. Retryable failures are reported failed; on the last
+receive the queue allows (``max_receive_count``, the queue's ``maxReceiveCount``) the message goes to
+the DLQ next, so it is recorded as an exception then, once, like a permanent failure.
 
 Before any effect, the record's source must own what it carries (``r2r_core.ownership``): an update
 from a non-owner is acknowledged and ignored, with an audit record and the ``OwnershipIgnored`` metric,
@@ -55,6 +57,7 @@ def consume(
     process: Callable[[EventEnvelope], Any],
     on_permanent: Callable[[EventEnvelope, Exception], object],
     audit: Audit | None = None,
+    max_receive_count: int | None = None,
 ) -> dict[str, Any]:
     run = _once(name, idempotency_table)
     config = getattr(run, "_r2r_config", None)
@@ -85,9 +88,15 @@ def consume(
             return {"ignored": detail["reason"]}
         try:
             result = run(data=envelope, process=process)
-        except PERMANENT_ERRORS as exc:
+        except Exception as exc:
+            permanent = isinstance(exc, PERMANENT_ERRORS)
+            if not permanent and not last_receive(record, max_receive_count):
+                raise  # retried by SQS
             on_permanent(envelope, exc)
-            logger.error("permanent failure", extra={"error_type": type(exc).__name__, "error": str(exc)})
+            logger.error(
+                "permanent failure" if permanent else "retries exhausted: the message goes to the DLQ",
+                extra={"error_type": type(exc).__name__, "error": str(exc)},
+            )
             emit(
                 [
                     sync_kpi(
@@ -119,6 +128,17 @@ def consume(
         processor=BatchProcessor(event_type=EventType.SQS),
         context=context,
     )
+
+
+def last_receive(record: SQSRecord, max_receive_count: int | None) -> bool:
+    """Whether this receive is the last one before SQS moves the message to the DLQ."""
+    if not max_receive_count:
+        return False
+    try:
+        count = int(record.attributes.approximate_receive_count)
+    except (TypeError, ValueError):
+        return False
+    return count >= max_receive_count
 
 
 def _once(name: str, table: str | None) -> Callable[..., Any]:
@@ -183,6 +203,7 @@ def consume_canonical(
         logger=logger,
         idempotency_table=settings.idempotency_table_name,
         process=lambda envelope: process(envelope, ports),
+        max_receive_count=settings.max_receive_count,
         on_permanent=lambda envelope, exc: record_event_failure(
             envelope, exc, store=ports.store, audit=ports.audit, stage=name
         ),

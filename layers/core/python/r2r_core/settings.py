@@ -58,6 +58,8 @@ class ConsumerSettings(_Settings):
     state_machine_arn: str | None = Field(default=None, alias="STATE_MACHINE_ARN")
     salesforce_secret_arn: str | None = Field(default=None, alias="SALESFORCE_SECRET_ARN")
     salesforce_base_url: str | None = Field(default=None, alias="SALESFORCE_BASE_URL")
+    # The queue's maxReceiveCount: the receive after which a failing message is in the DLQ.
+    max_receive_count: int | None = Field(default=None, alias="MAX_RECEIVE_COUNT")
 
 
 class OperatorApiSettings(_Settings):

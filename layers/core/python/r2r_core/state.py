@@ -103,15 +103,33 @@ class StateStore(_Table):
         return True
 
     def put_versioned(
-        self, item: Mapping[str, Any], *, unless_status: str | None = None, if_status: str | None = None
+        self,
+        item: Mapping[str, Any],
+        *,
+        unless_status: str | None = None,
+        if_status: str | None = None,
+        replacing: int | None = None,
+        expect_new: bool = False,
     ) -> bool:
         """Put an item unless a version at least as new is stored (or, with ``unless_status``,
         unless the stored item has that status; with ``if_status``, only if it still has that
-        status); True when written."""
+        status); True when written. ``replacing`` (the version read before) or ``expect_new``
+        (nothing was stored) make the write fail when another version was stored meanwhile."""
         condition = "attribute_not_exists(pk) OR #v < :v"
         names = {"#v": "version"}
         values: dict[str, Any] = {":v": item["version"]}
-        if if_status is not None:
+        if expect_new:
+            condition = "attribute_not_exists(pk)"
+            names = {}
+            values = {}
+        elif replacing is not None:
+            condition = "#v = :old AND #v < :v"
+            values[":old"] = replacing
+            if if_status is not None:
+                condition += " AND #status = :status"
+                names["#status"] = "status"
+                values[":status"] = if_status
+        elif if_status is not None:
             condition = "attribute_not_exists(pk) OR (#v < :v AND #status = :status)"
             names["#status"] = "status"
             values[":status"] = if_status
@@ -119,14 +137,13 @@ class StateStore(_Table):
             condition = "attribute_not_exists(pk) OR (#v < :v AND #status <> :status)"
             names["#status"] = "status"
             values[":status"] = unless_status
+        kwargs: dict[str, Any] = {"ConditionExpression": condition}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = _to_item(values)
         try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=_to_item(item),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_item(values),
-            )
+            self.client.put_item(TableName=self.table_name, Item=_to_item(item), **kwargs)
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False

@@ -9,9 +9,10 @@ revenue events are recorded once each and published when a publisher is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -146,7 +147,9 @@ def decision_fields(decision: ChargeDecision) -> dict[str, Any]:
 @dataclass
 class Recorded:
     written: bool
-    previous: dict[str, Any] | None
+    previous: dict[str, Any] | None  # the replaced item; when not written, the newer one that stands
+    # Another version was stored between our read and our write (and may have written the ERP after us).
+    intervened: bool = False
 
 
 def record_decision(
@@ -163,6 +166,7 @@ def record_decision(
     charge the billing run marks invoiced meanwhile is seen (and credited) on the retry.
     """
     key = charge_key(engagement_id, decision.kind, decision.source_id)
+    intervened = False
     for _attempt in range(3):
         if existing is not None and existing.get("status") == "invoiced":
             store.put_new(
@@ -181,7 +185,13 @@ def record_decision(
         if existing is not None and existing.get("status") == "invoiced":
             item["credited_version"] = existing["version"]
             item["credited_invoice_id"] = existing.get("invoice_id")
-        if store.put_versioned(item, if_status=existing.get("status") if existing else None):
+        written = store.put_versioned(
+            item,
+            if_status=existing.get("status") if existing else None,
+            replacing=int(existing["version"]) if existing else None,
+            expect_new=existing is None,
+        )
+        if written:
             store.put_new(
                 {
                     "pk": f"ENTRY#{decision.kind}#{decision.source_id}",
@@ -189,12 +199,52 @@ def record_decision(
                     "engagement_id": engagement_id,
                 }
             )
-            return Recorded(True, existing)
+            return Recorded(True, existing, intervened)
         current = store.get(key["pk"], key["sk"])
         if current is None or int(current["version"]) >= decision.version:
-            return Recorded(False, current)
+            return Recorded(False, current, True)
+        if int(current["version"]) != (int(existing["version"]) if existing else -1):
+            intervened = True
         existing = current
-    return Recorded(False, existing)
+    return Recorded(False, existing, True)
+
+
+def erp_body_json(body: Mapping[str, Any]) -> str:
+    """An ERP request body as stored with its charge (money and hours as exact strings)."""
+
+    def default(value: Any) -> str:
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        if isinstance(value, date):
+            return value.isoformat()
+        raise TypeError(f"cannot store {type(value).__name__} in an ERP body")
+
+    return json.dumps(body, default=default, separators=(",", ":"), sort_keys=True)
+
+
+class ErpWriter(Protocol):
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
+
+
+def settle_erp_record(
+    erp: ErpWriter, recorded: Recorded, *, record_type: str, external_id: str, body: Mapping[str, Any]
+) -> None:
+    """Make the ERP record carry the version that stands after a race between versions of one record.
+
+    The flows write the ERP before they record the charge, so two versions processed at once can
+    write the ERP in one order and record in the other. When we lost (a newer version is recorded),
+    that version's stored body is written again; when another version was recorded between our read
+    and our write (it may have written the ERP after us), ours is written again. Upserts by external
+    id: writing again is harmless.
+    """
+    if not recorded.intervened:
+        return
+    if recorded.written:
+        erp.upsert(record_type, external_id, dict(body))
+        return
+    stored = (recorded.previous or {}).get("erp_body")
+    if stored:
+        erp.upsert(record_type, external_id, json.loads(stored))
 
 
 def publish_once(

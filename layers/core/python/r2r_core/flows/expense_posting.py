@@ -15,7 +15,14 @@ from aws_lambda_powertools import Logger
 from r2r_core.billing.decisions import decide_expense
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
-from r2r_core.flows.charges import charge_key, engagement_of, prior_charge, record_decision
+from r2r_core.flows.charges import (
+    charge_key,
+    engagement_of,
+    erp_body_json,
+    prior_charge,
+    record_decision,
+    settle_erp_record,
+)
 from r2r_core.model.entities import Expense
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
@@ -45,21 +52,18 @@ def post_expense(
     decision = decide_expense(expense, deal.engagement)
     account = mapping or ErpMapping()
     report_eid = records.external_id("expense", expense.id)
-    report_id = erp.upsert(
-        "expenseReport",
-        report_eid,
-        records.expense_report_body(
-            employee_external_id=records.external_id("resource", expense.resource_id),
-            job_id=terms["erp_job_id"],
-            tran_date=expense.expense_date,
-            amount=expense.amount.amount,
-            currency=expense.amount.currency,
-            is_billable=decision.billable,
-            category_id=account.expense_categories.get(expense.category),
-            memo=f"{expense.category} — {decision.rule}",
-            segments=account.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
-        ),
+    report = records.expense_report_body(
+        employee_external_id=records.external_id("resource", expense.resource_id),
+        job_id=terms["erp_job_id"],
+        tran_date=expense.expense_date,
+        amount=expense.amount.amount,
+        currency=expense.amount.currency,
+        is_billable=decision.billable,
+        category_id=account.expense_categories.get(expense.category),
+        memo=f"{expense.category} — {decision.rule}",
+        segments=account.segments(deal.engagement.region, deal.engagement.business_unit).as_fields(),
     )
+    report_id = erp.upsert("expenseReport", report_eid, report)
     recorded = record_decision(
         store,
         engagement_id=expense.engagement_id,
@@ -73,9 +77,11 @@ def post_expense(
             "original_currency": expense.amount.currency,
             "erp_expense_report_id": report_id,
             "erp_expense_report_external_id": report_eid,
+            "erp_body": erp_body_json(report),
             "correlation_id": envelope.correlation_id,
         },
     )
+    settle_erp_record(erp, recorded, record_type="expenseReport", external_id=report_eid, body=report)
     if not recorded.written:
         return {"decision": decision.decision.value, "duplicate": True}
     audit.append(

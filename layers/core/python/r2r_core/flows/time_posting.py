@@ -22,10 +22,12 @@ from r2r_core.flows.charges import (
     charge_key,
     consumption_from,
     engagement_of,
+    erp_body_json,
     prior_charge,
     raise_committed_warnings,
     record_decision,
     record_revenue,
+    settle_erp_record,
 )
 from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.model.entities import TimeEntry
@@ -63,21 +65,18 @@ def post_time(
 
     account = mapping or ErpMapping()
     time_bill_eid = records.external_id("time", entry.id)
-    time_bill_id = erp.upsert(
-        "timeBill",
-        time_bill_eid,
-        records.time_bill_body(
-            job_id=terms["erp_job_id"],
-            employee_external_id=records.external_id("resource", entry.resource_id),
-            tran_date=entry.work_date,
-            hours=entry.hours,
-            rate=decision.rate if decision.billable else None,
-            is_billable=decision.billable,
-            item_id=account.item_for("time", entry.role) if decision.billable else None,
-            memo=f"{entry.role} ({entry.region}) — {decision.rule}",
-            segments=account.segments(entry.region, engagement.business_unit).as_fields(),
-        ),
+    time_bill = records.time_bill_body(
+        job_id=terms["erp_job_id"],
+        employee_external_id=records.external_id("resource", entry.resource_id),
+        tran_date=entry.work_date,
+        hours=entry.hours,
+        rate=decision.rate if decision.billable else None,
+        is_billable=decision.billable,
+        item_id=account.item_for("time", entry.role) if decision.billable else None,
+        memo=f"{entry.role} ({entry.region}) — {decision.rule}",
+        segments=account.segments(entry.region, engagement.business_unit).as_fields(),
     )
+    time_bill_id = erp.upsert("timeBill", time_bill_eid, time_bill)
 
     # Revenue recognised for this entry so far, and for percent complete the contract's totals.
     others = [c for c in charges if c.get("source_id", c.get("time_entry_id")) != entry.id]
@@ -108,9 +107,11 @@ def post_time(
             "delivered_value": delivered_value(decision),
             "erp_time_bill_id": time_bill_id,
             "erp_time_bill_external_id": time_bill_eid,
+            "erp_body": erp_body_json(time_bill),
             "correlation_id": envelope.correlation_id,
         },
     )
+    settle_erp_record(erp, recorded, record_type="timeBill", external_id=time_bill_eid, body=time_bill)
     if not recorded.written:
         # Lost a race with a newer version: that one's decision stands.
         return {"decision": decision.decision.value, "duplicate": True}
