@@ -6,8 +6,9 @@ Each entry goes the way a delivery goes through ``ingest_webhook`` and ``time_po
    does (``json.loads`` with Decimal, :class:`WebhookPayload`, the event type's model → :class:`TimeEntry`);
 2. billing decision: :func:`r2r_core.billing.decisions.decide_time_entry` against the engagement and rate
    card of ``events/samples/opportunity.closed_won.json`` (mixed billing, four rates, two regions);
-3. ERP request: :func:`r2r_core.erp.records.time_bill_body` with an account mapping (items by role,
-   departments, classes, locations) and the JSON bytes the NetSuite client sends.
+3. ERP request: :func:`r2r_core.flows.time_posting.time_bill_request` (the ``timeBill`` body ``post_time``
+   sends) with an account mapping (items by role, departments, classes, locations) and the JSON bytes the
+   NetSuite client sends.
 
 Beside it, the floor: pydantic-core's ``validate_json`` of the same bodies into a model of the same shape
 (``{type, timestamp, data: TimeEntry}``), the least any Python service must do to accept one entry. Both
@@ -78,9 +79,9 @@ def webhook_bodies(count: int) -> list[bytes]:
 def r2r_pipeline(repo_root: Path) -> Callable[[bytes], bytes]:
     """One entry through mapping, billing decision and ERP request building; returns the request bytes."""
     from r2r_core.billing.decisions import Consumption, decide_time_entry
-    from r2r_core.erp import records
     from r2r_core.erp.client import _dumps as erp_request_json
     from r2r_core.erp.mapping import ErpMapping
+    from r2r_core.flows.time_posting import time_bill_request
     from r2r_core.model.entities import ClosedWonDeal, TimeEntry
     from r2r_core.model.events import WebhookPayload, event_type
 
@@ -96,16 +97,8 @@ def r2r_pipeline(repo_root: Path) -> Callable[[bytes], bytes]:
         entry = event_type(payload.type).data_model.model_validate(payload.data)
         assert isinstance(entry, TimeEntry)
         decision = decide_time_entry(entry, engagement, consumption, project_billable=project.billable)
-        request = records.time_bill_body(
-            job_id=job_id,
-            employee_external_id=records.external_id("resource", entry.resource_id),
-            tran_date=entry.work_date,
-            hours=entry.hours,
-            rate=decision.rate if decision.billable else None,
-            is_billable=decision.billable,
-            item_id=account.item_for("time", entry.role) if decision.billable else None,
-            memo=f"{entry.role} ({entry.region}) — {decision.rule}",
-            segments=account.segments(entry.region, engagement.business_unit).as_fields(),
+        request = time_bill_request(
+            entry, decision, job_id=job_id, business_unit=engagement.business_unit, account=account
         )
         return erp_request_json(request)
 
