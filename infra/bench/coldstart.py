@@ -134,11 +134,17 @@ def lambda_environment(
     return env
 
 
-def targets(repo_root: Path, pycache: Path, functions: list[str] | None = None) -> list[Target]:
+def targets(
+    repo_root: Path,
+    pycache: Path,
+    functions: list[str] | None = None,
+    environments: dict[str, dict[str, str]] | None = None,
+) -> list[Target]:
     """The baseline, the reference, then one target per function (its handler module)."""
     core = str(repo_root / "layers" / "core" / "python")
     deps = site_packages()
-    environments = template_environments(repo_root)
+    if environments is None:
+        environments = template_environments(repo_root)
     neutral = lambda_environment("bench-baseline", {}, pycache, str(repo_root))
     found = [
         Target(BASELINE, "import boto3\n", (deps,), neutral),
