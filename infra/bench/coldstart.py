@@ -4,13 +4,17 @@ Every sample is its own ``python -S`` process whose ``sys.path`` is what Lambda 
 function's folder (``/var/task``), the core layer (``layers/core/python``), then the third-party
 packages (the deps layer; here the venv's site-packages, which also holds boto3 as the runtime does).
 The environment is the function's own from the synthesized template (references replaced by
-placeholder names: nothing is called at import) plus the variables Lambda sets. The figure is the time
-the import statement takes inside that process and the peak RSS after it.
+placeholder names: nothing is called at import) plus the variables Lambda sets (``LAMBDA_TASK_ROOT``
+among them, so Powertools' Tracer is enabled and patches as it does in Lambda).
 
-Runs are interleaved (baseline, f1, f2, …, then again) so that the load of a shared machine falls
-alike on the baseline and on every function; each ratio is median(function) / median(baseline) of the
-same run. Bytecode is cached under ``<out_dir>/pycache`` (one warm-up import per target first), so
-both sides load compiled modules and the figure is the import work, not the compiler.
+The import time is the CPU time the import statement takes in that process (single-threaded work; the
+wall time, equal to it on an idle machine, is kept in the JSON beside it: on a shared machine it mostly
+measures the neighbours). Peak memory is the process's high-water mark (``VmHWM``) after the import.
+Runs are interleaved (baseline, reference, f1, f2, …, then again) so whatever the machine does falls
+alike on every target; each ratio is median(function) / median(baseline) of the same run. Bytecode is
+cached under ``<out_dir>/pycache`` (one warm-up import per target first), so both sides load compiled
+modules. The reference (boto3, the Powertools pieces a consumer uses, pydantic) shows the floor that
+third-party code alone sets.
 """
 
 from __future__ import annotations
