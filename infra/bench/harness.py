@@ -167,7 +167,8 @@ def markdown_table(figures: Sequence[Figure]) -> str:
 
 def markdown_document(document: dict[str, Any], figures: Sequence[Figure]) -> str:
     host = document["machine"]
-    commit = (document.get("git_commit") or "unknown")[:12]
+    commit = document.get("git_commit") or "unknown"
+    commit = commit[:12] + (" with uncommitted changes" if commit.endswith("+dirty") else "")
     header = (
         f"`make bench`{' --quick' if document['quick'] else ''} on {document['date']} (commit {commit}): "
         f"{host['cpus']} × {host['cpu'] or host['architecture']}, Python {document['python']['version']}."
