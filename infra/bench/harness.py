@@ -37,8 +37,10 @@ def run_sections(ctx: BenchContext, names: Sequence[str]) -> dict[str, dict[str,
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if exc.name != module_name:  # the section is there but something it imports is not
+                status[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                traceback.print_exc()
+                continue
             status[name] = {"status": NOT_AVAILABLE}
             print(f"bench: section {name}: {NOT_AVAILABLE} (no module {module_name})", file=sys.stderr)
             continue
