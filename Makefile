@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup chromium demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas catalog
+.PHONY: help setup chromium demo test test-unit test-integration test-infra test-e2e lint format synth deploy destroy local clean schemas catalog bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ lint: $(STAMP) ## ruff and mypy
 format: $(STAMP)
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
+
+# Not part of `make test`: measurements, not assertions. BENCH_ARGS="--quick" or "--only coldstart".
+bench: $(STAMP) ## measure cold start, throughput, ERP calls, spike and cost (.r2r/bench/results.json|md)
+	@$(PY) -m infra.bench $(BENCH_ARGS)
 
 schemas: $(STAMP) ## regenerate events/schemas from the canonical model
 	@$(PY) -m r2r_core.schema_export events/schemas

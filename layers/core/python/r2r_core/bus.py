@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from r2r_core.model.events import EVENT_SOURCE, EventEnvelope
 from r2r_core.runtime import aws_client
+
+if TYPE_CHECKING:
+    # Not imported at run time: a handler that imports the bus before r2r_core.consumer must not load
+    # pydantic before Powertools' batch utility (see r2r_core.consumer).
+    from r2r_core.model.events import EventEnvelope
 
 
 class PublishFailed(Exception):
@@ -24,6 +28,8 @@ class EventPublisher:
         return self._client
 
     def publish(self, envelope: EventEnvelope) -> None:
+        from r2r_core.model.events import EVENT_SOURCE
+
         response = self.client.put_events(
             Entries=[
                 {

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
+# Powertools' batch utility imports its pydantic models of every event source (SQS, Kinesis, DynamoDB,
+# Kafka) when pydantic is already loaded, for type hints only. r2r passes no model, so the batch utility
+# is imported here before anything of r2r loads pydantic (tests/unit/test_handler_imports.py keeps it so).
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-from r2r_core.erp.auth import credentials_from_secret_json
-from r2r_core.erp.client import NetSuiteClient
-from r2r_core.erp.mapping import ErpMapping
 from r2r_core.runtime import aws_client
+
+if TYPE_CHECKING:  # loaded by the first call: a handler's import stays light
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    from r2r_core.erp.client import NetSuiteClient
+    from r2r_core.erp.mapping import ErpMapping
 
 SECRET_MAX_AGE_SECONDS = 300
 _LOCK = threading.Lock()
@@ -28,6 +29,8 @@ _CLIENTS: dict[tuple[str, str], NetSuiteClient] = {}
 
 
 def _secret_text(secret_arn: str) -> str:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     client = aws_client("secretsmanager")
     with _LOCK:
         provider = _PROVIDERS.setdefault(id(client), SecretsProvider(boto3_client=client))
@@ -42,6 +45,8 @@ def erp_account_config(secret_arn: str) -> dict[str, Any]:
 
 def erp_mapping(secret_arn: str | None) -> ErpMapping:
     """The account's mapping configuration (subsidiary, items, segments, tax codes) from the secret."""
+    from r2r_core.erp.mapping import ErpMapping
+
     return ErpMapping.from_secret(erp_account_config(secret_arn)) if secret_arn else ErpMapping()
 
 
@@ -50,6 +55,9 @@ def erp_client(base_url: str | None, secret_arn: str | None) -> NetSuiteClient:
         raise RuntimeError(
             "ERP_BASE_URL and ERP_SECRET_ARN must both be set for a function that writes to the ERP"
         )
+    from r2r_core.erp.auth import credentials_from_secret_json
+    from r2r_core.erp.client import NetSuiteClient
+
     text = _secret_text(secret_arn)
     key = (base_url, text)
     with _LOCK:

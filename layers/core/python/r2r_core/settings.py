@@ -3,8 +3,6 @@
 A missing variable is a deployment error and is reported by name at the first invocation.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -14,7 +12,7 @@ from r2r_core.runtime import environ
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class IngestSettings(_Settings):

@@ -35,7 +35,11 @@ from aws_lambda_powertools.metrics.base import SingleMetric
 from r2r_core.kpis import NAMESPACE, Kpi
 from r2r_core.runtime import environ
 
-tracer = Tracer()
+# Only what r2r calls is patched for X-Ray: botocore (every AWS call) and httplib (the ERP and SaaS APIs,
+# through urllib3). Tracer() alone patches every library it finds importable (sqlite3, requests, httpx…),
+# importing each one on a cold start for nothing.
+TRACED_MODULES = ("botocore", "httplib")
+tracer = Tracer(patch_modules=TRACED_MODULES)
 logger = Logger(child=True)
 
 MASK = "*****"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
-from oauthlib.oauth1 import Client as OAuth1Client
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from .oauth2 import OAuth2Credentials
@@ -63,6 +61,9 @@ def tba_authorization(
     is not part of the base string, and NetSuite expects no ``oauth_body_hash``, so the body is
     left out of the signing call on purpose. Each call makes a fresh nonce and timestamp.
     """
+    from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256  # loaded on the first signed request
+    from oauthlib.oauth1 import Client as OAuth1Client
+
     client = OAuth1Client(
         credentials.consumer_key,
         client_secret=credentials.consumer_secret.get_secret_value(),

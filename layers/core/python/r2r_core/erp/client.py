@@ -446,8 +446,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__} into a NetSuite body")
 
 
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, default=_json_default, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def _loads(data: bytes) -> dict[str, Any]:

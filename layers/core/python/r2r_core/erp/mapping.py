@@ -124,7 +124,8 @@ class ErpMapping(BaseModel):
         department = (self.departments.get(region) if region else None) or (
             self.departments.get(business_unit) if business_unit else None
         )
-        return Segments(
+        # The maps are validated id → id text already: no need to validate again on every record.
+        return Segments.model_construct(
             department_id=department,
             class_id=self.classes.get(business_unit) if business_unit else None,
             location_id=self.locations.get(region) if region else None,

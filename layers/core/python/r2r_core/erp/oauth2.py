@@ -25,10 +25,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-import jwt
 import urllib3
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from urllib3.exceptions import HTTPError
 
@@ -73,6 +70,8 @@ class OAuth2Credentials(BaseModel):
 
     def signing_algorithm(self) -> str:
         """The configured algorithm, else PS256 for an RSA key and ES256 for an EC P-256 key."""
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa  # only OAuth 2.0 accounts sign
+
         key = self._key()
         if isinstance(key, rsa.RSAPrivateKey):
             wanted = self.algorithm or "PS256"
@@ -87,6 +86,8 @@ class OAuth2Credentials(BaseModel):
         raise ValueError("private_key must be an RSA or EC P-256 key")
 
     def _key(self) -> Any:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
         return load_pem_private_key(self.private_key.get_secret_value().encode(), password=None)
 
 
@@ -109,6 +110,8 @@ def jwt_assertion(
         "exp": issued + lifetime_s,
         "jti": str(uuid.uuid4()),
     }
+    import jwt  # PyJWT and cryptography load on the first token request, not at import
+
     return jwt.encode(
         claims,
         credentials.private_key.get_secret_value(),

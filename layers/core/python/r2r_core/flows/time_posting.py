@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from r2r_core.billing.decisions import ZERO, Decision, decide_time_entry
+from r2r_core.billing.decisions import ZERO, ChargeDecision, Decision, decide_time_entry
 from r2r_core.billing.revenue import delivered_value, revenue_for_time
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
@@ -41,6 +41,29 @@ class Erp(Protocol):
     def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
 
 
+def time_bill_request(
+    entry: TimeEntry,
+    decision: ChargeDecision,
+    *,
+    job_id: str,
+    business_unit: str | None,
+    account: ErpMapping,
+) -> dict[str, Any]:
+    """The NetSuite ``timeBill`` body for an entry and its decision (rate and item only when billable)."""
+    billable = decision.billable
+    return records.time_bill_body(
+        job_id=job_id,
+        employee_external_id=records.external_id("resource", entry.resource_id),
+        tran_date=entry.work_date,
+        hours=entry.hours,
+        rate=decision.rate if billable else None,
+        is_billable=billable,
+        item_id=account.item_for("time", entry.role) if billable else None,
+        memo=f"{entry.role} ({entry.region}) — {decision.rule}",
+        segments=account.segments(entry.region, business_unit).as_fields(),
+    )
+
+
 def post_time(
     envelope: EventEnvelope,
     *,
@@ -65,16 +88,12 @@ def post_time(
 
     account = mapping or ErpMapping()
     time_bill_eid = records.external_id("time", entry.id)
-    time_bill = records.time_bill_body(
+    time_bill = time_bill_request(
+        entry,
+        decision,
         job_id=terms["erp_job_id"],
-        employee_external_id=records.external_id("resource", entry.resource_id),
-        tran_date=entry.work_date,
-        hours=entry.hours,
-        rate=decision.rate if decision.billable else None,
-        is_billable=decision.billable,
-        item_id=account.item_for("time", entry.role) if decision.billable else None,
-        memo=f"{entry.role} ({entry.region}) — {decision.rule}",
-        segments=account.segments(entry.region, engagement.business_unit).as_fields(),
+        business_unit=engagement.business_unit,
+        account=account,
     )
     time_bill_id = erp.upsert("timeBill", time_bill_eid, time_bill)
 

@@ -6,8 +6,6 @@ source system, source record id and version, and the correlation id) and puts it
 bus with ``DetailType`` = the event type.
 """
 
-from __future__ import annotations
-
 import uuid
 from dataclasses import dataclass
 from functools import cache
@@ -110,7 +108,7 @@ def event_type(name: str) -> EventType:
 class WebhookPayload(BaseModel):
     """The body of a delivery to the generic signed webhook (Standard Webhooks convention)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: str = Field(description="Canonical event type, e.g. time_entry.approved.")
     timestamp: AwareDatetime = Field(description="When the change happened in the source system.")
@@ -121,7 +119,7 @@ class WebhookPayload(BaseModel):
 class EventEnvelope(BaseModel):
     """A canonical event as it travels on the bus and through the queues."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     type: str
     schema_version: str

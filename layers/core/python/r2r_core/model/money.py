@@ -51,7 +51,7 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 class Money(BaseModel):
     """An amount in a currency. Serialised with the amount as a string, never a float."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     amount: Decimal = Field(allow_inf_nan=False, description='Exact decimal amount, e.g. "1500.00".')
     currency: CurrencyCode
