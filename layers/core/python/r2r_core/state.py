@@ -179,6 +179,41 @@ class StateStore(_Table):
             raise
         return True
 
+    def add_count(
+        self, pk: str, sk: str, attribute: str, *, by: int = 1, set_values: Mapping[str, Any]
+    ) -> int:
+        """Atomically add ``by`` to a counter (created at 0), setting ``set_values`` only where absent;
+        returns the new count."""
+        names = {"#count": attribute} | {f"#{key}": key for key in set_values}
+        sets = ", ".join(f"#{key} = if_not_exists(#{key}, :set_{key})" for key in set_values)
+        response = self.client.update_item(
+            TableName=self.table_name,
+            Key=_to_item({"pk": pk, "sk": sk}),
+            UpdateExpression="ADD #count :by" + (f" SET {sets}" if sets else ""),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_item(
+                {":by": by} | {f":set_{key}": value for key, value in set_values.items()}
+            ),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(_from_item(response["Attributes"])[attribute])
+
+    def delete_if(self, pk: str, sk: str, *, condition: str, values: Mapping[str, Any]) -> bool:
+        """Delete the item if ``condition`` holds; True when deleted."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_to_item({"pk": pk, "sk": sk}),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names_in(condition),
+                ExpressionAttributeValues=_to_item(dict(values)),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
     # -- crosswalk ----------------------------------------------------------------
     def put_crosswalk(self, kind: str, canonical_id: str, *, internal_id: str, external_id: str) -> None:
         self.client.put_item(
