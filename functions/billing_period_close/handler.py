@@ -1,4 +1,5 @@
-"""SQS consumer (fed by a daily schedule rule): start the period-end invoice runs that are due.
+"""SQS consumer (fed by a daily schedule rule): start the period-end invoice runs that are due, and
+post the time summaries of ended periods (accounts in summary posting mode, ``flows.time_summary``).
 
 Every message is one tick of the schedule; a batch of ticks needs one pass (the latest tick decides the
 period). If the pass fails, every tick of the batch is reported failed and retried (after five receives
@@ -12,7 +13,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from r2r_core import settings as settings_module
+from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.period_close import close_billing_periods, tick_from
+from r2r_core.flows.time_summary import flush_ended_periods
 from r2r_core.runtime import aws_client
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
@@ -32,14 +35,28 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = event.get("Records") or []
     if not records:
         return {"batchItemFailures": []}
+    store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
     try:
+        tick = tick_from(r["body"] for r in records)
         result = close_billing_periods(
-            store=StateStore(settings.state_table_name),
-            audit=AuditLog(settings.audit_table_name),
+            store=store,
+            audit=audit,
             sfn=aws_client("stepfunctions"),
             state_machine_arn=settings.state_machine_arn,
-            tick=tick_from(r["body"] for r in records),
+            tick=tick,
         )
+        if settings.erp_base_url and settings.erp_secret_arn:
+            # Both steps are idempotent: a retried tick starts nothing twice and re-posts nothing unchanged.
+            flushed = flush_ended_periods(
+                store,
+                audit,
+                erp_client(settings.erp_base_url, settings.erp_secret_arn),
+                erp_mapping(settings.erp_secret_arn),
+                today=tick.at.date(),
+                correlation_id=tick.event_id,
+            )
+            result["time_summaries_flushed"] = sum(1 for f in flushed if f.flushed)
+            result["time_summary_erp_requests"] = sum(f.erp_requests for f in flushed)
     except Exception:
         logger.exception("billing period close failed", extra={"ticks": len(records)})
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
