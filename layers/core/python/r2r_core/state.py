@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -129,13 +129,20 @@ class StateStore(_Table):
             raise
         return True
 
-    def query_prefix(self, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+    def query_prefix(
+        self, pk: str, sk_prefix: str, *, fields: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Items of ``pk`` whose sort key starts with ``sk_prefix``; with ``fields``, only those + keys."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": _to_item({":pk": pk, ":prefix": sk_prefix}),
             "ConsistentRead": True,
         }
+        if fields is not None:
+            names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
+            kwargs["ProjectionExpression"] = ", ".join(names)
+            kwargs["ExpressionAttributeNames"] = names
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):

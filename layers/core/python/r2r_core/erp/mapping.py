@@ -15,7 +15,7 @@ secret under ``"mapping"`` (an administrator fills them in once, see the README)
         "expense_categories": {"travel": "5"},
         "currency_ids": {"EUR": "2"},
         "time_posting": "summary",             # "detail" (default): one timeBill per entry
-        "summary_flush_changes": 100           # summary mode: flush a period after this many changes
+        "summary_flush_changes": 500           # summary mode: flush a period after this many changes
     }}
 
 ``time_posting`` chooses how approved time reaches this account (see ``r2r_core.flows.time_summary``):
@@ -71,7 +71,7 @@ class ErpMapping(BaseModel):
     currency_ids: _IdMap = Field(default_factory=dict)
     # How approved time is posted to this account: one timeBill per entry, or summaries per period.
     time_posting: Literal["detail", "summary"] = "detail"
-    summary_flush_changes: int = Field(default=100, ge=1, le=10_000)
+    summary_flush_changes: int = Field(default=500, ge=1, le=100_000)
 
     @property
     def posts_time_in_summary(self) -> bool:

@@ -35,6 +35,20 @@ from r2r_core.state import AuditLog, StateStore
 
 logger = Logger(child=True)
 
+# What the decision (caps, budgets, retainer) and revenue need of the contract's other charges: reading
+# only these keeps the per-entry read small as a contract's charges grow.
+CONSUMPTION_FIELDS = (
+    "source_id",
+    "time_entry_id",
+    "decision",
+    "rate",
+    "hours",
+    "billable_hours",
+    "budget_id",
+    "prepaid_hours",
+    "revenue_recognised",
+)
+
 
 class Erp(Protocol):
     def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str: ...
@@ -65,7 +79,7 @@ def post_time(
             mark_changed(store, entry.engagement_id, str(existing["erp_summary_period"]))
         return duplicate
 
-    charges = list(store.query_prefix(key["pk"], "CHARGE#"))
+    charges = list(store.query_prefix(key["pk"], "CHARGE#", fields=CONSUMPTION_FIELDS))
     consumption = consumption_from(charges, exclude=entry.id)
     decision = decide_time_entry(entry, engagement, consumption, project_billable=deal.project.billable)
 
