@@ -240,9 +240,12 @@ class R2rStack(Stack):
             max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
             description="r2r billing_period_close: period-end invoice runs and time summary postings",
         )
-        tables.grant_state_and_audit(billing_period_close.function)
-        state_machine.grant_start_execution(billing_period_close.function)
-        secrets.erp_credentials.grant_read(billing_period_close.function)
+        for grant in (
+            tables.grant_state_and_audit,
+            state_machine.grant_start_execution,
+            secrets.erp_credentials.grant_read,
+        ):
+            grant(billing_period_close.function)
 
         exception_router = consumer(
             "ExceptionRouter",

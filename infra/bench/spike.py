@@ -100,13 +100,23 @@ class PeakMemory:
 
 @dataclass
 class Usage:
-    """What the functions did: invocations and time per function, AWS calls made inside functions."""
+    """What the functions did: invocations and time per function, and the AWS calls made inside them.
+
+    ``calls`` and ``units`` are keyed ``<function folder> <service>:<operation>``. DynamoDB capacity is
+    derived from the measured item sizes (DynamoDB JSON, a slight over-estimate): a write is one WRU per KB
+    of the item written (an UpdateItem, whose item size is not sent, counts 2), a strongly consistent read
+    one RRU per 4 KB read (at least one); a projected Query is billed on whole items, so its items count at
+    the average size of the items written. ``log_bytes`` is what each function printed (logs and EMF).
+    """
 
     invocations: Counter[str] = field(default_factory=Counter)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     records: Counter[str] = field(default_factory=Counter)  # SQS records handed to each function
-    calls: Counter[str] = field(default_factory=Counter)  # "<service>:<operation>" inside functions
-    items: Counter[str] = field(default_factory=Counter)  # PutEvents entries, Query/Scan items returned
+    calls: Counter[str] = field(default_factory=Counter)
+    units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    items: Counter[str] = field(default_factory=Counter)  # PutEvents entries, Query/Scan items read
+    bytes_written: Counter[str] = field(default_factory=Counter)  # per function: DynamoDB items put
+    log_bytes: Counter[str] = field(default_factory=Counter)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -114,13 +124,87 @@ class Usage:
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "records": dict(self.records),
             "calls": dict(self.calls),
+            "units": {k: round(v, 2) for k, v in self.units.items()},
             "items": dict(self.items),
+            "bytes_written": dict(self.bytes_written),
+            "log_bytes": dict(self.log_bytes),
         }
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+def _dynamodb_units(
+    operation: str, params: dict[str, Any], response: dict[str, Any], avg_item: float
+) -> float:
+    if operation == "PutItem":
+        return float(max(1, math.ceil(_json_size(params.get("Item") or {}) / 1024)))
+    if operation == "UpdateItem":
+        return 2.0
+    if operation == "DeleteItem":
+        return 1.0
+    if operation == "GetItem":
+        return float(max(1, math.ceil(_json_size(response.get("Item") or {}) / 4096)))
+    if operation in {"Query", "Scan"}:
+        items = response.get("Items") or []
+        size = len(items) * avg_item if "ProjectionExpression" in params else _json_size(items)
+        return float(max(1, math.ceil(size / 4096)))
+    return 0.0
+
+
+class _CountingStdout:
+    """Counts what each function prints (its CloudWatch log ingestion) and passes the rest through."""
+
+    def __init__(self, wrapped: Any, local: threading.local, usage: Usage, lock: threading.Lock) -> None:
+        self._wrapped, self._local, self._usage, self._lock = wrapped, local, usage, lock
+
+    def write(self, text: str) -> int:
+        folder = getattr(self._local, "folder", None)
+        if folder:
+            with self._lock:
+                self._usage.log_bytes[folder] += len(text.encode())
+            return len(text)
+        return int(self._wrapped.write(text))
+
+    def flush(self) -> None:
+        self._wrapped.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+def _record_call(
+    usage: Usage,
+    written: dict[str, int],
+    *,
+    folder: str,
+    service: str,
+    operation: str,
+    params: dict[str, Any],
+    response: dict[str, Any],
+) -> None:
+    key = f"{folder} {service}:{operation}"
+    usage.calls[key] += 1
+    if operation == "PutEvents":
+        usage.items[key] += len(params.get("Entries") or [])
+    elif operation in {"Query", "Scan"}:
+        usage.items[key] += len(response.get("Items") or [])
+    if service == "dynamodb":
+        if operation == "PutItem":
+            size = _json_size(params.get("Item") or {})
+            written["bytes"] += size
+            written["items"] += 1
+            usage.bytes_written[folder] += size
+        average = written["bytes"] / written["items"] if written["items"] else 1024.0
+        usage.units[key] += _dynamodb_units(operation, params, response, average)
 
 
 @contextlib.contextmanager
 def measure_usage(stack: Any) -> Iterator[Usage]:
-    """Count invocations, durations and AWS calls of the stack's functions while the block runs."""
+    """Count invocations, durations, AWS calls and log output of the stack's functions meanwhile."""
+    import sys
+
     import botocore.client
 
     usage = Usage()
@@ -130,6 +214,8 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
     folders = {spec.name: spec.source_dir.name for spec in stack.local.functions.values()}
     original_invoke = runtime.invoke
     original_call = botocore.client.BaseClient._make_api_call
+    original_stdout = sys.stdout
+    written = {"bytes": 0, "items": 0}
 
     def invoke(name_or_arn: str, event: Any, request_id: str | None = None) -> Any:
         folder = folders.get(str(name_or_arn).rsplit(":", 1)[-1], str(name_or_arn))
@@ -148,21 +234,27 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
 
     def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
         response = original_call(client, operation, params)
-        if getattr(local, "folder", None):
-            key = f"{client.meta.service_model.service_name}:{operation}"
+        folder = getattr(local, "folder", None)
+        if folder:
             with lock:
-                usage.calls[key] += 1
-                if operation == "PutEvents":
-                    usage.items[key] += len(params.get("Entries") or [])
-                elif operation in {"Query", "Scan"}:
-                    usage.items[key] += int(response.get("ScannedCount", response.get("Count", 0)))
+                _record_call(
+                    usage,
+                    written,
+                    folder=folder,
+                    service=client.meta.service_model.service_name,
+                    operation=operation,
+                    params=params,
+                    response=response,
+                )
         return response
 
     runtime.invoke = invoke
     botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+    sys.stdout = _CountingStdout(original_stdout, local, usage, lock)  # type: ignore[assignment]
     try:
         yield usage
     finally:
+        sys.stdout = original_stdout
         runtime.invoke = original_invoke
         botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
 
@@ -197,6 +289,8 @@ class SpikeResult:
     charges: int
     usage: Usage
     webhooks: int
+    files: int = 0
+    file_bytes: int = 0
 
     @property
     def per_entry_ms(self) -> float:
@@ -234,6 +328,8 @@ class SpikeResult:
             "erp_peak_in_flight": self.erp.get("peak_in_flight", 0),
             "erp_floor_s": round(self.floor_s, 2),
             "webhooks": self.webhooks,
+            "files": self.files,
+            "file_bytes": self.file_bytes,
             "usage": self.usage.as_json(),
         }
 
@@ -360,6 +456,7 @@ def run_spike(
         before = _erp_stats(stack)
         pids = [os.getpid()] + ([stack._moto.pid] if stack._moto is not None else [])
         dropped_at: dict[str, float] = {}
+        files, file_bytes = 0, 0
         with PeakMemory(pids) as memory, measure_usage(stack) as usage:
             started = time.monotonic()
             if flood:
@@ -367,9 +464,9 @@ def run_spike(
             for n, start in enumerate(range(0, len(entries), ROWS_PER_FILE)):
                 chunk = entries[start : start + ROWS_PER_FILE]
                 at = datetime.now(UTC).timestamp()
-                stack.put_file(
-                    f"inbound/timesheets/bench-{n:04d}.csv", workload.timesheet_csv(chunk), drain=False
-                )
+                body = workload.timesheet_csv(chunk)
+                stack.put_file(f"inbound/timesheets/bench-{n:04d}.csv", body, drain=False)
+                files, file_bytes = files + 1, file_bytes + len(body)
                 dropped_at.update((e["id"], at) for e in chunk)
             stack.drain(timeout=drain_timeout, stable_s=1.0)
             entries_s = time.monotonic() - started
@@ -408,6 +505,8 @@ def run_spike(
         charges=len(charges),
         usage=usage,
         webhooks=milestones,
+        files=files,
+        file_bytes=file_bytes,
     )
 
 
