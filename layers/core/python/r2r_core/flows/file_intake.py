@@ -29,6 +29,7 @@ logger = Logger(child=True)
 
 CONNECTOR = "file_drop"
 PROGRESS_EVERY = 25
+BATCH = 10  # rows per PutEvents call
 
 
 class Publisher(Protocol):
@@ -110,10 +111,22 @@ def take_in_file(
 
     progress = store.get(**_progress_key(file)) or {}
     done = int(progress.get("version", 0))
-    for index, envelope in enumerate(result.envelopes[done:], start=done + 1):
-        publisher.publish(envelope)
-        if index % PROGRESS_EVERY == 0 or index == len(result.envelopes):
+    publish_many = getattr(publisher, "publish_many", None)
+    total = len(result.envelopes)
+    # Rows are published in order, in PutEvents batches when the publisher can; progress is saved at
+    # most every PROGRESS_EVERY rows, so a retry republishes at most that many (idempotent downstream).
+    step = BATCH if publish_many is not None else 1
+    saved = done
+    for start in range(done, total, step):
+        chunk = result.envelopes[start : start + step]
+        if publish_many is not None:
+            publish_many(chunk)
+        else:
+            publisher.publish(chunk[0])
+        index = start + len(chunk)
+        if index - saved >= PROGRESS_EVERY or index == total:
             _save_progress(file, index, store)
+            saved = index
     outcome = {
         "file": file.location,
         "rows": result.rows,
