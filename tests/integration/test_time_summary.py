@@ -128,10 +128,11 @@ def post(world: dict[str, Any], file_name: str, **overrides: Any) -> dict[str, A
 
 
 def period_end_flush(world: dict[str, Any], today: date = date(2026, 12, 1)) -> int:
-    results = flush_ended_periods(
+    flushed = flush_ended_periods(
         world["store"], world["audit"], world["erp"], world["mapping"], today=today, correlation_id="tick-1"
     )
-    return sum(r.erp_requests for r in results)
+    assert flushed.remaining == 0
+    return sum(r.erp_requests for r in flushed.results)
 
 
 def test_sold_to_billed_bills_the_same_invoice_and_posts_the_same_time_in_both_modes(
@@ -265,3 +266,23 @@ def test_a_period_changed_during_a_flush_stays_pending(both: dict[str, dict[str,
     assert period_end_flush(world) == 1  # the next flush posts both days: 8 h + 7.5 h
     [record] = world["erp"].of_type("timeBill")
     assert Decimal(record["hours"]) == Decimal("15.5")
+
+
+def test_the_period_end_flush_stops_at_its_deadline_and_says_what_is_left(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    world = both["summary"]
+    set_up(world)
+    post(world, "02-time-priya-sharma-2026-11-16.json")
+    late = flush_ended_periods(
+        world["store"],
+        world["audit"],
+        world["erp"],
+        world["mapping"],
+        today=date(2026, 12, 1),
+        correlation_id="tick-1",
+        deadline=0.0,  # already past
+    )
+    assert (late.results, late.remaining) == ([], 1)
+    assert world["erp"].time_requests() == 0
+    assert period_end_flush(world) == 1  # the retry flushes it

@@ -151,12 +151,15 @@ class StateStore(_Table):
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def scan_prefix(self, pk_prefix: str) -> Iterator[dict[str, Any]]:
+    def scan_prefix(self, pk_prefix: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "begins_with(pk, :prefix)",
             "ExpressionAttributeValues": _to_item({":prefix": pk_prefix}),
         }
+        if sk_prefix is not None:
+            kwargs["FilterExpression"] += " AND begins_with(sk, :sk_prefix)"
+            kwargs["ExpressionAttributeValues"] = _to_item({":prefix": pk_prefix, ":sk_prefix": sk_prefix})
         while True:
             page = self.client.scan(**kwargs)
             for item in page.get("Items", []):

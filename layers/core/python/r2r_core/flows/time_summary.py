@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -331,33 +333,10 @@ def _save_group(
     )
 
 
-def flush_engagement(
-    store: StateStore,
-    audit: AuditLog,
-    erp: SummaryErp,
-    mapping: ErpMapping,
-    *,
-    engagement_id: str,
-    correlation_id: str,
-    ended_before: date | None = None,
-) -> list[FlushResult]:
-    """Flush every pending period of an engagement (only those ended before ``ended_before`` if given)."""
-    results = []
-    for period in pending_periods(store, engagement_id):
-        if ended_before is not None and period_end(period) >= ended_before:
-            continue
-        results.append(
-            flush_period(
-                store,
-                audit,
-                erp,
-                mapping,
-                engagement_id=engagement_id,
-                period=period,
-                correlation_id=correlation_id,
-            )
-        )
-    return results
+@dataclass
+class PeriodEndFlush:
+    results: list[FlushResult]
+    remaining: int  # pending periods left for the next invocation (the deadline came first)
 
 
 def flush_ended_periods(
@@ -368,24 +347,35 @@ def flush_ended_periods(
     *,
     today: date,
     correlation_id: str,
-) -> list[FlushResult]:
-    """The period-end flush: every engagement's pending periods that ended before ``today``."""
-    engagements = sorted(
-        {
-            str(item["engagement_id"])
-            for item in store.scan_prefix("ENG#")
-            if str(item.get("sk", "")).startswith(PENDING_SK)
-        }
+    workers: int = 4,
+    deadline: float | None = None,
+) -> PeriodEndFlush:
+    """The period-end flush: every engagement's pending periods that ended before ``today``.
+
+    ``workers`` periods are flushed at a time (keep it within the account's ERP concurrency share); no
+    new period is started after ``deadline`` (``time.monotonic()``), and what is left is counted in
+    ``remaining`` for the caller to come back for.
+    """
+    due = sorted(
+        (str(item["engagement_id"]), str(item["period"]))
+        for item in store.scan_prefix("ENG#", PENDING_SK)
+        if period_end(str(item["period"])) < today
     )
-    results: list[FlushResult] = []
-    for engagement_id in engagements:
-        results += flush_engagement(
+
+    def flush(engagement_id: str, period: str) -> FlushResult | None:
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        return flush_period(
             store,
             audit,
             erp,
             mapping,
             engagement_id=engagement_id,
+            period=period,
             correlation_id=correlation_id,
-            ended_before=today,
         )
-    return results
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="r2r-timesum") as pool:
+        outcomes = list(pool.map(lambda due_period: flush(*due_period), due))
+    results = [r for r in outcomes if r is not None]
+    return PeriodEndFlush(results=results, remaining=len(outcomes) - len(results))
