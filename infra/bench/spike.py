@@ -102,7 +102,9 @@ class PeakMemory:
 class Usage:
     """What the functions did: invocations and time per function, and the AWS calls made inside them.
 
-    ``calls`` and ``units`` are keyed ``<function folder> <service>:<operation>``. DynamoDB capacity is
+    ``seconds`` is each function's wall time here (every AWS call crossing moto over HTTP on a shared
+    machine), ``cpu_seconds`` the CPU time of its thread. ``calls`` and ``units`` are keyed
+    ``<function folder> <service>:<operation>``. DynamoDB capacity is
     derived from the measured item sizes (DynamoDB JSON, a slight over-estimate): a write is one WRU per KB
     of the item written (an UpdateItem, whose item size is not sent, counts 2), a strongly consistent read
     one RRU per 4 KB read (at least one); a projected Query is billed on whole items, so its items count at
@@ -111,6 +113,7 @@ class Usage:
 
     invocations: Counter[str] = field(default_factory=Counter)
     seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cpu_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     records: Counter[str] = field(default_factory=Counter)  # SQS records handed to each function
     calls: Counter[str] = field(default_factory=Counter)
     units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -122,6 +125,7 @@ class Usage:
         return {
             "invocations": dict(self.invocations),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "cpu_seconds": {k: round(v, 3) for k, v in self.cpu_seconds.items()},
             "records": dict(self.records),
             "calls": dict(self.calls),
             "units": {k: round(v, 2) for k, v in self.units.items()},
@@ -220,15 +224,16 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
     def invoke(name_or_arn: str, event: Any, request_id: str | None = None) -> Any:
         folder = folders.get(str(name_or_arn).rsplit(":", 1)[-1], str(name_or_arn))
         local.folder = folder
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return original_invoke(name_or_arn, event, request_id)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
             local.folder = None
             with lock:
                 usage.invocations[folder] += 1
                 usage.seconds[folder] += elapsed
+                usage.cpu_seconds[folder] += cpu
                 if isinstance(event, dict) and isinstance(event.get("Records"), list):
                     usage.records[folder] += len(event["Records"])
 
@@ -326,6 +331,7 @@ class SpikeResult:
             "erp_requests": self.erp_requests,
             "erp_throttled": self.erp.get("throttled", 0),
             "erp_peak_in_flight": self.erp.get("peak_in_flight", 0),
+            "erp_by_record_type": self.erp.get("by_record_type", {}),
             "erp_floor_s": round(self.floor_s, 2),
             "webhooks": self.webhooks,
             "files": self.files,

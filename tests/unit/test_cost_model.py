@@ -122,9 +122,12 @@ SPIKE = {
     "entries_phase_s": 200.0,
     "period_end_flush_s": 40.0,
     "milestones_phase_s": 30.0,
+    "posting_mode": "summary",
+    "erp_by_record_type": {"timeBill": 20, "invoice": 10},
     "usage": {
         "invocations": {"time_posting": 100, "file_intake": 2, "invoice_workflow": 50},
         "seconds": {"time_posting": 50.0, "file_intake": 4.0, "invoice_workflow": 10.0},
+        "cpu_seconds": {"time_posting": 20.0, "file_intake": 1.0, "invoice_workflow": 3.0},
         "records": {"time_posting": 1000, "file_intake": 2},
         "calls": {
             "time_posting dynamodb:PutItem": 3000,
@@ -153,6 +156,11 @@ def test_entry_usage_is_taken_from_the_entry_functions_only() -> None:
     )
     assert usage.units == 1000
     assert usage.lambda_invocations == {"file_intake": 2, "time_posting": 100}
+    # billed duration: CPU + a typical latency per AWS call (3000 puts + 1000 queries at 6 ms, 1000 PutEvents
+    # at 20 ms); the local wall time is kept apart as the upper bound
+    assert usage.lambda_seconds["time_posting"] == Decimal(20) + Decimal("24") + Decimal("20")
+    assert usage.lambda_seconds["file_intake"] == Decimal(1) + Decimal("20") + Decimal("0.05")
+    assert usage.local_wall_seconds == {"time_posting": Decimal("50.0"), "file_intake": Decimal("4.0")}
     assert usage.sqs_requests == (1000 + 2 * 100) + (2 + 2 * 2)  # delivered + receive + delete per batch
     assert usage.eventbridge_events == 2000
     assert (usage.dynamodb_wru, usage.dynamodb_rru) == (4000, 9000)
@@ -172,6 +180,8 @@ def test_invoice_usage_counts_webhooks_and_state_transitions() -> None:
     )
     assert usage.units == 10
     assert usage.api_requests == 10 and usage.sfn_transitions == 50
+    # 3 s CPU + 40 puts at 6 ms + 10 invoices at the ERP's 300 ms
+    assert usage.lambda_seconds["invoice_workflow"] == Decimal(3) + Decimal("0.24") + Decimal(3)
     assert usage.dynamodb_wru == 60 and usage.sqs_requests == 0  # invoked by Step Functions, not SQS
 
 
