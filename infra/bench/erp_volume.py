@@ -126,7 +126,7 @@ def count_requests(repo_root: Path, *, mode: str, projects: int) -> dict[str, An
 
 
 def run(ctx: BenchContext) -> list[Figure]:
-    projects = 1 if ctx.quick else 4
+    projects = 1 if ctx.quick else 2
     figures = []
     for mode, target in (("detail", None), ("summary", TARGET_SUMMARY)):
         counted = count_requests(ctx.repo_root, mode=mode, projects=projects)

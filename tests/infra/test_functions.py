@@ -150,7 +150,12 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
         "reconciliation": {"dynamodb:PutItem", "dynamodb:Scan", "secretsmanager:GetSecretValue"},
         "file_intake": {"s3:GetObject*", "events:PutEvents", "dynamodb:PutItem"},
         "resource_sync": {"dynamodb:PutItem"},
-        "billing_period_close": {"dynamodb:Scan", "dynamodb:PutItem", "states:StartExecution"},
+        "billing_period_close": {
+            "dynamodb:Scan",
+            "dynamodb:PutItem",
+            "states:StartExecution",
+            "secretsmanager:GetSecretValue",
+        },
         "ingest_salesforce_outbound": {
             "s3:PutObject",
             "events:PutEvents",
