@@ -147,7 +147,8 @@ def test_every_erp_writing_consumer_is_capped_at_the_erp_share(resources: dict[s
         esm = _consumer_wiring(resources, folder)["esm"]
         assert esm["ScalingConfig"]["MaximumConcurrency"] <= share, folder
         capped += 1
-    assert capped == 5  # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation
+    # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation, period close
+    assert capped == 6
 
 
 @pytest.mark.parametrize("folder", sorted(CONSUMERS))
