@@ -27,8 +27,8 @@ What is modelled rather than measured, and why (each is stated in the output's `
   requests.
 - Secrets Manager and KMS: each function container reads its secret once per 5 minutes (Powertools'
   cache) and refreshes each DynamoDB table key (tables encrypted with the AWS managed key) once per
-  5 minutes; containers = the event source mappings' ``MaximumConcurrency``; time = the measured
-  spike time scaled linearly to the volume.
+  5 minutes; containers = the event source mappings' ``MaximumConcurrency``; time = the modelled Lambda
+  time at that volume spread over those containers.
 - Storage: one month of the DynamoDB items and S3 objects written.
 
 Monthly fixed costs (secrets, KMS keys, alarms, the dashboard, custom metrics) do not depend on volume and
@@ -331,17 +331,14 @@ def usage_from_spike(
         usage.api_requests = _d(summary.get("webhooks", 0))
         usage.sfn_transitions = units * states_per_execution
     usage.xray_traces = (invocation_total + usage.api_requests) * XRAY_SAMPLED
-    # Secret reads and table-key refreshes: per container and 5 minutes of processing at this volume.
-    phase_s = (
-        _d(summary["entries_phase_s"] + summary["period_end_flush_s"])
-        if kind == "entries"
-        else _d(summary["milestones_phase_s"])
-    )
-    scaled_s = phase_s * scale_to / units
-    windows = Decimal(max(1, math.ceil(scaled_s / SECRET_CACHE_S)))
+    # Secret reads and table-key refreshes: per container and 5 minutes of processing at this volume;
+    # the processing time is the modelled Lambda time spread over the containers (the local wall time
+    # on a shared machine would say more about the machine than about Lambda).
     containers = Decimal(
-        sum((settings[f].max_concurrency or 1) for f in usage.lambda_invocations if f in settings)
+        sum((settings[f].max_concurrency or 1) for f in usage.lambda_invocations if f in settings) or 1
     )
+    scaled_s = sum(usage.lambda_seconds.values(), Decimal(0)) * scale_to / units / containers
+    windows = Decimal(max(1, math.ceil(scaled_s / SECRET_CACHE_S)))
     usage.secrets_calls = containers * windows * usage.units / scale_to
     usage.kms_requests = usage.secrets_calls * (1 + DYNAMODB_TABLES)
     return usage

@@ -106,7 +106,8 @@ class Usage:
     machine), ``cpu_seconds`` the CPU time of its thread. ``calls`` and ``units`` are keyed
     ``<function folder> <service>:<operation>``. DynamoDB capacity is
     derived from the measured item sizes (DynamoDB JSON, a slight over-estimate): a write is one WRU per KB
-    of the item written (an UpdateItem, whose item size is not sent, counts 2), a strongly consistent read
+    of the item written (an UpdateItem, whose item size is not sent, at the average size of the items the
+    same function puts), a strongly consistent read
     one RRU per 4 KB read (at least one); a projected Query is billed on whole items, so its items count at
     the average size of the items written. ``log_bytes`` is what each function printed (logs and EMF).
     """
@@ -140,12 +141,13 @@ def _json_size(value: Any) -> int:
 
 
 def _dynamodb_units(
-    operation: str, params: dict[str, Any], response: dict[str, Any], avg_item: float
+    operation: str, params: dict[str, Any], response: dict[str, Any], avg_item: float, own_avg_item: float
 ) -> float:
     if operation == "PutItem":
         return float(max(1, math.ceil(_json_size(params.get("Item") or {}) / 1024)))
     if operation == "UpdateItem":
-        return 2.0
+        # The size of the updated item is not sent: the average item this function puts stands in.
+        return float(max(1, math.ceil(own_avg_item / 1024)))
     if operation == "DeleteItem":
         return 1.0
     if operation == "GetItem":
@@ -199,9 +201,13 @@ def _record_call(
             size = _json_size(params.get("Item") or {})
             written["bytes"] += size
             written["items"] += 1
+            written[f"{folder} bytes"] = written.get(f"{folder} bytes", 0) + size
+            written[f"{folder} items"] = written.get(f"{folder} items", 0) + 1
             usage.bytes_written[folder] += size
         average = written["bytes"] / written["items"] if written["items"] else 1024.0
-        usage.units[key] += _dynamodb_units(operation, params, response, average)
+        own = written.get(f"{folder} items", 0)
+        own_average = written[f"{folder} bytes"] / own if own else average
+        usage.units[key] += _dynamodb_units(operation, params, response, average, own_average)
 
 
 @contextlib.contextmanager
