@@ -29,6 +29,9 @@ from infra.constructs.workflow import MilestoneToInvoice
 
 INGEST_TIMEOUT = Duration.seconds(10)
 CONSUMER_TIMEOUT = Duration.seconds(30)
+# The period close posts a month's time summaries (summary posting mode): e.g. 1,000 records at 300 ms,
+# two at a time, fit one invocation; more are picked up by the tick's retry.
+PERIOD_CLOSE_TIMEOUT = Duration.minutes(5)
 WORKFLOW_TIMEOUT = Duration.seconds(60)
 DEFAULT_CONSUMER_CONCURRENCY = 5
 # The poller reads the ERP (SuiteQL) and serialises itself on a watermark: the smallest share.
@@ -144,13 +147,14 @@ class R2rStack(Stack):
             max_concurrency: int,
             description: str,
             schedule: events.Schedule | None = None,
+            timeout: Duration = CONSUMER_TIMEOUT,
         ) -> QueueConsumer:
             return QueueConsumer(
                 self,
                 construct_id,
                 folder=folder,
                 stage=settings.stage,
-                timeout=CONSUMER_TIMEOUT,
+                timeout=timeout,
                 environment=environment,
                 layers=shared_layers,
                 log_removal_policy=logs_removal,
@@ -239,6 +243,7 @@ class R2rStack(Stack):
             event_bus=None,
             max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
             description="r2r billing_period_close: period-end invoice runs and time summary postings",
+            timeout=PERIOD_CLOSE_TIMEOUT,
         )
         for grant in (
             tables.grant_state_and_audit,
