@@ -286,3 +286,24 @@ def test_the_period_end_flush_stops_at_its_deadline_and_says_what_is_left(
     assert (late.results, late.remaining) == ([], 1)
     assert world["erp"].time_requests() == 0
     assert period_end_flush(world) == 1  # the retry flushes it
+
+
+def test_the_period_end_flush_workers_see_the_callers_environment(both: dict[str, dict[str, Any]]) -> None:
+    """Clients created inside the flush's worker threads are made for the caller's environment."""
+    from r2r_core.runtime import environ, use_environ
+
+    world = both["summary"]
+    set_up(world)
+    for name in TIME_FILES[:3]:
+        post(world, name)
+    seen: list[str | None] = []
+
+    class Watching(CountingErp):
+        def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+            seen.append(environ().get("R2R_TEST_MARKER"))
+            return super().upsert(record_type, external_id, body)
+
+    world["erp"] = Watching()
+    with use_environ({"R2R_TEST_MARKER": "the caller's"}):
+        assert period_end_flush(world) == 1
+    assert seen == ["the caller's"]

@@ -26,6 +26,7 @@ flush, so a change recorded meanwhile is never lost. What was posted per group i
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import time
@@ -375,7 +376,10 @@ def flush_ended_periods(
             correlation_id=correlation_id,
         )
 
+    # Workers run in a copy of the caller's context: the function's environment (r2r_core.runtime) and
+    # with it the AWS endpoint its clients are created for.
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="r2r-timesum") as pool:
-        outcomes = list(pool.map(lambda due_period: flush(*due_period), due))
+        outcomes = list(pool.map(lambda due_period: context.copy().run(flush, *due_period), due))
     results = [r for r in outcomes if r is not None]
     return PeriodEndFlush(results=results, remaining=len(outcomes) - len(results))
