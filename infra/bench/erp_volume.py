@@ -82,7 +82,7 @@ def count_requests(repo_root: Path, *, mode: str, projects: int) -> dict[str, An
     from r2r_core.flows.time_summary import flush_ended_periods
     from r2r_core.state import AuditLog, StateStore
 
-    mapping = ErpMapping(time_posting=mode)  # type: ignore[arg-type]
+    mapping = ErpMapping(time_posting=mode)
     with tempfile.TemporaryDirectory(prefix="r2r-bench-erp-") as tmp, _isolated_aws() as ddb:
         sandbox = ErpSandbox(Path(tmp) / "erp.sqlite", host="127.0.0.1", port=0)
         erp = NetSuiteClient(sandbox.start(), sandbox.tba_credentials())

@@ -261,14 +261,14 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
         return response
 
     runtime.invoke = invoke
-    botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
-    sys.stdout = _CountingStdout(original_stdout, local, usage, lock)  # type: ignore[assignment]
+    botocore.client.BaseClient._make_api_call = call
+    sys.stdout = _CountingStdout(original_stdout, local, usage, lock)
     try:
         yield usage
     finally:
         sys.stdout = original_stdout
         runtime.invoke = original_invoke
-        botocore.client.BaseClient._make_api_call = original_call  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = original_call
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -542,7 +542,7 @@ def _not_run(name: str, estimate_s: float, budget_left_s: float, size: int) -> F
 
 
 def run(ctx: BenchContext) -> list[Figure]:
-    sizes = QUICK_SIZES if ctx.quick else FULL_SIZES
+    sizes: tuple[int, ...] = QUICK_SIZES if ctx.quick else FULL_SIZES
     if os.environ.get("R2R_BENCH_SPIKE_SIZES"):  # e.g. "5000,20000,50000"
         sizes = tuple(int(n) for n in os.environ["R2R_BENCH_SPIKE_SIZES"].split(",") if n.strip())
     projects = QUICK_PROJECTS if ctx.quick else FULL_PROJECTS
