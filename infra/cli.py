@@ -17,6 +17,7 @@ import typer
 
 from infra.billing_cli import app as billing_app
 from infra.catalog import catalog
+from infra.cost import cost
 from infra.local.cli import app as local_app
 from infra.ops_cli import reconcile, report
 from infra.ops_dlq import app as dlq_app
@@ -39,6 +40,7 @@ app.add_typer(kantata_app, name="kantata")
 app.command("reconcile")(reconcile)
 app.command("report")(report)
 app.command("catalog")(catalog)
+app.command("cost")(cost)
 
 
 if __name__ == "__main__":

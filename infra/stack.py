@@ -35,6 +35,9 @@ from r2r_core.model.events import EVENT_TYPES
 
 INGEST_TIMEOUT = Duration.seconds(10)
 CONSUMER_TIMEOUT = Duration.seconds(30)
+# The period close posts a month's time summaries (summary posting mode): e.g. 1,000 records at 300 ms,
+# two at a time, fit one invocation; more are picked up by the tick's retry.
+PERIOD_CLOSE_TIMEOUT = Duration.minutes(5)
 WORKFLOW_TIMEOUT = Duration.seconds(60)
 DEFAULT_CONSUMER_CONCURRENCY = 5
 # The poller reads the ERP (SuiteQL) and serialises itself on a watermark: the smallest share.
@@ -253,7 +256,8 @@ class R2rStack(Stack):
         bus.grant_put_events_to(milestone_trigger.function)
 
         # Period-end billing: a daily tick starts one milestone-to-invoice run (input ``period_end``) per
-        # contract billed monthly whose ended period has unbilled charges; it never calls the ERP itself.
+        # contract billed monthly whose ended period has unbilled charges, and posts the ended periods'
+        # pending time summaries (accounts in summary posting mode) to the ERP.
         billing_period_close = consumer(
             "BillingPeriodClose",
             "billing_period_close",
@@ -261,15 +265,22 @@ class R2rStack(Stack):
                 "STATE_TABLE_NAME": tables.state.table_name,
                 "AUDIT_TABLE_NAME": tables.audit.table_name,
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
+                "ERP_BASE_URL": settings.erp_base_url,
             },
             event_pattern=None,
             schedule=events.Schedule.rate(Duration.days(1)),
             event_bus=None,
-            max_concurrency=DEFAULT_CONSUMER_CONCURRENCY,
-            description="r2r billing_period_close: period-end invoice runs of contracts billed monthly",
+            max_concurrency=min(POLLER_CONCURRENCY, settings.erp_concurrency_share),
+            description="r2r billing_period_close: period-end invoice runs and time summary postings",
+            timeout=PERIOD_CLOSE_TIMEOUT,
         )
-        tables.grant_state_and_audit(billing_period_close.function)
-        state_machine.grant_start_execution(billing_period_close.function)
+        for grant in (
+            tables.grant_state_and_audit,
+            state_machine.grant_start_execution,
+            secrets.erp_credentials.grant_read,
+        ):
+            grant(billing_period_close.function)
 
         exception_router = consumer(
             "ExceptionRouter",

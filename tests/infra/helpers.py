@@ -71,7 +71,10 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         30,
     ),
     "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
-    "billing_period_close": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN"}, 30),
+    "billing_period_close": (
+        {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN", "ERP_SECRET_ARN", "ERP_BASE_URL"},
+        300,  # a month's time summaries at the ERP's pace
+    ),
     "file_intake": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME"}, 30),
     "operator_api": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME"}, 15),
     "resource_sync": (
@@ -145,7 +148,8 @@ CONSUMERS = {
 SCHEDULED_CONSUMERS = {
     "invoice_status_poller": (f"rate({CONTEXT['invoiceStatusPollMinutes']} minutes)", 2),
     "reconciliation": ("rate(1 day)", 2),
-    "billing_period_close": ("rate(1 day)", 5),
+    # Posts the ended periods' time summaries to the ERP: the smaller share, like the other ERP readers.
+    "billing_period_close": ("rate(1 day)", 2),
     "kantata_poller": (f"rate({CONTEXT['kantataPollMinutes']} minutes)", 2),
 }
 

@@ -153,8 +153,8 @@ def test_every_erp_writing_consumer_is_capped_at_the_erp_share(resources: dict[s
         assert esm["ScalingConfig"]["MaximumConcurrency"] <= share, folder
         capped += 1
     # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation, resource_sync,
-    # resource_allocation
-    assert capped == 7
+    # resource_allocation, period close
+    assert capped == 8
 
 
 @pytest.mark.parametrize("folder", sorted(CONSUMERS))

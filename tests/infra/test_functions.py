@@ -175,7 +175,12 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
             "secretsmanager:GetSecretValue",
             "s3:PutObject",
         },
-        "billing_period_close": {"dynamodb:Scan", "dynamodb:PutItem", "states:StartExecution"},
+        "billing_period_close": {
+            "dynamodb:Scan",
+            "dynamodb:PutItem",
+            "states:StartExecution",
+            "secretsmanager:GetSecretValue",
+        },
         "ingest_salesforce_outbound": {
             "s3:PutObject",
             "events:PutEvents",

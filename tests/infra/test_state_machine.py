@@ -131,6 +131,7 @@ def test_the_period_close_may_start_this_state_machine_and_nothing_else(
     ]
     starts = [st for st in statements if "states:StartExecution" in json.dumps(st["Action"])]
     assert [st["Resource"] for st in starts] == [{"Ref": lid}]
-    # It starts runs only: no ERP secret, no bus (the state machine creates and publishes the invoice).
+    # No bus: the state machine creates and publishes the invoice. The ERP secret is there for the
+    # period-end flush of time summaries (summary posting mode), not for invoices.
     env = functions_by_folder(resources)["billing_period_close"][1]["Properties"]["Environment"]["Variables"]
-    assert "ERP_SECRET_ARN" not in env and "EVENT_BUS_NAME" not in env
+    assert "EVENT_BUS_NAME" not in env and "ERP_SECRET_ARN" in env

@@ -210,3 +210,63 @@ def test_a_terminated_worker_blocks_time_after_the_termination_date_only(ports: 
     assert record_resource(older, **ports)["written"] is False
     with pytest.raises(ResourceTerminated):
         refuse_time_after_termination(store, _time("wd-21003", date(2026, 12, 1)))
+
+
+class BatchingPublisher(FakePublisher):
+    """A publisher that puts events in batches (PutEvents): the intake hands it chunks."""
+
+    def __init__(self, fail_on_batch: int | None = None) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail_on_batch = fail_on_batch
+
+    def publish_many(self, envelopes: list[EventEnvelope]) -> None:
+        if self.fail_on_batch is not None and len(self.batches) + 1 == self.fail_on_batch:
+            self.fail_on_batch = None
+            raise RuntimeError("EventBridge unavailable")
+        self.batches.append(len(envelopes))
+        self.published.extend(envelopes)
+
+
+def bulk_timesheet(rows: int) -> bytes:
+    header = "entry_id,engagement_id,project_id,resource_id,role,region,work_date,hours,updated_at\n"
+    return (
+        header
+        + "".join(
+            f"bulk-{i:03d},eng-1,prj-1,res-{i % 3},Cloud Engineer,EMEA,2026-11-23,8,2026-11-28T09:00:00Z\n"
+            for i in range(rows)
+        )
+    ).encode()
+
+
+def test_a_bulk_file_is_published_in_batches_of_ten_in_file_order(ports: dict[str, Any]) -> None:
+    publisher = BatchingPublisher()
+    file = dropped_file(s3_event("inbound/timesheets/bulk.csv"))
+    outcome = take_in_file(
+        file, read=reader(bulk_timesheet(43)), store=ports["store"], audit=ports["audit"], publisher=publisher
+    )
+    assert outcome["published"] == 43
+    assert publisher.batches == [10, 10, 10, 10, 3]
+    assert [e.source_record_id for e in publisher.published] == [f"bulk-{i:03d}" for i in range(43)]
+
+
+def test_a_failed_batch_is_retried_from_the_last_saved_progress_and_nothing_is_lost(
+    ports: dict[str, Any],
+) -> None:
+    file = dropped_file(s3_event("inbound/timesheets/bulk.csv"))
+    failing = BatchingPublisher(fail_on_batch=4)  # rows 31-40: progress was saved after row 30
+    with pytest.raises(RuntimeError):
+        take_in_file(
+            file,
+            read=reader(bulk_timesheet(43)),
+            store=ports["store"],
+            audit=ports["audit"],
+            publisher=failing,
+        )
+    retry = BatchingPublisher()
+    outcome = take_in_file(
+        file, read=reader(bulk_timesheet(43)), store=ports["store"], audit=ports["audit"], publisher=retry
+    )
+    assert (outcome["already_published"], outcome["published"]) == (30, 13)
+    ids = [e.source_record_id for e in failing.published + retry.published]
+    assert ids == [f"bulk-{i:03d}" for i in range(43)]

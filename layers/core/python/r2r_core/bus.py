@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from r2r_core.runtime import aws_client
+
+MAX_ENTRIES = 10  # PutEvents takes at most 10 entries (and 256 KB) per call
 
 if TYPE_CHECKING:
     # Not imported at run time: a handler that imports the bus before r2r_core.consumer must not load
@@ -28,19 +31,38 @@ class EventPublisher:
         return self._client
 
     def publish(self, envelope: EventEnvelope) -> None:
+        self.publish_many([envelope])
+
+    def publish_many(self, envelopes: Sequence[EventEnvelope]) -> None:
+        """Put the events on the bus, up to ``MAX_ENTRIES`` per PutEvents call, in order.
+
+        Raises :class:`PublishFailed` naming the first event EventBridge refused; the events before it
+        (and others of its call) may have been put, so a caller retries from its last saved progress:
+        every event id is deterministic and consumers are idempotent on the business key.
+        """
         from r2r_core.model.events import EVENT_SOURCE
 
-        response = self.client.put_events(
-            Entries=[
-                {
-                    "EventBusName": self.bus_name,
-                    "Source": EVENT_SOURCE,
-                    "DetailType": envelope.type,
-                    "Detail": envelope.model_dump_json(),
-                    "Resources": [],
-                }
-            ]
-        )
-        if response.get("FailedEntryCount"):
-            entry = response["Entries"][0]
-            raise PublishFailed(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
+        for start in range(0, len(envelopes), MAX_ENTRIES):
+            chunk = envelopes[start : start + MAX_ENTRIES]
+            response = self.client.put_events(
+                Entries=[
+                    {
+                        "EventBusName": self.bus_name,
+                        "Source": EVENT_SOURCE,
+                        "DetailType": envelope.type,
+                        "Detail": envelope.model_dump_json(),
+                        "Resources": [],
+                    }
+                    for envelope in chunk
+                ]
+            )
+            if response.get("FailedEntryCount"):
+                index, entry = next(
+                    (i, e)
+                    for i, e in enumerate(response["Entries"])
+                    if e.get("ErrorCode") or not e.get("EventId")
+                )
+                raise PublishFailed(
+                    f"event {chunk[index].event_id} ({chunk[index].type}): "
+                    f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}"
+                )

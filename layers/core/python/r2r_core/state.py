@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -150,13 +150,20 @@ class StateStore(_Table):
             raise
         return True
 
-    def query_prefix(self, pk: str, sk_prefix: str) -> Iterator[dict[str, Any]]:
+    def query_prefix(
+        self, pk: str, sk_prefix: str, *, fields: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Items of ``pk`` whose sort key starts with ``sk_prefix``; with ``fields``, only those + keys."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": _to_item({":pk": pk, ":prefix": sk_prefix}),
             "ConsistentRead": True,
         }
+        if fields is not None:
+            names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
+            kwargs["ProjectionExpression"] = ", ".join(names)
+            kwargs["ExpressionAttributeNames"] = names
         while True:
             page = self.client.query(**kwargs)
             for item in page.get("Items", []):
@@ -165,12 +172,15 @@ class StateStore(_Table):
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def scan_prefix(self, pk_prefix: str) -> Iterator[dict[str, Any]]:
+    def scan_prefix(self, pk_prefix: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "FilterExpression": "begins_with(pk, :prefix)",
             "ExpressionAttributeValues": _to_item({":prefix": pk_prefix}),
         }
+        if sk_prefix is not None:
+            kwargs["FilterExpression"] += " AND begins_with(sk, :sk_prefix)"
+            kwargs["ExpressionAttributeValues"] = _to_item({":prefix": pk_prefix, ":sk_prefix": sk_prefix})
         while True:
             page = self.client.scan(**kwargs)
             for item in page.get("Items", []):
@@ -193,6 +203,41 @@ class StateStore(_Table):
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names | _names_in(condition),
                 ExpressionAttributeValues=_to_item(attribute_values),
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def add_count(
+        self, pk: str, sk: str, attribute: str, *, by: int = 1, set_values: Mapping[str, Any]
+    ) -> int:
+        """Atomically add ``by`` to a counter (created at 0), setting ``set_values`` only where absent;
+        returns the new count."""
+        names = {"#count": attribute} | {f"#{key}": key for key in set_values}
+        sets = ", ".join(f"#{key} = if_not_exists(#{key}, :set_{key})" for key in set_values)
+        response = self.client.update_item(
+            TableName=self.table_name,
+            Key=_to_item({"pk": pk, "sk": sk}),
+            UpdateExpression="ADD #count :by" + (f" SET {sets}" if sets else ""),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_item(
+                {":by": by} | {f":set_{key}": value for key, value in set_values.items()}
+            ),
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(_from_item(response["Attributes"])[attribute])
+
+    def delete_if(self, pk: str, sk: str, *, condition: str, values: Mapping[str, Any]) -> bool:
+        """Delete the item if ``condition`` holds; True when deleted."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=_to_item({"pk": pk, "sk": sk}),
+                ConditionExpression=condition,
+                ExpressionAttributeNames=_names_in(condition),
+                ExpressionAttributeValues=_to_item(dict(values)),
             )
         except ClientError as exc:
             if _conditional_failed(exc):

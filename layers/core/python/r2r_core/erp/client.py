@@ -118,6 +118,30 @@ class NetSuiteClient:
         url = self._record_url(record_type, _internal_id(internal_id))
         self._write("PATCH", url, body, record_type=record_type, external_id=None, idempotent=True)
 
+    def delete_by_external_id(self, record_type: str, external_id: str) -> bool:
+        """``DELETE`` the record with this external id; False when there is none (already deleted).
+
+        Idempotent: a retry after a lost answer finds nothing and reports False.
+        """
+        url = self._record_url(record_type, _eid(external_id))
+        context = {"record_type": record_type, "external_id": external_id, "method": "DELETE"}
+        last: ErpTransientError | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            if last is not None:
+                self._pause(last, attempt - 1, context)
+            try:
+                self._send("DELETE", url, None, context, attempt)
+            except ErpTransientError as exc:
+                last = exc
+                continue
+            except ErpPermanentError as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return True
+        assert last is not None
+        raise last
+
     def get(self, record_type: str, internal_id: str) -> dict[str, Any]:
         """The record with this internal id (money as ``Decimal``); 404 raises ErpPermanentError."""
         url = self._record_url(record_type, _internal_id(internal_id))

@@ -14,8 +14,16 @@ secret under ``"mapping"`` (an administrator fills them in once, see the README)
         "locations": {"EMEA": "2"},            # by region
         "tax_codes": {"DE": "11", "default": "10"},   # by client billing country
         "expense_categories": {"travel": "5"},
-        "currency_ids": {"EUR": "2"}
+        "currency_ids": {"EUR": "2"},
+        "time_posting": "summary",             # "detail" (default): one timeBill per entry
+        "summary_flush_changes": 500           # summary mode: flush a period after this many changes
     }}
+
+``time_posting`` chooses how approved time reaches this account (see ``r2r_core.flows.time_summary``):
+``detail`` posts one timeBill per entry; ``summary`` records every charge in r2r as usual (full
+lineage) but posts one timeBill per (project, role, region, billing period, rate, billable), recomputed
+from r2r's charges at a flush: when ``summary_flush_changes`` charges of an engagement and period have
+changed, before an invoice run of the engagement, and by the daily period-end tick for ended periods.
 
 The older top-level ``items`` and ``expense_categories`` keys are still read. Anything left out is
 simply not sent (NetSuite then applies the record's defaults), except the invoice item, which falls
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -63,6 +71,13 @@ class ErpMapping(BaseModel):
     tax_codes: _IdMap = Field(default_factory=dict)
     expense_categories: _IdMap = Field(default_factory=dict)
     currency_ids: _IdMap = Field(default_factory=dict)
+    # How approved time is posted to this account: one timeBill per entry, or summaries per period.
+    time_posting: Literal["detail", "summary"] = "detail"
+    summary_flush_changes: int = Field(default=500, ge=1, le=100_000)
+
+    @property
+    def posts_time_in_summary(self) -> bool:
+        return self.time_posting == "summary"
 
     @field_validator(
         "subsidiaries",

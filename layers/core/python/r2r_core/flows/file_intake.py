@@ -30,6 +30,7 @@ logger = Logger(child=True)
 
 CONNECTOR = "file_drop"
 PROGRESS_EVERY = 25
+BATCH = 10  # rows per PutEvents call
 
 
 class Publisher(Protocol):
@@ -112,14 +113,26 @@ def take_in_file(
     progress = store.get(**_progress_key(file)) or {}
     done = int(progress.get("version", 0))
     ignored = 0
-    for index, envelope in enumerate(result.envelopes[done:], start=done + 1):
-        # A row the file's source does not own (r2r_core.ownership) is audited, never published.
-        if owned_only([envelope], audit=audit, path="file_intake"):
-            publisher.publish(envelope)
+    publish_many = getattr(publisher, "publish_many", None)
+    total = len(result.envelopes)
+    # Rows are published in order, in PutEvents batches when the publisher can; progress is saved at
+    # most every PROGRESS_EVERY rows, so a retry republishes at most that many (idempotent downstream).
+    step = BATCH if publish_many is not None else 1
+    saved = done
+    for start in range(done, total, step):
+        chunk = result.envelopes[start : start + step]
+        # Rows the file's source does not own (r2r_core.ownership) are audited, never published.
+        owned = owned_only(list(chunk), audit=audit, path="file_intake")
+        ignored += len(chunk) - len(owned)
+        if owned and publish_many is not None:
+            publish_many(owned)
         else:
-            ignored += 1
-        if index % PROGRESS_EVERY == 0 or index == len(result.envelopes):
+            for envelope in owned:
+                publisher.publish(envelope)
+        index = start + len(chunk)
+        if index - saved >= PROGRESS_EVERY or index == total:
             _save_progress(file, index, store)
+            saved = index
     outcome = {
         "file": file.location,
         "rows": result.rows,

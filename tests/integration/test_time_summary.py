@@ -1,0 +1,309 @@
+"""Summary posting mode: same charges, lineage and invoices as detail mode, a few ERP records per period.
+
+Both modes run the sold-to-billed scenario on moto DynamoDB with an in-memory ERP that counts its
+requests; the ERP's time (hours, and hours × rate of billable time) must be identical in both modes,
+also after corrections and reversals, and redeliveries or repeated flushes must post nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from r2r_core.erp.mapping import ErpMapping
+from r2r_core.flows.invoicing import InvoiceSteps
+from r2r_core.flows.project_setup import set_up_project
+from r2r_core.flows.time_posting import post_time
+from r2r_core.flows.time_summary import PENDING_SK, flush_ended_periods, flush_period, pending_periods
+from r2r_core.runtime import reset_clients
+from r2r_core.state import AuditLog, StateStore
+from tests.integration.test_billing_flows import FakeErp, FakePublisher, complete_milestone, envelope
+
+SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
+DUPLICATE = "18-duplicate-delivery-maria-lopez-2026-11-18.json"
+TIME_FILES = [*sorted(p.name for p in SCENARIO.glob("*-time-*.json")), DUPLICATE]
+ENGAGEMENT = "eng-acme-cloud-2026"
+SUMMARY = ErpMapping(time_posting="summary", summary_flush_changes=1000)
+
+
+class CountingErp(FakeErp):
+    """FakeErp plus NetSuite's delete by external id; counts every request by method."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[str, str, str]] = []
+
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+        self.requests.append(("PUT", record_type, external_id))
+        return super().upsert(record_type, external_id, body)
+
+    def delete_by_external_id(self, record_type: str, external_id: str) -> bool:
+        self.requests.append(("DELETE", record_type, external_id))
+        return self.records.pop((record_type, external_id), None) is not None
+
+    def time_requests(self) -> int:
+        return sum(1 for _, record_type, _ in self.requests if record_type == "timeBill")
+
+    def time_totals(self) -> tuple[Decimal, Decimal]:
+        """(hours, hours × rate of billable time) over every timeBill in the ERP."""
+        hours, amount = Decimal(0), Decimal(0)
+        for record in self.of_type("timeBill"):
+            hours += Decimal(record["hours"])
+            if record["isBillable"]:
+                amount += Decimal(record["hours"]) * Decimal(record["rate"])
+        return hours, amount
+
+
+@pytest.fixture
+def both() -> Iterator[dict[str, dict[str, Any]]]:
+    """Two independent worlds, one per posting mode (two tables pairs in one moto)."""
+    with mock_aws():
+        reset_clients()
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        worlds: dict[str, dict[str, Any]] = {}
+        for mode in ("detail", "summary"):
+            _create_tables(ddb, mode)
+            store, audit = StateStore(f"state-{mode}", ddb), AuditLog(f"audit-{mode}", ddb)
+            erp, publisher = CountingErp(), FakePublisher()
+            steps = InvoiceSteps(
+                store=store,
+                audit=audit,
+                erp=lambda erp=erp: erp,  # type: ignore[misc]
+                publisher=lambda publisher=publisher: publisher,  # type: ignore[misc]
+                today=lambda: datetime(2026, 11, 23, tzinfo=UTC),
+            )
+            worlds[mode] = {
+                "store": store,
+                "audit": audit,
+                "erp": erp,
+                "publisher": publisher,
+                "steps": steps,
+                "mapping": SUMMARY if mode == "summary" else ErpMapping(),
+            }
+        yield worlds
+        reset_clients()
+
+
+def _create_tables(ddb: Any, mode: str) -> None:
+    """A state and an audit table per world, laid out as the stack defines them."""
+    for name in ("state", "audit"):
+        ddb.create_table(
+            TableName=f"{name}-{mode}",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+def set_up(world: dict[str, Any]) -> None:
+    set_up_project(
+        envelope("01-opportunity-closed-won.json"),
+        store=world["store"],
+        audit=world["audit"],
+        erp=world["erp"],
+    )
+
+
+def post(world: dict[str, Any], file_name: str, **overrides: Any) -> dict[str, Any]:
+    return post_time(
+        envelope(file_name, **overrides),
+        store=world["store"],
+        audit=world["audit"],
+        erp=world["erp"],
+        mapping=world["mapping"],
+    )
+
+
+def period_end_flush(world: dict[str, Any], today: date = date(2026, 12, 1)) -> int:
+    flushed = flush_ended_periods(
+        world["store"], world["audit"], world["erp"], world["mapping"], today=today, correlation_id="tick-1"
+    )
+    assert flushed.remaining == 0
+    return sum(r.erp_requests for r in flushed.results)
+
+
+def test_sold_to_billed_bills_the_same_invoice_and_posts_the_same_time_in_both_modes(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    states = {}
+    for mode, world in both.items():
+        set_up(world)
+        for name in TIME_FILES:
+            post(world, name)
+        if mode == "summary":
+            period_end_flush(world)
+        states[mode] = complete_milestone(world)
+
+    detail, summary = both["detail"], both["summary"]
+    # Same invoice, line for line.
+    [detail_invoice] = detail["erp"].of_type("invoice")
+    [summary_invoice] = summary["erp"].of_type("invoice")
+    assert summary_invoice["item"] == detail_invoice["item"]
+    assert states["summary"]["invoice_total"] == states["detail"]["invoice_total"]
+    # Same time in the ERP: 16 distinct entries (one duplicate delivery) in detail mode ...
+    assert len(detail["erp"].of_type("timeBill")) == 16
+    assert summary["erp"].time_totals() == detail["erp"].time_totals()
+    # ... and one record per project, role, region, rate and billable flag in summary mode:
+    # Solution Architect EMEA, Cloud Engineer NA (Maria), Cloud Engineer EMEA (Tom), Tom's training.
+    assert len(summary["erp"].of_type("timeBill")) == 4
+    assert summary["erp"].time_requests() == 4 and detail["erp"].time_requests() == 16
+    # Every charge keeps its lineage: decision per entry, and the summary record it was posted in.
+    charges = list(summary["store"].query_prefix(f"ENG#{ENGAGEMENT}", "CHARGE#"))
+    assert len(charges) == 16
+    assert all(c["erp_summary_external_id"].startswith("r2r-timesum-") for c in charges)
+    assert all("erp_time_bill_id" not in c for c in charges)
+    group = summary["store"].get(
+        f"ENG#{ENGAGEMENT}", f"TIMESUM#GROUP#{charges[0]['erp_summary_external_id']}"
+    )
+    assert f"{charges[0]['source_id']}@v1" in group["members"]
+
+
+def test_corrections_and_reversals_leave_the_same_time_in_the_erp_as_detail_mode(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    for world in both.values():
+        set_up(world)
+        for name in TIME_FILES:
+            post(world, name)
+    period_end_flush(both["summary"])
+    for world in both.values():
+        post(world, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")  # correction
+        post(world, "02-time-priya-sharma-2026-11-16.json", version=2, status="unapproved")  # reversal
+        # moved to another month: the November record shrinks, a December one appears
+        post(world, "07-time-tom-becker-2026-11-16.json", version=2, work_date="2026-12-01")
+    summary = both["summary"]
+    assert pending_periods(summary["store"], ENGAGEMENT) == ["2026-11", "2026-12"]
+    assert period_end_flush(summary, today=date(2027, 1, 1)) > 0
+    assert summary["erp"].time_totals() == both["detail"]["erp"].time_totals()
+    assert pending_periods(summary["store"], ENGAGEMENT) == []
+    hours = {Decimal(r["hours"]) for r in summary["erp"].of_type("timeBill") if r["tranDate"] == "2026-12-31"}
+    assert hours == {Decimal(8)}  # Tom's 8 h, now December's
+
+
+def test_a_group_left_empty_is_deleted_from_the_erp(both: dict[str, dict[str, Any]]) -> None:
+    world = both["summary"]
+    set_up(world)
+    post(world, "17-time-tom-becker-training-non-billable.json")
+    period_end_flush(world)
+    assert len(world["erp"].of_type("timeBill")) == 1
+    post(world, "17-time-tom-becker-training-non-billable.json", version=2, work_date="2026-12-01")
+    period_end_flush(world, today=date(2027, 1, 1))
+    [record] = world["erp"].of_type("timeBill")
+    assert record["tranDate"] == "2026-12-31"
+    assert ("DELETE", "timeBill") in {(m, t) for m, t, _ in world["erp"].requests}
+
+
+def test_redeliveries_and_repeated_flushes_post_nothing_twice(both: dict[str, dict[str, Any]]) -> None:
+    world = both["summary"]
+    set_up(world)
+    for name in TIME_FILES:
+        post(world, name)
+    first = period_end_flush(world)
+    assert first == 4
+    # The whole week again (a replay): duplicates change nothing, so the flush posts nothing.
+    for name in TIME_FILES:
+        assert post(world, name)["duplicate"] is True
+    assert period_end_flush(world) == 0
+    result = flush_period(
+        world["store"],
+        world["audit"],
+        world["erp"],
+        world["mapping"],
+        engagement_id=ENGAGEMENT,
+        period="2026-11",
+        correlation_id="again",
+    )
+    assert result.erp_requests == 0
+    assert world["erp"].time_requests() == 4
+
+
+def test_open_periods_wait_and_a_period_flushes_itself_after_enough_changes(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    world = both["summary"]
+    world["mapping"] = ErpMapping(time_posting="summary", summary_flush_changes=5)
+    set_up(world)
+    maria = [n for n in TIME_FILES if "maria-lopez-2026" in n and "duplicate" not in n]  # 5 entries, 1 group
+    for name in maria[:4]:
+        assert post(world, name)["summary_flushed"] == 0
+    assert world["erp"].time_requests() == 0
+    assert post(world, maria[4])["summary_flushed"] == 1  # the 5th change flushes the period
+    assert world["erp"].time_requests() == 1
+    assert world["store"].get(f"ENG#{ENGAGEMENT}", f"{PENDING_SK}2026-11") is None
+    # November has not ended on 30 November: the period-end tick leaves a pending open period alone.
+    post(world, "02-time-priya-sharma-2026-11-16.json")
+    assert period_end_flush(world, today=date(2026, 11, 30)) == 0
+    assert period_end_flush(world, today=date(2026, 12, 1)) == 1
+
+
+def test_a_period_changed_during_a_flush_stays_pending(both: dict[str, dict[str, Any]]) -> None:
+    world = both["summary"]
+    set_up(world)
+    post(world, "02-time-priya-sharma-2026-11-16.json")
+
+    class ChangesMeanwhile(CountingErp):
+        def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+            if not self.requests:  # another entry of the period is recorded while the flush posts
+                post(world, "03-time-priya-sharma-2026-11-17.json")
+            return super().upsert(record_type, external_id, body)
+
+    world["erp"] = ChangesMeanwhile()
+    assert period_end_flush(world) == 1
+    assert pending_periods(world["store"], ENGAGEMENT) == ["2026-11"]
+    assert period_end_flush(world) == 1  # the next flush posts both days: 8 h + 7.5 h
+    [record] = world["erp"].of_type("timeBill")
+    assert Decimal(record["hours"]) == Decimal("15.5")
+
+
+def test_the_period_end_flush_stops_at_its_deadline_and_says_what_is_left(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    world = both["summary"]
+    set_up(world)
+    post(world, "02-time-priya-sharma-2026-11-16.json")
+    late = flush_ended_periods(
+        world["store"],
+        world["audit"],
+        world["erp"],
+        world["mapping"],
+        today=date(2026, 12, 1),
+        correlation_id="tick-1",
+        deadline=0.0,  # already past
+    )
+    assert (late.results, late.remaining) == ([], 1)
+    assert world["erp"].time_requests() == 0
+    assert period_end_flush(world) == 1  # the retry flushes it
+
+
+def test_the_period_end_flush_workers_see_the_callers_environment(both: dict[str, dict[str, Any]]) -> None:
+    """Clients created inside the flush's worker threads are made for the caller's environment."""
+    from r2r_core.runtime import environ, use_environ
+
+    world = both["summary"]
+    set_up(world)
+    for name in TIME_FILES[:3]:
+        post(world, name)
+    seen: list[str | None] = []
+
+    class Watching(CountingErp):
+        def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+            seen.append(environ().get("R2R_TEST_MARKER"))
+            return super().upsert(record_type, external_id, body)
+
+    world["erp"] = Watching()
+    with use_environ({"R2R_TEST_MARKER": "the caller's"}):
+        assert period_end_flush(world) == 1
+    assert seen == ["the caller's"]
