@@ -483,3 +483,24 @@ def test_a_newer_version_recorded_over_one_stored_meanwhile_writes_the_erp_again
     outcome = _race(ports, first=2, meanwhile=1, after=True)
     assert outcome["charge"]["version"] == 2
     assert Decimal(str(outcome["bill"]["hours"])) == Decimal("4")
+
+
+def test_a_later_deal_version_keeps_the_customer_master_the_erp_owns(ports: dict[str, Any]) -> None:
+    set_up(ports)
+    [customer] = ports["erp"].of_type("customer")
+    finance_name = customer["companyName"] + " (as finance keeps it)"
+    customer["companyName"] = finance_name  # edited in NetSuite, which owns the customer master
+
+    second = envelope("01-opportunity-closed-won.json", version=2)
+    second_deal = second.data
+    second_deal["client"] = {**second_deal["client"], "legal_name": "Renamed in the CRM Ltd"}
+    second_deal["project"] = {**second_deal["project"], "name": "Cloud migration, phase 2"}
+    calls = ports["erp"].calls
+    result = set_up_project(second, store=ports["store"], audit=ports["audit"], erp=ports["erp"])
+
+    [customer] = ports["erp"].of_type("customer")
+    [job] = ports["erp"].of_type("job")
+    assert customer["companyName"] == finance_name
+    assert result["erp_customer_id"] == customer["id"]
+    assert ports["erp"].calls == calls + 1  # the job only: the deal still owns the project's terms
+    assert job["companyName"] == "Cloud migration, phase 2"

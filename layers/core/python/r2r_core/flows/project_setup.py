@@ -1,4 +1,8 @@
-"""Closed-won deal → ERP customer and project (job), upserted by external id; crosswalk and terms recorded."""
+"""Closed-won deal → ERP customer and project (job), upserted by external id; crosswalk and terms recorded.
+
+The customer is created from the first closed-won deal of a client and then left to the ERP, which owns
+the customer master; the job follows the deal's project (the PSA and CRM own projects and terms).
+"""
 
 from __future__ import annotations
 
@@ -34,18 +38,24 @@ def set_up_project(
     mapping = mapping or ErpMapping()
 
     customer_eid = records.external_id("customer", client.id)
-    customer_id = erp.upsert(
-        "customer",
-        customer_eid,
-        records.customer_body(
-            client.legal_name or client.name,
-            currency=client.currency,
-            email=client.email,
-            subsidiary_id=mapping.subsidiary_id,
-            currency_id=mapping.currency_id(client.currency),
-        ),
-    )
-    store.put_crosswalk("client", client.id, internal_id=customer_id, external_id=customer_eid)
+    known_customer = store.crosswalk("client", client.id)
+    if known_customer is not None and known_customer.get("internal_id"):
+        # The ERP owns the customer master (r2r_core.ownership): once the customer exists, finance keeps
+        # its legal name, billing details and tax registration there; a later deal never overwrites them.
+        customer_id = str(known_customer["internal_id"])
+    else:
+        customer_id = erp.upsert(
+            "customer",
+            customer_eid,
+            records.customer_body(
+                client.legal_name or client.name,
+                currency=client.currency,
+                email=client.email,
+                subsidiary_id=mapping.subsidiary_id,
+                currency_id=mapping.currency_id(client.currency),
+            ),
+        )
+        store.put_crosswalk("client", client.id, internal_id=customer_id, external_id=customer_eid)
 
     job_eid = records.external_id("job", project.id)
     job_id = erp.upsert(
