@@ -21,6 +21,7 @@ from moto import mock_aws
 from r2r_core.connectors.directory import StateDirectory
 from r2r_core.connectors.salesforce import parse_outbound_message
 from r2r_core.echo import last_write_of_record
+from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.invoice_status import OPPORTUNITY, write_back_invoice_status
 from r2r_core.flows.salesforce_outbound import accept_notification
 from r2r_core.model.entities import InvoiceStatusChange
@@ -127,6 +128,10 @@ def test_the_consumer_ignores_a_non_owner_update_with_an_audit_record_and_applie
     tables: dict[str, Any],
 ) -> None:
     handler = load_fresh("resource_sync")
+    erp = RecordingErp()
+    # resource_sync also keeps the ERP employee record (a copy of the HRIS worker): a recording ERP here.
+    handler.erp_client = lambda *_args: erp  # type: ignore[attr-defined]
+    handler.erp_mapping = lambda *_args: ErpMapping()  # type: ignore[attr-defined]
     store, audit = tables["store"], tables["audit"]
     from_crm = resource_envelope("crm", "crm-1")  # worker identity and cost rate belong to the HRIS
 
@@ -144,6 +149,20 @@ def test_the_consumer_ignores_a_non_owner_update_with_an_audit_record_and_applie
     assert handler.handler(sqs_event(from_workday), Context()) == {"batchItemFailures": []}
     stored = store.get("RES#res-maria-lopez", "HRIS")
     assert stored is not None and stored["source_system"] == "workday" and stored["status"] == "active"
+    # Only the owner's update reached the ERP employee record.
+    assert [(t, eid) for t, eid, _ in erp.upserts] == [("employee", "r2r-resource-res-maria-lopez")]
+
+
+class RecordingErp:
+    def __init__(self) -> None:
+        self.upserts: list[tuple[str, str, dict[str, Any]]] = []
+
+    def upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> str:
+        self.upserts.append((record_type, external_id, body))
+        return str(len(self.upserts))
+
+    def update(self, record_type: str, record_id: str, body: dict[str, Any]) -> None:
+        self.upserts.append((record_type, record_id, body))
 
 
 # ---- echo suppression ----------------------------------------------------------------------------------
