@@ -29,7 +29,8 @@ demo: $(STAMP) ## run the sold-to-billed scenario on the embedded local stack an
 
 test: $(STAMP) chromium ## the whole suite: lint, unit, integration, infra, e2e
 	@$(MAKE) --no-print-directory lint
-	@$(PY) -m pytest -n 2 --dist loadgroup tests
+	@# loadfile: a module (and its module-scoped local stack, e.g. the chaos run) runs on one worker, once.
+	@$(PY) -m pytest -n 2 --dist loadfile tests
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest tests/unit
