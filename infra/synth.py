@@ -88,8 +88,8 @@ def _read_stamp(stage: str, outdir: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _write_stamp(stage: str, outdir: Path, *, bundled: bool) -> None:
-    stamp = {"inputs_sha256": inputs_hash(stage), "stage": stage, "bundled": bundled}
+def _write_stamp(stage: str, outdir: Path, *, bundled: bool, inputs_sha256: str) -> None:
+    stamp = {"inputs_sha256": inputs_sha256, "stage": stage, "bundled": bundled}
     target = stamp_path(stage, outdir)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
@@ -116,10 +116,16 @@ def _resolve_outdir(outdir: Path | str | None) -> Path:
 def _synthesize_unlocked(
     stage: str | None, outdir: Path, bundle: bool, context: Mapping[str, Any] | None
 ) -> SynthResult:
+    # The inputs as they are when the synth starts: a file edited while it runs makes the next call
+    # synthesize again, instead of stamping an older template with the newer inputs.
+    expected = stage or DEFAULT_STAGE
+    before = inputs_hash(expected)
     app, stack = build_app(stage=stage, outdir=outdir, bundle=bundle, context=context)
     assembly = app.synth()
     template = Path(assembly.directory) / stack.template_file
-    _write_stamp(stack.settings.stage, Path(assembly.directory), bundled=bundle)
+    built = stack.settings.stage
+    digest = before if built == expected else inputs_hash(built)
+    _write_stamp(built, Path(assembly.directory), bundled=bundle, inputs_sha256=digest)
     return SynthResult(app=app, stack=stack, assembly=assembly, template_path=template)
 
 
