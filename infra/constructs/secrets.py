@@ -78,6 +78,7 @@ class IntegrationSecrets(Construct):
                 secret_string_template=KANTATA_CREDENTIALS_SKELETON,
                 generate_string_key=PLACEHOLDER_KEY,
             ),
+            encryption_key=key,
             removal_policy=removal_policy,
         )
         for secret in (

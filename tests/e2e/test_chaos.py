@@ -356,10 +356,15 @@ def _post(stack: LocalStack, source: str, webhook_id: str, body: dict[str, Any])
     return delivery.status, False
 
 
+def _source(body: dict[str, Any]) -> str:
+    """Each event from the system that owns it (r2r_core.ownership): deals from the CRM, work from the PSA."""
+    return "crm" if str(body["type"]).startswith("opportunity.") else "psa"
+
+
 def _post_all(stack: LocalStack, deliveries: list[tuple[str, dict[str, Any]]]) -> Counter[str]:
     outcomes: Counter[str] = Counter()
     with ThreadPoolExecutor(POST_THREADS, thread_name_prefix="chaos-post") as pool:
-        for status, duplicate in pool.map(lambda d: _post(stack, "psa", d[0], d[1]), deliveries):
+        for status, duplicate in pool.map(lambda d: _post(stack, _source(d[1]), d[0], d[1]), deliveries):
             outcomes[f"{status}{' duplicate' if duplicate else ''}"] += 1
     return outcomes
 

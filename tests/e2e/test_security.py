@@ -161,7 +161,7 @@ def test_everything_at_rest_is_created_with_the_data_key(run: dict[str, Any]) ->
     assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
     assert rule["BucketKeyEnabled"] is True
     assert set(enc["buses"].values()) == {key}
-    assert len(enc["secrets"]) == 4
+    assert len(enc["secrets"]) == 5  # webhook, ERP, Salesforce, Salesforce Outbound, Kantata
     assert set(enc["secrets"].values()) == {key}
 
 
