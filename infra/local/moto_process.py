@@ -4,7 +4,8 @@ moto keeps its state in module globals: in the parent it would be shared with (a
 anything else using moto there, e.g. ``mock_aws`` tests running in the same pytest worker. A
 child process owns its state outright. Step Functions' Lambda tasks reach moto's
 ``LambdaSimpleBackend.invoke`` here; it is patched to POST the invocation to the parent's
-dispatch endpoint (:class:`infra.local.functions.DispatchServer`), where the handler runs.
+dispatch endpoint (:class:`infra.local.functions.DispatchServer`), where the handler runs. moto's SQS
+is made linear-time first (:mod:`infra.local.moto_speedups`).
 
 Run by :class:`infra.local.stack.LocalStack`::
 
@@ -92,6 +93,9 @@ def serve(port: int, dispatch_url: str) -> None:
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.server import ThreadedMotoServer
 
+    from infra.local import moto_speedups
+
+    moto_speedups.apply()
     LambdaSimpleBackend.invoke = _forwarding_invoke(dispatch_url)  # type: ignore[method-assign]
     server = ThreadedMotoServer(ip_address=config.HOST, port=port, verbose=False)
     server.start()

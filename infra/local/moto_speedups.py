@@ -1,0 +1,187 @@
+"""Linear-time SQS and DynamoDB queries in moto's server: what a month-end spike needs of the local stack.
+
+moto's SQS (5.2) does per-request work proportional to everything in a queue: every ``ReceiveMessage``
+lists all visible messages and, for each message it returns, recomputes *all* the queue's attributes
+(three passes over the queue) only to read its retention period; every ``DeleteMessage`` scans the queue
+comparing receipt-handle lists; each visibility test reads the clock through ``datetime``. Its DynamoDB
+``Query`` on a table's key lists and *sorts every item of the table* to keep one partition's. With 50,000
+messages waiting and a table growing by a few items per entry that is quadratic: moto, not r2r, is then
+what a benchmark measures.
+
+:func:`apply` (called by :mod:`infra.local.moto_process` before the server starts) replaces those pieces
+with equivalents that do the same thing in time proportional to the work asked for:
+
+- the clock: ``time.time()`` (what ``moto.core.utils.unix_time`` computes through ``datetime``);
+- ``Queue.messages``: the visible messages found as ``ReceiveMessage`` iterates them, so a receive looks at
+  the few messages it returns (and those in flight before them), not at the whole queue; the approximate
+  counts: one clock reading per pass instead of two per message;
+- the retention check of a received message: the queue's ``message_retention_period`` attribute directly;
+- ``Queue.delete_message``: the message found through an index of every receipt handle it was given
+  (old ones too, as moto accepts them), instead of a scan comparing handle lists; an unknown handle falls
+  back to moto's own code, which raises ``ReceiptHandleIsInvalid`` as before;
+- the server's routing of a request to its service: moto lists its package directory on disk (``listdir``
+  and ``isdir`` of some 200 folders) and tries a few hundred URL patterns for every request; the folder
+  list and each host's answer are computed once;
+- a DynamoDB ``Query`` on the table's own key (not an index): moto's code, handed only the queried
+  partition's items where it asks for all of them (moto then keeps the same items and sorts them the same).
+
+Behaviour is unchanged (``tests/integration/test_moto_speedups.py`` runs the same calls with and without
+them); only the local stack's moto process applies them.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import weakref
+from typing import Any
+
+_APPLIED = False
+
+
+def _fast_unix_time(original: Any) -> Any:
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(original(dt))
+
+    return unix_time
+
+
+def _fast_unix_time_millis(original: Any) -> Any:
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(original(dt))
+
+    return unix_time_millis
+
+
+class _Visible:
+    """A queue's visible messages, found as they are iterated (``ReceiveMessage`` stops after the few it
+    returns; moto's own property listed every visible message first). Iterates a snapshot of the queue,
+    as moto's list did, so a concurrent delete does not disturb it."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self._messages = list(messages)
+        self._now = time.time() * 1000.0
+
+    def __iter__(self) -> Any:
+        now = self._now
+        return (m for m in self._messages if now > m.visible_at and not now < m.delayed_until)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
+
+
+def apply() -> None:
+    """Patch moto's SQS and DynamoDB models in this process (idempotent)."""
+    global _APPLIED  # noqa: PLW0603 - patch once per process
+    if _APPLIED:
+        return
+    _routing()
+    _sqs()
+    _dynamodb_query()
+    _APPLIED = True
+
+
+def _routing() -> None:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    original = DomainDispatcherApplication.get_backend_for_host
+    answers: dict[tuple[int, str | None], Any] = {}
+
+    @functools.wraps(original)
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        key = (id(self), host)
+        if key not in answers:
+            answers[key] = original(self, host)
+        return answers[key]
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
+def _sqs() -> None:
+    from moto.sqs import models as sqs
+
+    sqs.unix_time = _fast_unix_time(sqs.unix_time)  # type: ignore[attr-defined]
+    sqs.unix_time_millis = _fast_unix_time_millis(sqs.unix_time_millis)  # type: ignore[attr-defined]
+
+    Queue, Message, SQSBackend = sqs.Queue, sqs.Message, sqs.SQSBackend  # noqa: N806 - moto's classes
+
+    def messages(self: Any) -> _Visible:
+        return _Visible(self._messages)
+
+    def not_visible(self: Any) -> int:
+        now = time.time() * 1000.0
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def delayed(self: Any) -> int:
+        now = time.time() * 1000.0
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
+
+    def valid_for_retention(self: Any, queue_name: str, message: Any) -> bool:
+        retention_s = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_s + message.sent_timestamp / 1000 > time.time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = valid_for_retention  # type: ignore[method-assign]
+
+    # Every receipt handle a message was given → the message (weakly: a deleted message goes away).
+    handles: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+    original_mark_received = Message.mark_received
+    original_delete = Queue.delete_message
+
+    def mark_received(self: Any, visibility_timeout: int | None = None) -> None:
+        original_mark_received(self, visibility_timeout)
+        handles[self.receipt_handle] = self
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        message = handles.get(receipt_handle)
+        if message is None or message not in self._messages:
+            original_delete(self, receipt_handle)  # moto's own answer (invalid handle, never received …)
+            return
+        self._messages.remove(message)
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+
+    Message.mark_received = mark_received  # type: ignore[method-assign]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
+def _dynamodb_query() -> None:
+    from moto.dynamodb.models.table import Table
+
+    # The partition a Query on the table's key is reading, per server thread (moto serves requests in threads).
+    reading = threading.local()
+    original_query, original_all_items = Table.query, Table.all_items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")  # noqa: PLR2004 - moto's signature
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        reading.partition = (self, hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            reading.partition = None
+
+    def all_items(self: Any) -> Any:
+        partition = getattr(reading, "partition", None)
+        if partition is None or partition[0] is not self:
+            return original_all_items(self)
+        found = self.items.get(partition[1])  # .get: moto's items is a defaultdict
+        if found is None:
+            return []
+        return list(found.values()) if self.range_key_attr else [found]
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
