@@ -178,6 +178,7 @@ class R2rStack(Stack):
             description: str,
             schedule: events.Schedule | None = None,
             timeout: Duration = CONSUMER_TIMEOUT,
+            bulk: bool = False,
         ) -> QueueConsumer:
             return QueueConsumer(
                 self,
@@ -193,6 +194,7 @@ class R2rStack(Stack):
                 max_concurrency=max_concurrency,
                 description=description,
                 schedule=schedule,
+                bulk=bulk,
             )
 
         erp_writer_environment = {
@@ -220,6 +222,7 @@ class R2rStack(Stack):
             event_bus=bus,
             max_concurrency=settings.erp_concurrency_share,
             description="r2r time_posting: billing decision and ERP timeBill per approved entry",
+            bulk=True,  # month-end: thousands of entries at once
         )
         expense_posting = consumer(
             "ExpensePosting",

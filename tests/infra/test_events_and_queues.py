@@ -121,10 +121,19 @@ def test_dlq_redrive_allow_policy_names_its_source_queue(
     }
 
 
+BULK_CONSUMERS = {"time_posting"}
+
+
 @pytest.mark.parametrize("folder", sorted(CONSUMERS | SCHEDULED_CONSUMERS))
 def test_event_source_mapping(resources: dict[str, dict[str, Any]], folder: str) -> None:
     esm = _consumer_wiring(resources, folder)["esm"]
-    assert esm["BatchSize"] == 10
+    if folder in BULK_CONSUMERS:
+        # Month-end volume: 100 records an invoke, gathered for at most a second.
+        assert esm["BatchSize"] == 100
+        assert esm["MaximumBatchingWindowInSeconds"] == 1
+    else:
+        assert esm["BatchSize"] == 10
+        assert "MaximumBatchingWindowInSeconds" not in esm
     assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     expected = (CONSUMERS.get(folder) or SCHEDULED_CONSUMERS[folder])[-1]
     assert esm["ScalingConfig"]["MaximumConcurrency"] == expected
