@@ -560,7 +560,7 @@ class R2rStack(Stack):
             environment={k: v for k, v in erp_writer_environment.items() if k != "EVENT_BUS_NAME"},
             event_pattern=_canonical_pattern("assignment.upserted"),
             event_bus=bus,
-            max_concurrency=settings.erp_concurrency_share,
+            max_concurrency=settings.erp_master_data_share,
             description="r2r resource_allocation: ERP resourceAllocation and project cost forecast",
         )
         tables.grant_state_and_audit(resource_allocation.function, idempotency=True)
@@ -719,7 +719,7 @@ class R2rStack(Stack):
                 source=[CANONICAL_SOURCE], detail_type=["resource.upserted", "resource.terminated"]
             ),
             event_bus=bus,
-            max_concurrency=settings.erp_concurrency_share,
+            max_concurrency=settings.erp_master_data_share,
             description="r2r resource_sync: HRIS status and cost rate of each worker, its ERP employee",
         )
         tables.grant_state_and_audit(resource_sync.function, idempotency=True)

@@ -20,6 +20,7 @@ CTX_STAGE = "stage"
 CTX_API_RATE = "apiThrottleRateLimit"
 CTX_API_BURST = "apiThrottleBurstLimit"
 CTX_ERP_CONCURRENCY = "erpConcurrencyShare"
+CTX_ERP_MASTER_DATA_CONCURRENCY = "erpMasterDataShare"
 CTX_REMOVE_DATA = "removeDataOnDestroy"
 CTX_ERP_BASE_URL = "erpBaseUrl"
 CTX_SALESFORCE_BASE_URL = "salesforceBaseUrl"
@@ -108,6 +109,9 @@ class StageSettings:
     api_rate_limit: int = 50
     api_burst_limit: int = 100
     erp_concurrency_share: int = 5
+    # The ERP writers of master data (worker employees, resource allocations): kept small so a bulk resync
+    # leaves the account's ERP concurrency to the financial flows (time, expenses, invoices).
+    erp_master_data_share: int = 2
     remove_data_on_destroy: bool = False
     erp_base_url: str = "https://example.suitetalk.api.netsuite.com"
     salesforce_base_url: str = "https://example.my.salesforce.com"
@@ -147,6 +151,12 @@ class StageSettings:
             erp_concurrency_share=_as_int(
                 CTX_ERP_CONCURRENCY,
                 get(CTX_ERP_CONCURRENCY, defaults.erp_concurrency_share),
+                minimum=2,
+                maximum=1000,
+            ),
+            erp_master_data_share=_as_int(
+                CTX_ERP_MASTER_DATA_CONCURRENCY,
+                get(CTX_ERP_MASTER_DATA_CONCURRENCY, defaults.erp_master_data_share),
                 minimum=2,
                 maximum=1000,
             ),

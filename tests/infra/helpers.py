@@ -10,6 +10,7 @@ STAGE = "dev"
 # Non-default values, so the tests see context reach the template.
 CONTEXT = {
     "erpConcurrencyShare": 3,
+    "erpMasterDataShare": 2,
     "apiThrottleRateLimit": 25,
     "apiThrottleBurstLimit": 40,
     "invoiceStatusPollMinutes": 10,
@@ -140,9 +141,9 @@ CONSUMERS = {
     "file_intake": ("default", "Object Created", 5),
     # The Salesforce Event Relay partner bus: every event of its partner event source.
     "salesforce_events": ("partner", None, 5),
-    "resource_sync": ("custom", "resource.upserted", CONTEXT["erpConcurrencyShare"]),
+    "resource_sync": ("custom", "resource.upserted", CONTEXT["erpMasterDataShare"]),
     "psa_provisioning": ("custom", "opportunity.closed_won", 5),
-    "resource_allocation": ("custom", "assignment.upserted", CONTEXT["erpConcurrencyShare"]),
+    "resource_allocation": ("custom", "assignment.upserted", CONTEXT["erpMasterDataShare"]),
 }
 # Consumers fed by a schedule rule on the default bus: folder -> (rate expression, MaximumConcurrency).
 SCHEDULED_CONSUMERS = {

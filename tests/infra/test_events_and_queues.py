@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.helpers import CONSUMERS, SCHEDULED_CONSUMERS, flatten, functions_by_folder, of_type, ref_id
+from tests.infra.helpers import CONSUMERS, CONTEXT, SCHEDULED_CONSUMERS, flatten, functions_by_folder, of_type, ref_id
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -164,6 +164,19 @@ def test_every_erp_writing_consumer_is_capped_at_the_erp_share(resources: dict[s
     # project_setup, time_posting, expense_posting, invoice_status_poller, reconciliation, resource_sync,
     # resource_allocation, period close
     assert capped == 8
+
+
+def test_master_data_writers_keep_to_their_smaller_erp_share(resources: dict[str, dict[str, Any]]) -> None:
+    """A bulk worker resync cannot take more of NetSuite's concurrency than its own small share: the rest
+    stays with the financial flows (time and expense posting, the period close, invoices)."""
+    master, financial = CONTEXT["erpMasterDataShare"], CONTEXT["erpConcurrencyShare"]
+    assert master < financial
+    for folder in ("resource_sync", "resource_allocation"):
+        esm = _consumer_wiring(resources, folder)["esm"]
+        assert esm["ScalingConfig"]["MaximumConcurrency"] == master, folder
+    for folder in ("time_posting", "expense_posting", "project_setup"):
+        esm = _consumer_wiring(resources, folder)["esm"]
+        assert esm["ScalingConfig"]["MaximumConcurrency"] == financial, folder
 
 
 @pytest.mark.parametrize("folder", sorted(CONSUMERS))

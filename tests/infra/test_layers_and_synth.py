@@ -143,10 +143,13 @@ def test_settings_parse_cli_strings() -> None:
 
     from infra.constructs.settings import StageSettings
 
-    app = App(context={"stage": "qa", "erpConcurrencyShare": "7", "removeDataOnDestroy": "true"})
+    app = App(
+        context={"stage": "qa", "erpConcurrencyShare": "7", "erpMasterDataShare": "3", "removeDataOnDestroy": "true"}
+    )
     settings = StageSettings.from_node(app.node)
     assert settings.stack_name == "r2r-qa"
     assert settings.erp_concurrency_share == 7
+    assert settings.erp_master_data_share == 3
     assert settings.remove_data_on_destroy is True
     with pytest.raises(ValueError, match="erpConcurrencyShare"):
         StageSettings.from_node(App(context={"erpConcurrencyShare": "1"}).node)
