@@ -78,6 +78,10 @@ PRICES: dict[str, Price] = {
     "kms_requests": Price(Decimal("0.03"), 10_000, "requests"),
     "secrets_api_calls": Price(Decimal("0.05"), 10_000, "API calls"),
     "xray_traces": Price(Decimal("5.00"), 1_000_000, "traces recorded"),
+    "firehose_ingestion": Price(
+        Decimal("0.029"), 1, "GB ingested (Direct PUT; each record rounded up to 5 KB)"
+    ),
+    "firehose_partitioning": Price(Decimal("0.020"), 1, "GB processed by dynamic partitioning"),
 }
 MONTHLY_PRICES: dict[str, Price] = {
     "secret": Price(Decimal("0.40"), 1, "secret-month"),
@@ -98,6 +102,7 @@ SERVICES = (
     "KMS",
     "Secrets Manager",
     "X-Ray",
+    "Firehose",
 )
 TARGET_PER_MILLION_ENTRIES = Decimal("5.00")
 ENTRY_FUNCTIONS = ("file_intake", "time_posting", "billing_period_close")
@@ -116,6 +121,9 @@ CALL_LATENCY_MS = {
 ERP_LATENCY_MS = Decimal(300)
 ENTRY_ERP_RECORDS = ("timeBill", "customer", "job", "employee")
 XRAY_SAMPLED = Decimal("0.05")
+# Firehose bills Direct PUT ingestion per record rounded up to 5 KB; an r2r event is 1-3 KB.
+FIREHOSE_RECORD_KB = Decimal(5)
+EVENT_BYTES_FALLBACK = 2048  # per published event, when a result predates measured event sizes
 SECRET_CACHE_S = 300
 DYNAMODB_TABLES = 3
 FALLBACK_SIZE, FALLBACK_PROJECTS, FALLBACK_MILESTONES = 200, 10, 5
@@ -200,6 +208,8 @@ class Usage:
     kms_requests: Decimal = Decimal(0)
     secrets_calls: Decimal = Decimal(0)
     xray_traces: Decimal = Decimal(0)
+    firehose_records: Decimal = Decimal(0)  # the analytics feed: every canonical event published
+    firehose_gb: Decimal = Decimal(0)
 
 
 def breakdown(usage: Usage, settings: Mapping[str, FunctionSetting], per: Decimal) -> dict[str, Decimal]:
@@ -231,6 +241,8 @@ def breakdown(usage: Usage, settings: Mapping[str, FunctionSetting], per: Decima
         "KMS": cost_of("kms_requests", usage.kms_requests),
         "Secrets Manager": cost_of("secrets_api_calls", usage.secrets_calls),
         "X-Ray": cost_of("xray_traces", usage.xray_traces),
+        "Firehose": cost_of("firehose_ingestion", usage.firehose_records * FIREHOSE_RECORD_KB * 1024 / GB)
+        + cost_of("firehose_partitioning", usage.firehose_gb),
     }
     return {service: costs[service] * scale for service in SERVICES}
 
@@ -268,7 +280,14 @@ def _add_calls(usage: Usage, measured: Mapping[str, Any], folders: tuple[str, ..
         elif call.startswith("dynamodb:"):
             usage.dynamodb_rru += units_used
         elif call == "events:PutEvents":
-            usage.eventbridge_events += _d(measured.get("items", {}).get(key))
+            # Every canonical event also reaches the analytics feed (the rule on source r2r → Firehose).
+            events_published = _d(measured.get("items", {}).get(key))
+            usage.eventbridge_events += events_published
+            usage.firehose_records += events_published
+            event_bytes = measured.get("event_bytes", {}).get(key)
+            usage.firehose_gb += (
+                _d(event_bytes) if event_bytes is not None else events_published * EVENT_BYTES_FALLBACK
+            ) / GB
         elif call == "s3:PutObject":
             usage.s3_puts += _d(count)
         elif call in {"s3:GetObject", "s3:HeadObject"}:

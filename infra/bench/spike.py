@@ -120,6 +120,7 @@ class Usage:
     calls: Counter[str] = field(default_factory=Counter)
     units: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     items: Counter[str] = field(default_factory=Counter)  # PutEvents entries, Query/Scan items read
+    event_bytes: Counter[str] = field(default_factory=Counter)  # PutEvents: the events' bytes
     bytes_written: Counter[str] = field(default_factory=Counter)  # per function: DynamoDB items put
     log_bytes: Counter[str] = field(default_factory=Counter)
 
@@ -132,6 +133,7 @@ class Usage:
             "calls": dict(self.calls),
             "units": {k: round(v, 2) for k, v in self.units.items()},
             "items": dict(self.items),
+            "event_bytes": dict(self.event_bytes),
             "bytes_written": dict(self.bytes_written),
             "log_bytes": dict(self.log_bytes),
         }
@@ -194,7 +196,12 @@ def _record_call(
     key = f"{folder} {service}:{operation}"
     usage.calls[key] += 1
     if operation == "PutEvents":
-        usage.items[key] += len(params.get("Entries") or [])
+        entries = params.get("Entries") or []
+        usage.items[key] += len(entries)
+        usage.event_bytes[key] += sum(
+            len(str(e.get("Detail", "")).encode()) + len(str(e.get("DetailType", "")).encode())
+            for e in entries
+        )
     elif operation in {"Query", "Scan"}:
         usage.items[key] += len(response.get("Items") or [])
     if service == "dynamodb":

@@ -90,7 +90,7 @@ def _routing() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     modules = tuple(backends.list_of_moto_modules())
-    backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    backends.list_of_moto_modules = lambda: modules
     original = DomainDispatcherApplication.get_backend_for_host
     answers: dict[tuple[int, str | None], Any] = {}
 
@@ -107,10 +107,10 @@ def _routing() -> None:
 def _sqs() -> None:
     from moto.sqs import models as sqs
 
-    sqs.unix_time = _fast_unix_time(sqs.unix_time)  # type: ignore[attr-defined]
-    sqs.unix_time_millis = _fast_unix_time_millis(sqs.unix_time_millis)  # type: ignore[attr-defined]
+    sqs.unix_time = _fast_unix_time(sqs.unix_time)
+    sqs.unix_time_millis = _fast_unix_time_millis(sqs.unix_time_millis)
 
-    Queue, Message, SQSBackend = sqs.Queue, sqs.Message, sqs.SQSBackend  # noqa: N806 - moto's classes
+    Queue, Message, SQSBackend = sqs.Queue, sqs.Message, sqs.SQSBackend
 
     def messages(self: Any) -> _Visible:
         return _Visible(self._messages)
@@ -160,12 +160,12 @@ def _sqs() -> None:
 def _dynamodb_query() -> None:
     from moto.dynamodb.models.table import Table
 
-    # The partition a Query on the table's key is reading, per server thread (moto serves requests in threads).
+    # The partition a Query on the table's key reads, per server thread (moto serves requests in threads).
     reading = threading.local()
     original_query, original_all_items = Table.query, Table.all_items
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")  # noqa: PLR2004 - moto's signature
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         if index_name or hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
         reading.partition = (self, hash_key)

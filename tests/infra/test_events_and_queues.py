@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.infra.helpers import CONSUMERS, CONTEXT, SCHEDULED_CONSUMERS, flatten, functions_by_folder, of_type, ref_id
+from tests.infra.helpers import (
+    CONSUMERS,
+    CONTEXT,
+    SCHEDULED_CONSUMERS,
+    flatten,
+    functions_by_folder,
+    of_type,
+    ref_id,
+)
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 

@@ -144,7 +144,12 @@ def test_settings_parse_cli_strings() -> None:
     from infra.constructs.settings import StageSettings
 
     app = App(
-        context={"stage": "qa", "erpConcurrencyShare": "7", "erpMasterDataShare": "3", "removeDataOnDestroy": "true"}
+        context={
+            "stage": "qa",
+            "erpConcurrencyShare": "7",
+            "erpMasterDataShare": "3",
+            "removeDataOnDestroy": "true",
+        }
     )
     settings = StageSettings.from_node(app.node)
     assert settings.stack_name == "r2r-qa"

@@ -77,6 +77,8 @@ def test_every_service_is_priced_per_its_unit() -> None:
         kms_requests=Decimal(20_000),
         secrets_calls=Decimal(10_000),
         xray_traces=Decimal(100_000),
+        firehose_records=Decimal(2_000_000),
+        firehose_gb=Decimal(4),
     )
     costs = cost.breakdown(usage, {}, Decimal(1_000_000))
     assert costs == {
@@ -91,6 +93,8 @@ def test_every_service_is_priced_per_its_unit() -> None:
         "KMS": Decimal("0.06"),
         "Secrets Manager": Decimal("0.05"),
         "X-Ray": Decimal("0.5"),
+        # 2M records billed at 5 KB each = 10.24 GB at $0.029, plus 4 GB partitioned at $0.020.
+        "Firehose": Decimal("10.24") * Decimal("0.029") + Decimal("0.08"),
     }
     assert all(isinstance(v, Decimal) for v in costs.values())
 

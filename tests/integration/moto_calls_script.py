@@ -1,0 +1,140 @@
+"""The SQS and DynamoDB calls ``test_moto_speedups`` runs twice: ``python <this file> plain|fast``.
+
+Prints one JSON line of what moto answered; ``fast`` applies :mod:`infra.local.moto_speedups` first.
+"""
+
+import json
+import sys
+
+if sys.argv[1] == "fast":
+    from infra.local import moto_speedups
+
+    moto_speedups.apply()
+import boto3
+from moto import mock_aws
+
+out = {}
+with mock_aws():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName="q",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
+    )["QueueUrl"]
+    for i in range(30):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+
+    def counts():
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return [
+            int(a[k])
+            for k in (
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            )
+        ]
+
+    out["initial"] = counts()
+    first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    out["first"] = [m["Body"] for m in first]
+    out["after_receive"] = counts()
+    deleted = sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(first[:5])],
+    )
+    out["batch_deleted"] = len(deleted.get("Successful", []))
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])  # again: accepted
+    out["after_delete"] = counts()
+    try:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+        out["invalid"] = "accepted"
+    except sqs.exceptions.ReceiptHandleIsInvalid:
+        out["invalid"] = "ReceiptHandleIsInvalid"
+    # A message received twice: its first (old) receipt handle still deletes it.
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"][0]
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=30)
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    out["old_handle_deleted"] = again["Body"]
+    out["after_old_handle"] = counts()
+    seen = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+            "Messages", []
+        )
+        if not batch:
+            break
+        seen += [m["Body"] for m in batch]
+    out["drained"] = sorted(set(seen))
+    out["dlq"] = int(
+        sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+    )
+    out["final"] = counts()
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g")],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byg",
+                "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for p in range(5):
+        for i in range(12):
+            ddb.put_item(
+                TableName="t",
+                Item={
+                    "pk": {"S": f"ENG#{p}"},
+                    "sk": {"S": f"{'CHARGE' if i % 3 else 'OTHER'}#{i:02d}"},
+                    "n": {"N": str(i)},
+                    "g": {"S": f"g{i % 2}"},
+                },
+            )
+
+    def q(**kw):
+        pages, start = [], None
+        while True:
+            args = dict(TableName="t", **kw)
+            if start:
+                args["ExclusiveStartKey"] = start
+            r = ddb.query(**args)
+            pages.append([(i["pk"]["S"], i["sk"]["S"], sorted(i)) for i in r["Items"]])
+            start = r.get("LastEvaluatedKey")
+            if not start:
+                return pages
+
+    eq = {":p": {"S": "ENG#3"}}
+    out["query_all"] = q(KeyConditionExpression="pk = :p", ExpressionAttributeValues=eq)
+    out["query_prefix_paged"] = q(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={**eq, ":s": {"S": "CHARGE#"}},
+        Limit=3,
+        ProjectionExpression="pk, sk, n",
+    )
+    out["query_reverse_filtered"] = q(
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={**eq, ":n": {"N": "5"}},
+        ScanIndexForward=False,
+        FilterExpression="n > :n",
+    )
+    out["query_missing"] = q(
+        KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "ENG#none"}}
+    )
+    out["query_index"] = sorted(
+        len(page)
+        for page in q(
+            IndexName="byg", KeyConditionExpression="g = :g", ExpressionAttributeValues={":g": {"S": "g1"}}
+        )
+    )
+    out["scan"] = ddb.scan(TableName="t")["Count"]
+print(json.dumps(out))
