@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -581,16 +581,21 @@ class LocalStack:
 
     # -- drain ----------------------------------------------------------------------------------
 
-    def busy(self, everything: bool = True) -> list[str]:
+    def busy(self, everything: bool = True, only: Collection[str] | None = None) -> list[str]:
         """What is still at work: running handlers, API requests, queue messages, executions.
 
         The cheap in-process checks come first; with ``everything=False`` the first busy kind is
         enough (drain's loop), otherwise every busy thing is named (drain's timeout message).
+        ``only`` (function folders, e.g. ``{"time_posting"}``) limits the functions and queues looked at
+        to those functions' (API requests and executions are always looked at).
         """
         busy: list[str] = []
+        names, queues = self._scope(only)
         if self.runtime is not None:
             busy.extend(
-                f"function {name}: {n} invocation(s) running" for name, n in self.runtime.running().items()
+                f"function {name}: {n} invocation(s) running"
+                for name, n in self.runtime.running().items()
+                if names is None or name in names
             )
         for server in self.api_servers:
             if server.in_flight:
@@ -598,9 +603,8 @@ class LocalStack:
         busy.extend(f"delivery stream {f.spec.name}: writing to S3" for f in self.forwarders if f.busy)
         if busy and not everything:
             return busy
-        busy.extend(
-            line for line in self._pool().map(self._queue_busy, self._consumed_queue_urls.items()) if line
-        )
+        watched = [(n, url) for n, url in self._consumed_queue_urls.items() if queues is None or n in queues]
+        busy.extend(line for line in self._pool().map(self._queue_busy, watched) if line)
         if busy and not everything:
             return busy
         if self.watcher is not None and self.watcher.state_machine_arns:
@@ -609,6 +613,14 @@ class LocalStack:
             if emitted:
                 busy.append(f"{emitted} aws.states event(s) just put on the default bus")
         return busy
+
+    def _scope(self, only: Collection[str] | None) -> tuple[set[str] | None, set[str] | None]:
+        """The function names and consumed queue names of the function folders ``only`` (None: all)."""
+        if only is None or self.local is None:
+            return None, None
+        names = {spec.name for spec in self.local.functions.values() if spec.source_dir.name in only}
+        queues = {m.queue.name for m in self.local.mappings if m.function_name in names}
+        return names, queues
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -632,21 +644,28 @@ class LocalStack:
             return f"queue {name}: {visible} visible, {in_flight} in flight, {delayed} delayed"
         return None
 
-    def drain(self, timeout: float = 60.0, stable_s: float = 0.5, interval_s: float = 0.1) -> float:
+    def drain(
+        self,
+        timeout: float = 60.0,
+        stable_s: float = 0.5,
+        interval_s: float = 0.1,
+        only: Collection[str] | None = None,
+    ) -> float:
         """Wait until nothing is left to do (stable for ``stable_s``); returns the seconds waited.
 
+        ``only`` (function folders): wait for those functions and their queues alone (see :meth:`busy`).
         Raises :class:`DrainTimeout` naming what is still busy after ``timeout`` seconds.
         """
         started = time.monotonic()
         deadline = started + timeout
         idle_since: float | None = None
         while True:
-            busy = self.busy(everything=False)
+            busy = self.busy(everything=False, only=only)
             now = time.monotonic()
             if busy:
                 idle_since = None
                 if now > deadline:
-                    raise DrainTimeout(timeout, self.busy() or busy)
+                    raise DrainTimeout(timeout, self.busy(only=only) or busy)
             else:
                 idle_since = idle_since or now
                 if now - idle_since >= stable_s:
