@@ -4,6 +4,14 @@ The deps layer is bundled without Docker: a local bundler runs pip for the Lambd
 platform (manylinux2014 aarch64, CPython 3.14, wheels only) into ``<output>/python``.
 With the context key ``aws:cdk:bundling-stacks`` set to ``[]`` CDK skips bundling and
 pip never runs (tests, the local stack).
+
+The layer carries bytecode: ``/opt`` is read-only in Lambda, so a layer without ``.pyc`` is compiled
+from source on every cold start (boto3, botocore, pydantic and Powertools: about five times the
+import itself). The bytecode is compiled by an interpreter of the runtime's own version (``.pyc`` are
+version-specific: a 3.11 build host's would be ignored by 3.14) with ``unchecked-hash`` invalidation,
+which does not depend on file times (an asset zip does not keep them) and is right for files that
+never change after deployment. Without such an interpreter on the build host the layer is bundled
+from source and a warning says what it costs.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,28 @@ ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORM = "manylinux2014_aarch64"
 PIP_PYTHON_VERSION = "3.14"
 _ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/.pytest_cache"]
+
+
+def compile_command(target: Path, interpreter: str = "python") -> list[str]:
+    """Bytecode for every module under ``target``, for the interpreter that runs it (see above)."""
+    return [
+        interpreter,
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        str(target),
+    ]
+
+
+def runtime_interpreter() -> str | None:
+    """An interpreter of the Lambda runtime's version on the build host, if any."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == PIP_PYTHON_VERSION:
+        return sys.executable
+    return shutil.which(f"python{PIP_PYTHON_VERSION}")
 
 
 def pip_install_command(requirements: Path, target: Path) -> list[str]:
@@ -71,6 +102,20 @@ class PipLayerBundling:
             )
         # Console scripts are useless in a layer (and point at the build host's interpreter).
         shutil.rmtree(target / "bin", ignore_errors=True)
+        interpreter = runtime_interpreter()
+        if interpreter is None:
+            warnings.warn(
+                f"no python{PIP_PYTHON_VERSION} on this host: the deps layer ships without bytecode, so each "
+                "cold start compiles boto3, pydantic and Powertools from source (bundle with Docker, or "
+                f"install python{PIP_PYTHON_VERSION}, to ship it compiled)",
+                stacklevel=2,
+            )
+            return True
+        compiled = subprocess.run(  # noqa: S603
+            compile_command(target, interpreter), capture_output=True, text=True, check=False
+        )
+        if compiled.returncode != 0:
+            raise RuntimeError(f"compiling the deps layer failed:\n{compiled.stdout}\n{compiled.stderr}")
         return True
 
 
@@ -102,7 +147,8 @@ class LambdaLayers(Construct):
                     command=[
                         "bash",
                         "-c",
-                        "pip install --requirement requirements.txt --target /asset-output/python",
+                        "pip install --requirement requirements.txt --target /asset-output/python && "
+                        + " ".join(compile_command(Path("/asset-output/python"))),
                     ],
                     local=PipLayerBundling(requirements),
                 ),

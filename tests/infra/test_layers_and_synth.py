@@ -58,9 +58,42 @@ def test_local_bundling_runs_pip_into_python_dir(tmp_path: Path, monkeypatch: py
         return Done()
 
     monkeypatch.setattr("infra.constructs.layers.subprocess.run", fake_run)
-    assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: None)
+    with pytest.warns(UserWarning, match="without bytecode"):
+        assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
     assert calls and calls[0][calls[0].index("--target") + 1] == str(tmp_path / "python")
     assert not (tmp_path / "python" / "bin").exists()
+
+
+def test_local_bundling_ships_bytecode_of_the_runtime_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/opt`` is read-only in Lambda: without ``.pyc`` in the layer every cold start compiles."""
+    calls: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+        stdout = stderr = ""
+
+    def fake_run(command: list[str], **_: Any) -> Done:
+        calls.append(command)
+        return Done()
+
+    monkeypatch.setattr("infra.constructs.layers.subprocess.run", fake_run)
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: "/usr/bin/python3.14")
+    assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
+    assert len(calls) == 2 and "pip" in calls[0]
+    compile_call = calls[1]
+    assert compile_call[:3] == ["/usr/bin/python3.14", "-m", "compileall"]
+    assert "unchecked-hash" in compile_call and compile_call[-1] == str(tmp_path / "python")
+
+
+def test_the_runtime_interpreter_is_of_the_lambda_runtime_version() -> None:
+    from infra.constructs.layers import PIP_PYTHON_VERSION, RUNTIME, runtime_interpreter
+
+    assert RUNTIME.name == f"python{PIP_PYTHON_VERSION}"
+    found = runtime_interpreter()
+    assert found is None or found.endswith(PIP_PYTHON_VERSION) or sys.version.startswith(PIP_PYTHON_VERSION)
 
 
 def test_local_bundling_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
