@@ -102,21 +102,67 @@ class PipLayerBundling:
             )
         # Console scripts are useless in a layer (and point at the build host's interpreter).
         shutil.rmtree(target / "bin", ignore_errors=True)
-        interpreter = runtime_interpreter()
-        if interpreter is None:
-            warnings.warn(
-                f"no python{PIP_PYTHON_VERSION} on this host: the deps layer ships without bytecode, so each "
-                "cold start compiles boto3, pydantic and Powertools from source (bundle with Docker, or "
-                f"install python{PIP_PYTHON_VERSION}, to ship it compiled)",
-                stacklevel=2,
-            )
-            return True
-        compiled = subprocess.run(  # noqa: S603
-            compile_command(target, interpreter), capture_output=True, text=True, check=False
-        )
-        if compiled.returncode != 0:
-            raise RuntimeError(f"compiling the deps layer failed:\n{compiled.stdout}\n{compiled.stderr}")
+        compile_bundle(target)
         return True
+
+
+def compile_bundle(target: Path) -> bool:
+    """Add the bytecode of the runtime's version to a bundle; False (and a warning) if it cannot be made."""
+    interpreter = runtime_interpreter()
+    if interpreter is None:
+        warnings.warn(
+            f"no python{PIP_PYTHON_VERSION} on this host: the layers and functions ship without bytecode, "
+            "so each cold start compiles boto3, pydantic, Powertools and r2r from source (install "
+            f"python{PIP_PYTHON_VERSION}, or bundle with Docker, to ship them compiled)",
+            stacklevel=2,
+        )
+        return False
+    compiled = subprocess.run(  # noqa: S603
+        compile_command(target, interpreter), capture_output=True, text=True, check=False
+    )
+    if compiled.returncode != 0:
+        raise RuntimeError(f"compiling {target} failed:\n{compiled.stdout}\n{compiled.stderr}")
+    return True
+
+
+@jsii.implements(ILocalBundling)
+class CompiledSourceBundling:
+    """Local bundler for our own code (the core layer, a function folder): the sources and their bytecode."""
+
+    def __init__(self, source: Path) -> None:
+        self._source = source
+
+    def try_bundle(self, output_dir: str, *, image: Any = None, **_: Any) -> bool:
+        shutil.copytree(
+            self._source,
+            output_dir,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache"),
+            dirs_exist_ok=True,
+        )
+        compile_bundle(Path(output_dir))
+        return True
+
+
+def compiled_source(source: Path) -> lambda_.Code:
+    """Lambda code from a folder of our own sources, shipped with bytecode when bundling runs.
+
+    The asset hash follows the sources (and the bundling options), so the template is the same whether
+    or not bundling ran (tests and the local stack skip it and import the sources themselves).
+    """
+    return lambda_.Code.from_asset(
+        str(source),
+        exclude=_ASSET_EXCLUDES,
+        asset_hash_type=AssetHashType.SOURCE,
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{PIP_PYTHON_VERSION}"),
+            command=[
+                "bash",
+                "-c",
+                "cp -r /asset-input/. /asset-output/ && " + " ".join(compile_command(Path("/asset-output"))),
+            ],
+            local=CompiledSourceBundling(source),
+        ),
+    )
 
 
 class LambdaLayers(Construct):
@@ -128,7 +174,7 @@ class LambdaLayers(Construct):
             self,
             "Core",
             description="r2r_core: canonical model, mappings, billing rules, ERP and SaaS clients",
-            code=lambda_.Code.from_asset(str(CORE_LAYER_DIR), exclude=_ASSET_EXCLUDES),
+            code=compiled_source(CORE_LAYER_DIR),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
