@@ -2,8 +2,8 @@
 
 Each entry goes the way a delivery goes through ``ingest_webhook`` and ``time_posting``, without AWS:
 
-1. mapping: the webhook body (``{type, timestamp, data}`` JSON, as a PSA sends it) parsed as the ingest
-   does (``json.loads`` with Decimal, :class:`WebhookPayload`, the event type's model → :class:`TimeEntry`);
+1. mapping: the webhook body (``{type, timestamp, data}`` JSON, as a PSA sends it) parsed and validated
+   by the ingest's own :func:`r2r_core.flows.ingest.parse_delivery` (→ :class:`TimeEntry`);
 2. billing decision: :func:`r2r_core.billing.decisions.decide_time_entry` against the engagement and rate
    card of ``events/samples/opportunity.closed_won.json`` (mixed billing, four rates, two regions);
 3. ERP request: :func:`r2r_core.flows.time_posting.time_bill_request` (the ``timeBill`` body ``post_time``
@@ -81,9 +81,9 @@ def r2r_pipeline(repo_root: Path) -> Callable[[bytes], bytes]:
     from r2r_core.billing.decisions import Consumption, decide_time_entry
     from r2r_core.erp.client import _dumps as erp_request_json
     from r2r_core.erp.mapping import ErpMapping
+    from r2r_core.flows.ingest import parse_delivery
     from r2r_core.flows.time_posting import time_bill_request
     from r2r_core.model.entities import ClosedWonDeal, TimeEntry
-    from r2r_core.model.events import WebhookPayload, event_type
 
     sample = json.loads((repo_root / "events" / "samples" / "opportunity.closed_won.json").read_bytes())
     deal = ClosedWonDeal.model_validate(sample["data"])
@@ -93,8 +93,7 @@ def r2r_pipeline(repo_root: Path) -> Callable[[bytes], bytes]:
     job_id = "4711"
 
     def one(body: bytes) -> bytes:
-        payload = WebhookPayload.model_validate(json.loads(body, parse_float=Decimal))
-        entry = event_type(payload.type).data_model.model_validate(payload.data)
+        entry = parse_delivery(body).data
         assert isinstance(entry, TimeEntry)
         decision = decide_time_entry(entry, engagement, consumption, project_billable=project.billable)
         request = time_bill_request(

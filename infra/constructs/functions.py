@@ -16,14 +16,13 @@ from constructs import Construct
 
 from infra.constructs import nag
 from infra.constructs.encryption import DataKey
-from infra.constructs.layers import ARCHITECTURE, RUNTIME
+from infra.constructs.layers import ARCHITECTURE, RUNTIME, compiled_source
 from infra.constructs.paths import FUNCTIONS_DIR, repo_relative
 
 SOURCE_METADATA_KEY = "r2r:source"
 HANDLER = "handler.handler"
 DEFAULT_MEMORY_MB = 256
 FUNCTION_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
-_ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.mypy_cache", "**/.pytest_cache"]
 
 
 def service_name(folder: str) -> str:
@@ -83,7 +82,7 @@ class R2rFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(code_dir), exclude=_ASSET_EXCLUDES),
+            code=compiled_source(code_dir),
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,

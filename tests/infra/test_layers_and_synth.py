@@ -58,9 +58,42 @@ def test_local_bundling_runs_pip_into_python_dir(tmp_path: Path, monkeypatch: py
         return Done()
 
     monkeypatch.setattr("infra.constructs.layers.subprocess.run", fake_run)
-    assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: None)
+    with pytest.warns(UserWarning, match="without bytecode"):
+        assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
     assert calls and calls[0][calls[0].index("--target") + 1] == str(tmp_path / "python")
     assert not (tmp_path / "python" / "bin").exists()
+
+
+def test_local_bundling_ships_bytecode_of_the_runtime_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/opt`` is read-only in Lambda: without ``.pyc`` in the layer every cold start compiles."""
+    calls: list[list[str]] = []
+
+    class Done:
+        returncode = 0
+        stdout = stderr = ""
+
+    def fake_run(command: list[str], **_: Any) -> Done:
+        calls.append(command)
+        return Done()
+
+    monkeypatch.setattr("infra.constructs.layers.subprocess.run", fake_run)
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: "/usr/bin/python3.14")
+    assert PipLayerBundling(Path("requirements.txt")).try_bundle(str(tmp_path)) is True
+    assert len(calls) == 2 and "pip" in calls[0]
+    compile_call = calls[1]
+    assert compile_call[:3] == ["/usr/bin/python3.14", "-m", "compileall"]
+    assert "unchecked-hash" in compile_call and compile_call[-1] == str(tmp_path / "python")
+
+
+def test_the_runtime_interpreter_is_of_the_lambda_runtime_version() -> None:
+    from infra.constructs.layers import PIP_PYTHON_VERSION, RUNTIME, runtime_interpreter
+
+    assert RUNTIME.name == f"python{PIP_PYTHON_VERSION}"
+    found = runtime_interpreter()
+    assert found is None or found.endswith(PIP_PYTHON_VERSION) or sys.version.startswith(PIP_PYTHON_VERSION)
 
 
 def test_local_bundling_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,3 +193,37 @@ def test_settings_parse_cli_strings() -> None:
         StageSettings.from_node(App(context={"erpConcurrencyShare": "1"}).node)
     with pytest.raises(ValueError, match="stage"):
         StageSettings.from_node(App(context={"stage": "Prod_1"}).node)
+
+
+def test_our_code_is_bundled_with_hash_checked_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core layer and each function folder ship their sources plus bytecode that needs no file times."""
+    from infra.constructs.layers import CompiledSourceBundling
+
+    source = tmp_path / "src"
+    (source / "__pycache__").mkdir(parents=True)
+    (source / "handler.py").write_text("def handler(event, context):\n    return 1\n", encoding="utf-8")
+    (source / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"stale")
+    out = tmp_path / "out"
+    # The host's interpreter stands in for the runtime's (the real bundle uses python3.14 or Docker).
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: sys.executable)
+    assert CompiledSourceBundling(source).try_bundle(str(out)) is True
+    assert (out / "handler.py").read_text(encoding="utf-8").startswith("def handler")
+    compiled = list((out / "__pycache__").glob("handler.*.pyc"))
+    assert len(compiled) == 1 and not (out / "__pycache__" / "stale.cpython-311.pyc").exists()
+    flags = int.from_bytes(compiled[0].read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, source not checked: valid whatever the zip does to file times
+
+
+def test_without_the_runtime_interpreter_our_code_ships_as_source_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.constructs.layers import CompiledSourceBundling
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "handler.py").write_text("x = 1\n", encoding="utf-8")
+    monkeypatch.setattr("infra.constructs.layers.runtime_interpreter", lambda: None)
+    with pytest.warns(UserWarning, match="without bytecode"):
+        assert CompiledSourceBundling(tmp_path / "src").try_bundle(str(tmp_path / "out")) is True
+    assert (tmp_path / "out" / "handler.py").is_file() and not (tmp_path / "out" / "__pycache__").exists()

@@ -44,3 +44,38 @@ def test_handler_import_leaves_first_use_libraries_unloaded(function: str, tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == [], f"{function} loads these at import"
+
+
+# Which of r2r's pydantic models have their validator built once the handler is imported: none should
+# (``defer_build``: a model is built by the first invocation that uses it, not by every cold start).
+_BUILT_MODELS_PROBE = """
+import json, sys
+from pydantic import BaseModel
+built = []
+for name, module in list(sys.modules.items()):
+    if not name.startswith("r2r_core") or module is None:
+        continue
+    for value in list(vars(module).values()):
+        if (
+            isinstance(value, type)
+            and issubclass(value, BaseModel)
+            and value.__module__ == name
+            and value.__pydantic_complete__
+        ):
+            built.append(name + "." + value.__qualname__)
+print(json.dumps(sorted(set(built))))
+"""
+
+
+@pytest.mark.parametrize("function", coldstart.discover_functions(REPO_ROOT))
+def test_handler_import_builds_no_model(function: str, tmp_path: Path) -> None:
+    task_root = REPO_ROOT / "functions" / function
+    path = [str(task_root), str(REPO_ROOT / "layers" / "core" / "python"), coldstart.site_packages()]
+    probe = f"import sys\nsys.path[:0] = {path!r}\nimport handler\n" + _BUILT_MODELS_PROBE
+    env = coldstart.lambda_environment(function, {}, tmp_path, str(task_root))
+    del env["PYTHONPYCACHEPREFIX"]
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == [], f"{function} builds these models at import"

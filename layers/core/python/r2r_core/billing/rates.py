@@ -26,13 +26,16 @@ class RateInForce:
     effective_from: date
 
     def describe(self) -> str:
-        where = {
-            "assignment-override": f"the override agreed for assignment {self.source}",
-            "project-rate-card": f"project rate card {self.source}",
-            "client-rate-card": f"client rate card {self.source}",
-            "default-rate-card": f"default rate card {self.source}",
-        }[self.rule]
+        where = _WHERE[self.rule].format(self.source)
         return f"{self.rate} {self.currency}/h from {where} (in force from {self.effective_from})"
+
+
+_WHERE = {
+    "assignment-override": "the override agreed for assignment {}",
+    "project-rate-card": "project rate card {}",
+    "client-rate-card": "client rate card {}",
+    "default-rate-card": "default rate card {}",
+}
 
 
 def _from_card(
@@ -41,7 +44,10 @@ def _from_card(
     found = [
         r
         for r in card.rates
-        if r.role == role and r.region == region and card.currency_of(r) == currency and r.in_force_on(on)
+        if r.role == role
+        and r.region == region
+        and (r.currency or card.currency) == currency  # card.currency_of(r), inline: asked per rate
+        and r.in_force_on(on)
     ]
     if len(found) > 1:
         raise BillingRuleError(
@@ -72,18 +78,18 @@ def resolve_rate(
                 assignment_id,
                 overrides[0].effective_from,
             )
-    looked: list[str] = []
-    for rule, card in (
+    cards = (
         ("project-rate-card", engagement.rate_card),
         ("client-rate-card", engagement.client_rate_card),
         ("default-rate-card", engagement.default_rate_card),
-    ):
+    )
+    for rule, card in cards:
         if card is None:
             continue
-        looked.append(f"{rule.replace('-', ' ')} {card.id}")
         found = _from_card(card, role, region, currency, on)
         if found is not None:
             return RateInForce(found[0], currency, rule, card.id, found[1])
+    looked = [f"{rule.replace('-', ' ')} {card.id}" for rule, card in cards if card is not None]
     where = ", ".join(looked) or "no rate card at all"
     raise BillingRuleError(
         f"engagement {engagement.id}: no rate for role {role!r} in region {region!r} in {currency} "

@@ -58,7 +58,7 @@ class SalesforcePermanentError(SalesforceError, Permanent):
 
 
 class SalesforceCredentials(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True, defer_build=True)
 
     client_id: str = Field(min_length=1, repr=False)
     client_secret: SecretStr

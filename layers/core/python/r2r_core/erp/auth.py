@@ -19,7 +19,7 @@ M = TypeVar("M", bound=BaseModel)
 class TbaCredentials(BaseModel):
     """The TBA material of one integration record + access token. Secrets never show in repr."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True, defer_build=True)
 
     account_id: str = Field(min_length=1)
     consumer_key: str = Field(min_length=1, repr=False)

@@ -471,10 +471,23 @@ def _json_default(value: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_nan=False)
+# The C encoder ``_ENCODER.encode`` builds afresh on every call, built once (same options, same bytes;
+# no circular-reference bookkeeping: a body is a tree we built, and a cycle would still fail, with a
+# RecursionError). Pure-Python builds have no C encoder and use ``_ENCODER``.
+_MAKE_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODER = (
+    _MAKE_C_ENCODER(
+        None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+    if _MAKE_C_ENCODER is not None
+    else None
+)
 
 
 def _dumps(body: Mapping[str, Any]) -> bytes:
-    return _ENCODER.encode(body).encode("utf-8")
+    if _C_ENCODER is None or not isinstance(body, dict):
+        return _ENCODER.encode(body).encode("utf-8")
+    return "".join(_C_ENCODER(body, 0)).encode("utf-8")
 
 
 def _loads(data: bytes) -> dict[str, Any]:

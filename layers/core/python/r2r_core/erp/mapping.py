@@ -46,7 +46,7 @@ _IdMap = dict[str, str]
 class Segments(BaseModel):
     """Classification of a transaction: NetSuite's department, class and location (internal ids)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     department_id: str | None = None
     class_id: str | None = None
@@ -59,7 +59,7 @@ class Segments(BaseModel):
 
 
 class ErpMapping(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     subsidiary_id: str | None = None
     subsidiaries: _IdMap = Field(default_factory=dict)

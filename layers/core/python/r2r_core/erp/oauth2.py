@@ -52,7 +52,7 @@ ALGORITHMS = ("PS256", "ES256")
 class OAuth2Credentials(BaseModel):
     """OAuth 2.0 M2M material: client id, certificate id and its private key (PEM). No secret in repr."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True, defer_build=True)
 
     account_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1, repr=False)

@@ -83,7 +83,7 @@ def _rate_string(value: Decimal | int, places: int) -> str:
 def _as_decimal(value: Decimal | int) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"money and quantities must be Decimal, got {type(value).__name__}")
-    number = Decimal(value)
+    number = value if type(value) is Decimal else Decimal(value)
     if not number.is_finite():
         raise ValueError(f"not a finite number: {number}")
     return number

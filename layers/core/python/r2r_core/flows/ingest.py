@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from r2r_core import ownership, webhooks
 from r2r_core.flows.ownership_guard import Audit, record_ignored
-from r2r_core.model.events import EVENT_TYPES, WebhookPayload, build_envelope, event_type
+from r2r_core.model.events import EVENT_TYPES, WebhookPayload, delivery_model, envelope_for, event_type
 from r2r_core.runtime import aws_client
 
 logger = Logger(child=True)
@@ -215,34 +215,90 @@ class Ingest:
         )
 
     def _envelope(self, source: str, delivery_id: str, body: bytes) -> Any:
-        try:
-            raw = json.loads(body, parse_float=Decimal)
-        except ValueError as exc:
-            raise Rejected(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise Rejected(400, "malformed_json", "body must be a JSON object {type, timestamp, data}")
-        try:
-            payload = WebhookPayload.model_validate(raw)
-        except ValidationError as exc:
-            raise Rejected(
-                400, "invalid_payload", "body does not match {type, timestamp, data}", validation_details(exc)
-            ) from exc
-        if payload.type not in EVENT_TYPES:
-            raise Rejected(
-                422,
-                "unknown_event_type",
-                f"event type {payload.type!r} is unknown; known types: {', '.join(sorted(EVENT_TYPES))}",
-            )
-        try:
-            record = event_type(payload.type).data_model.model_validate(payload.data)
-        except ValidationError as exc:
-            raise Rejected(
-                400,
-                "invalid_data",
-                f"data is not a valid {payload.type} record",
-                validation_details(exc, "data"),
-            ) from exc
-        return build_envelope(source_system=source, delivery_id=delivery_id, payload=payload, record=record)
+        delivery = parse_delivery(body)
+        return envelope_for(
+            source_system=source,
+            delivery_id=delivery_id,
+            type_name=delivery.type,
+            occurred_at=delivery.timestamp,
+            correlation_id=delivery.correlation_id,
+            record=delivery.data,
+        )
+
+
+def parse_delivery(body: bytes) -> Any:
+    """A webhook body ``{type, timestamp, data, correlation_id?}`` validated in one pass.
+
+    Returns the delivery (``type``, ``timestamp``, ``correlation_id`` and ``data``: the event type's
+    record); raises :class:`Rejected` naming what is wrong. The usual body (a known ``type``, every
+    number an integer: decimals travel as strings) is validated straight from the JSON bytes by
+    pydantic-core against the event type's delivery model, once. Anything else takes the exact path:
+    a JSON number with a fraction or exponent (pydantic-core reads those through a float, which would
+    turn ``7.10`` into ``7.1``), or a body with any problem at all, whose errors are then named as
+    they always were (``json.loads`` with ``Decimal``, the body, then the record: ``data.hours``).
+    """
+    found = _TYPE_FIELD.search(body)
+    if found is not None and not _has_fractional_number(body):
+        name = found.group(1).decode("ascii", "replace")
+        if name in EVENT_TYPES:
+            try:
+                return delivery_model(name).model_validate_json(body)
+            except ValueError:
+                pass  # the exact path below names the problem the way it always has
+    return _parse_delivery_exact(body)
+
+
+# The first ``"type": "<name>"`` in the body; if it is not the top-level one, the delivery model (whose
+# ``type`` is that name only) refuses the body and the exact path decides.
+_TYPE_FIELD = re.compile(rb'"type"[ \t\r\n]*:[ \t\r\n]*"([a-z0-9_.]{1,100})"')
+# A JSON number with a fraction or an exponent, found without a regular expression (which would cost half
+# the validation). Digits and whitespace are deleted, ``e``/``E`` become ``\x01`` (never raw in valid
+# JSON), ``}``/``]`` become ``,`` and ``[``/``-`` become ``:``. A JSON value inside an object or array
+# follows ``:``, ``,`` or ``[`` and is followed by ``,``, ``}`` or ``]``, so such a number becomes
+# ``.,`` (7.10), ``.\x01`` (7.1e3) or ``:\x01`` / ``,\x01`` (1e3, -1e3); a string's digits are followed by
+# its closing quote, so ``"7.10"`` becomes ``"."`` and never matches. Text that happens to match
+# (``"etc., "``) only sends the body the exact way.
+_NUMBER_SHAPE = bytes.maketrans(b"eE}][-", b"\x01\x01,,::")
+_NUMBER_NOISE = b"0123456789 \t\r\n"
+
+
+def _has_fractional_number(body: bytes) -> bool:
+    shape = body.translate(_NUMBER_SHAPE, _NUMBER_NOISE)
+    return b".," in shape or b".\x01" in shape or b":\x01" in shape or b",\x01" in shape
+
+
+def _parse_delivery_exact(body: bytes) -> Any:
+    try:
+        raw = json.loads(body, parse_float=Decimal)
+    except ValueError as exc:
+        raise Rejected(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise Rejected(400, "malformed_json", "body must be a JSON object {type, timestamp, data}")
+    try:
+        payload = WebhookPayload.model_validate(raw)
+    except ValidationError as exc:
+        raise Rejected(
+            400, "invalid_payload", "body does not match {type, timestamp, data}", validation_details(exc)
+        ) from exc
+    if payload.type not in EVENT_TYPES:
+        raise Rejected(
+            422,
+            "unknown_event_type",
+            f"event type {payload.type!r} is unknown; known types: {', '.join(sorted(EVENT_TYPES))}",
+        )
+    try:
+        record = event_type(payload.type).data_model.model_validate(payload.data)
+    except ValidationError as exc:
+        raise Rejected(
+            400,
+            "invalid_data",
+            f"data is not a valid {payload.type} record",
+            validation_details(exc, "data"),
+        ) from exc
+    # Both parts are validated: the delivery is put together, not validated a third time.
+    return delivery_model(payload.type).model_construct(
+        type=payload.type, timestamp=payload.timestamp, data=record, correlation_id=payload.correlation_id
+    )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

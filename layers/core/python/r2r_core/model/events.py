@@ -8,6 +8,7 @@ bus with ``DetailType`` = the event type.
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any, Literal
 
@@ -116,6 +117,25 @@ class WebhookPayload(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=128)
 
 
+@cache
+def delivery_model(name: str) -> type[BaseModel]:
+    """:class:`WebhookPayload` with ``data`` typed as the event type's record: a body of that type is
+    validated in one pass (built on first use, for the types a function actually receives)."""
+    kind = event_type(name)
+    fields: dict[str, Any] = {
+        field: (info.annotation, info) for field, info in WebhookPayload.model_fields.items()
+    }
+    fields["type"] = (Literal[name], WebhookPayload.model_fields["type"])
+    fields["data"] = (kind.data_model, ...)
+    model: type[BaseModel] = create_model(
+        "".join(part.capitalize() for part in name.replace(".", "_").split("_")) + "Delivery",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"A webhook body carrying one {name} record.",
+        **fields,
+    )
+    return model
+
+
 class EventEnvelope(BaseModel):
     """A canonical event as it travels on the bus and through the queues."""
 
@@ -144,17 +164,44 @@ def event_id_for(source_system: str, delivery_id: str) -> str:
 def build_envelope(
     *, source_system: str, delivery_id: str, payload: WebhookPayload, record: SourceRecord
 ) -> EventEnvelope:
-    kind = event_type(payload.type)
+    return envelope_for(
+        source_system=source_system,
+        delivery_id=delivery_id,
+        type_name=payload.type,
+        occurred_at=payload.timestamp,
+        correlation_id=payload.correlation_id,
+        record=record,
+    )
+
+
+def envelope_for(
+    *,
+    source_system: str,
+    delivery_id: str,
+    type_name: str,
+    occurred_at: datetime,
+    correlation_id: str | None,
+    record: SourceRecord,
+) -> EventEnvelope:
+    """The envelope of a validated record (its fields validated already: the envelope is not validated
+    again, only its ``source_system`` and ids are checked the way the model checks them)."""
+    kind = event_type(type_name)
     event_id = event_id_for(source_system, delivery_id)
-    return EventEnvelope(
+    if not isinstance(record, kind.data_model):
+        raise TypeError(
+            f"a {type_name} envelope needs a {kind.data_model.__name__}, not {type(record).__name__}"
+        )
+    if occurred_at.tzinfo is None or (correlation_id is not None and len(correlation_id) > 128):
+        raise ValueError("occurred_at must be timezone-aware and correlation_id at most 128 characters")
+    return EventEnvelope.model_construct(
         type=kind.name,
         schema_version=kind.schema_version,
         event_id=event_id,
-        source_system=source_system,
+        source_system=str(source_system),
         source_record_id=record.id,
         source_record_version=record.version,
-        correlation_id=payload.correlation_id or event_id,
-        occurred_at=payload.timestamp,
+        correlation_id=correlation_id or event_id,
+        occurred_at=occurred_at,
         data=record.model_dump(mode="json"),
     )
 

@@ -40,7 +40,11 @@ def minor_units(currency: str) -> int:
 
 
 def minor_unit_quantum(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_units(currency))
+    quantum = _QUANTA.get(currency)
+    return quantum if quantum is not None else Decimal(1).scaleb(-minor_units(currency))
+
+
+_QUANTA = {code: Decimal(1).scaleb(-places) for code, places in MINOR_UNITS.items()}
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:

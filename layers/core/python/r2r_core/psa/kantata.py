@@ -55,7 +55,7 @@ class KantataPermanentError(KantataError, Permanent):
 
 
 class KantataCredentials(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True, defer_build=True)
 
     api_token: SecretStr
 
