@@ -36,7 +36,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,8 +116,8 @@ class Usage:
 
     ``seconds`` is each function's wall time here (every AWS call crossing moto over HTTP on a shared
     machine), ``cpu_seconds`` the CPU time of its thread. ``calls`` and ``units`` are keyed
-    ``<function folder> <service>:<operation>``. DynamoDB capacity is
-    derived from the measured item sizes (DynamoDB JSON, a slight over-estimate): a write is one WRU per KB
+    ``<function folder> <service>:<operation>``. DynamoDB capacity is derived from the
+    measured item sizes (by DynamoDB's rule: attribute names plus values): a write is one WRU per KB
     of the item written (an UpdateItem, whose item size is not sent, at the average size of the items the
     same function puts), a strongly consistent read
     one RRU per 4 KB read (at least one); a projected Query is billed on whole items, so its items count at
@@ -154,21 +154,60 @@ def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str).encode())
 
 
+def _number_size(text: str) -> int:
+    """DynamoDB's size of a number: a byte per two significant digits, plus one."""
+    digits = text.lstrip("-+").lower().split("e")[0].replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    """The size DynamoDB bills for one attribute value in its wire form (``{"S": …}``, ``{"N": …}`` …)."""
+    (kind, inner), *_ = value.items()
+    if kind == "S":
+        return len(str(inner).encode())
+    if kind == "N":
+        return _number_size(str(inner))
+    if kind == "B":
+        return len(inner) if isinstance(inner, bytes | bytearray) else len(str(inner).encode())
+    if kind in {"BOOL", "NULL"}:
+        return 1
+    if kind == "SS":
+        return sum(len(str(v).encode()) for v in inner)
+    if kind == "NS":
+        return sum(_number_size(str(v)) for v in inner)
+    if kind == "BS":
+        return sum(len(v) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_size(v) for k, v in inner.items())
+    return _json_size(inner)
+
+
+def _item_size(item: Mapping[str, Any]) -> int:
+    """An item's size by DynamoDB's rule: attribute names plus values (not the JSON it travels in)."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _items_size(items: list[Mapping[str, Any]]) -> int:
+    return sum(_item_size(item) for item in items)
+
+
 def _dynamodb_units(
     operation: str, params: dict[str, Any], response: dict[str, Any], avg_item: float, own_avg_item: float
 ) -> float:
     if operation == "PutItem":
-        return float(max(1, math.ceil(_json_size(params.get("Item") or {}) / 1024)))
+        return float(max(1, math.ceil(_item_size(params.get("Item") or {}) / 1024)))
     if operation == "UpdateItem":
         # The size of the updated item is not sent: the average item this function puts stands in.
         return float(max(1, math.ceil(own_avg_item / 1024)))
     if operation == "DeleteItem":
         return 1.0
     if operation == "GetItem":
-        return float(max(1, math.ceil(_json_size(response.get("Item") or {}) / 4096)))
+        return float(max(1, math.ceil(_item_size(response.get("Item") or {}) / 4096)))
     if operation in {"Query", "Scan"}:
         items = response.get("Items") or []
-        size = len(items) * avg_item if "ProjectionExpression" in params else _json_size(items)
+        size = len(items) * avg_item if "ProjectionExpression" in params else _items_size(items)
         return float(max(1, math.ceil(size / 4096)))
     return 0.0
 
@@ -217,7 +256,7 @@ def _record_call(
         usage.items[key] += len(response.get("Items") or [])
     if service == "dynamodb":
         if operation == "PutItem":
-            size = _json_size(params.get("Item") or {})
+            size = _item_size(params.get("Item") or {})
             written["bytes"] += size
             written["items"] += 1
             written[f"{folder} bytes"] = written.get(f"{folder} bytes", 0) + size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from infra.bench.spike import _dynamodb_units, percentile
+from infra.bench.spike import _dynamodb_units, _item_size, percentile
 
 
 def test_percentile_is_the_nearest_rank() -> None:
@@ -25,3 +25,18 @@ def test_writes_cost_a_unit_per_kilobyte_and_consistent_reads_a_unit_per_four() 
     projected = {"ProjectionExpression": "#p0"}
     assert _dynamodb_units("Query", projected, {"Items": [{}] * 10}, 2048, 0) == 5
     assert _dynamodb_units("Query", {}, {"Items": []}, 2048, 0) == 1
+
+
+def test_item_size_follows_dynamodbs_rule_not_the_wire_json() -> None:
+    # Names plus values: a string by its UTF-8 bytes, a number a byte per two significant digits plus one.
+    assert _item_size({"pk": {"S": "ENG#1"}}) == 2 + 5
+    assert _item_size({"n": {"N": "123.450"}}) == 1 + 4  # 12345: three bytes, plus one
+    assert _item_size({"n": {"N": "-0.001"}}) == 1 + 2
+    assert _item_size({"ok": {"BOOL": True}, "none": {"NULL": True}}) == 2 + 1 + 4 + 1
+    # Lists and maps: 3 bytes each, plus a byte per element (and a map's keys).
+    assert _item_size({"l": {"L": [{"S": "ab"}, {"N": "7"}]}}) == 1 + 3 + (1 + 2) + (1 + 2)
+    assert _item_size({"m": {"M": {"k": {"S": "v"}}}}) == 1 + 3 + (1 + 1 + 1)
+    # A 34-attribute charge of short values is well under the 1.3+ KB its JSON takes.
+    charge = {f"attribute_{i:02d}": {"S": "value-" + "x" * 10} for i in range(34)}
+    assert _item_size(charge) == 34 * (12 + 16)
+    assert _dynamodb_units("PutItem", {"Item": charge}, {}, 0, 0) == 1
