@@ -177,7 +177,7 @@ def test_invoice_bills_each_hour_once_and_a_rerun_creates_nothing_new(ports: dic
     assert again["erp_invoice_id"] == state["erp_invoice_id"]
     assert len(ports["erp"].of_type("invoice")) == 1
     charges = list(ports["store"].query_prefix("ENG#eng-acme-cloud-2026", "CHARGE#"))
-    assert {c["time_entry_id"]: c["status"] for c in charges} == {
+    assert {c["source_id"]: c["status"] for c in charges} == {
         "te-maria-lopez-2026-11-16": "invoiced",
         "te-priya-sharma-2026-11-16": "invoiced",
         "te-tom-becker-2026-11-20-training": "not_billable",
