@@ -26,7 +26,7 @@ from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import CapBasis, Engagement, RevenueEvent, SourceRecord
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
-from r2r_core.model.money import Money
+from r2r_core.model.money import Money, round_money
 from r2r_core.state import AuditLog, StateStore, now_iso
 
 logger = Logger(child=True)
@@ -359,70 +359,49 @@ def raise_committed_warnings(
     return raised
 
 
-def revenue_fields(
-    event: RevenueEvent | None, publisher: Publisher | None, *, recognised: Decimal
-) -> dict[str, Any]:
-    """The revenue event a charge version causes, carried by the charge item itself (no item of its own).
+def revenue_fields(event: RevenueEvent | None, *, recognised: Decimal) -> dict[str, Any]:
+    """What a charge version stores of the revenue event it causes: nothing more than the charge itself.
 
-    ``revenue_status`` is ``pending`` until the bus took the event (``published`` then), ``recorded``
-    when there is no bus. The event is rebuilt from the charge (:func:`revenue_of`): its id, kind and date
-    follow from the charge and the engagement; its amount is ``revenue_amount``, stored only when it is not
-    what the charge recognises in all (``revenue_recognised``, the usual case of a first version): the
-    charge item stays within one write unit (1 KB).
+    The event is rebuilt from the charge (:func:`revenue_of`): its id, kind and date follow from the charge
+    and the engagement, and its amount is what the version adds to what the entry recognises, which for a
+    first version is ``revenue_recognised`` itself. Only otherwise (a later version) is the amount stored,
+    as ``revenue_amount`` (0: the version causes no event). The charge item stays within one 1 KB write
+    unit, and no item or update per event is written: the charge's audit record, written after the event
+    was published, is what tells a redelivery that the bus took it (``flows.time_posting``).
     """
-    if event is None:
-        return {}
-    fields: dict[str, Any] = {"revenue_status": "pending" if publisher is not None else "recorded"}
-    if event.amount.amount != recognised:
-        fields["revenue_amount"] = event.amount.amount
-    return fields
+    amount = event.amount.amount if event is not None else ZERO
+    return {"revenue_amount": amount} if amount != recognised else {}
 
 
 def revenue_of(charge: Mapping[str, Any], engagement: Engagement) -> RevenueEvent | None:
-    """The revenue event a charge item carries (see :func:`revenue_fields`)."""
-    if not charge.get("revenue_status"):
+    """The revenue event a time charge version causes (see :func:`revenue_fields`); None when none."""
+    amount = _d(charge.get("revenue_amount", charge.get("revenue_recognised")))
+    if amount == 0:
         return None
-    amount = charge.get("revenue_amount", charge.get("revenue_recognised"))
     return RevenueEvent(
         id=time_revenue_id(str(charge["kind"]), str(charge["source_id"]), int(charge["version"])),
         engagement_id=engagement.id,
         project_id=str(charge["project_id"]),
         kind=time_revenue_kind(engagement),
-        amount=Money(amount=_d(amount), currency=str(charge["currency"])),
+        # Amounts are rounded to the minor unit when decided; DynamoDB may give "1680" for "1680.00".
+        amount=Money(amount=round_money(amount, str(charge["currency"])), currency=str(charge["currency"])),
         recognized_on=date.fromisoformat(str(charge["work_date"])),
         source_ids=[str(charge["source_id"])],
     )
 
 
 def publish_charge_revenue(
-    store: StateStore,
-    publisher: Publisher | None,
-    *,
-    charge: Mapping[str, Any],
-    engagement: Engagement,
-    correlation_id: str,
-    mark: bool = True,
+    publisher: Publisher | None, *, charge: Mapping[str, Any], engagement: Engagement, correlation_id: str
 ) -> str | None:
-    """Publish the revenue event a charge version carries unless the bus already took it; its id.
+    """Publish the revenue event a time charge version causes (when there is a bus); its id.
 
-    Once published, ``revenue_status`` becomes ``published`` (one update, only while that version is
-    stored), so a redelivery does not publish it again. ``mark=False`` when the version is being replaced
-    anyway (its pending event is published before a newer version overwrites the item).
+    The event id is deterministic (type, record id, version): a republish is the same event.
     """
     event = revenue_of(charge, engagement)
     if event is None:
         return None
-    if publisher is None or charge.get("revenue_status") != "pending":
-        return event.id
-    publish_event(publisher, event_type="revenue.recognized", record=event, correlation_id=correlation_id)
-    if mark:
-        store.update_if(
-            str(charge["pk"]),
-            str(charge["sk"]),
-            set_values={"revenue_status": "published"},
-            condition="#version = :v AND #revenue_status = :pending",
-            values={":v": charge["version"], ":pending": "pending"},
-        )
+    if publisher is not None:
+        publish_event(publisher, event_type="revenue.recognized", record=event, correlation_id=correlation_id)
     return event.id
 
 

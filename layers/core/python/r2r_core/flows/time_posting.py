@@ -165,17 +165,6 @@ def post_time(
     recognised = (as_decimal(existing.get("revenue_recognised")) if existing else ZERO) + (
         revenue.amount.amount if revenue else ZERO
     )
-    if existing is not None:
-        # A version whose revenue event the bus never took (a crash after its charge was recorded): it
-        # counts in what this version recognises, so it is published before this version replaces it.
-        publish_charge_revenue(
-            store,
-            publisher,
-            charge=existing,
-            engagement=engagement,
-            correlation_id=envelope.correlation_id,
-            mark=False,
-        )
     recorded = record_decision(
         store,
         engagement_id=entry.engagement_id,
@@ -189,7 +178,7 @@ def post_time(
             "assignment_id": entry.assignment_id,
             "revenue_recognised": recognised,
             **erp_fields,
-            **revenue_fields(revenue, publisher, recognised=recognised),
+            **revenue_fields(revenue, recognised=recognised),
             "correlation_id": envelope.correlation_id,
         },
     )
@@ -214,11 +203,7 @@ def post_time(
     )
 
     revenue_id = publish_charge_revenue(
-        store,
-        publisher,
-        charge=recorded.item,
-        engagement=engagement,
-        correlation_id=envelope.correlation_id,
+        publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
     )
     warnings = raise_committed_warnings(
         store,
@@ -335,12 +320,22 @@ def _complete_recorded(
     No idempotency record guards this consumer (the charge's version does), so a redelivery of the
     version stored finds the charge recorded and redoes the steps that follow it, each idempotent: the
     lookup (a conditional put), the summary count (a spare count only brings the flush forward), the
-    revenue event (published unless the charge says the bus took it), the audit record (keyed by event).
-    A stale version (a newer one is stored) only restores the lookup, which a newer version does not write.
+    revenue event (a republish is the same event, by its deterministic id), the audit record (keyed by
+    event). The audit record is written last, so when it exists for this event nothing is redone (nor
+    republished). A stale version (a newer one is stored) only restores the lookup, which a newer version
+    does not write.
     """
-    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
     if int(charge["version"]) != envelope.source_record_version:
+        record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
         return
+    if audit.has(
+        kind="time_entry",
+        entity_id=entry.id,
+        event_id=envelope.event_id,
+        action=f"charge_{charge['decision']}",
+    ):
+        return  # the audit record is written last: everything before it was done
+    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
     if charge.get("erp_posting") == "summary":
         previous = (
             {"erp_posting": "summary", "erp_summary_period": charge["erp_previous_summary_period"]}
@@ -358,7 +353,7 @@ def _complete_recorded(
             correlation_id=envelope.correlation_id,
         )
     revenue_id = publish_charge_revenue(
-        store, publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
+        publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
     )
     _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id)
 
