@@ -214,10 +214,15 @@ class R2rStack(Stack):
             max_concurrency=settings.erp_concurrency_share,
             description="r2r project_setup: ERP customer + job from a closed-won opportunity",
         )
+        # time_posting and expense_posting are idempotent by source record version (the charge item's
+        # conditional, versioned write): no idempotency record, so no idempotency table (least privilege).
+        versioned_environment = {
+            k: v for k, v in erp_writer_environment.items() if k != "IDEMPOTENCY_TABLE_NAME"
+        }
         time_posting = consumer(
             "TimePosting",
             "time_posting",
-            environment=dict(erp_writer_environment),
+            environment=dict(versioned_environment),
             event_pattern=_canonical_pattern("time_entry.approved"),
             event_bus=bus,
             max_concurrency=settings.erp_concurrency_share,
@@ -227,14 +232,14 @@ class R2rStack(Stack):
         expense_posting = consumer(
             "ExpensePosting",
             "expense_posting",
-            environment=dict(erp_writer_environment),
+            environment=dict(versioned_environment),
             event_pattern=_canonical_pattern("expense.approved"),
             event_bus=bus,
             max_concurrency=settings.erp_concurrency_share,
             description="r2r expense_posting: billing decision and ERP expenseReport per approved expense",
         )
         for erp_writer in (project_setup, time_posting, expense_posting):
-            tables.grant_state_and_audit(erp_writer.function, idempotency=True)
+            tables.grant_state_and_audit(erp_writer.function, idempotency=erp_writer is project_setup)
             bus.grant_put_events_to(erp_writer.function)
             secrets.erp_credentials.grant_read(erp_writer.function)
 

@@ -28,4 +28,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             mapping=erp_mapping(settings.erp_secret_arn),
         )
 
-    return consume_canonical(event, context, name="expense_posting", logger=logger, process=process)
+    # The charge's version refuses a duplicate; a redelivery completes what a crash left undone.
+    return consume_canonical(
+        event, context, name="expense_posting", logger=logger, process=process, idempotent_by_version=True
+    )

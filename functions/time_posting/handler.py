@@ -7,6 +7,7 @@ from typing import Any
 from r2r_core.bus import EventPublisher
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
+from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope
 from r2r_core.telemetry import handler_metrics, service_logger, tracer
@@ -19,6 +20,10 @@ metrics = handler_metrics()
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # What this invocation (one SQS batch) read: terms, worker status, the engagement's charges. New at
+    # every call, so nothing read crosses invocations.
+    reads = InvocationReads()
+
     def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
         settings = ports.settings
         return post_time(
@@ -28,6 +33,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             erp=erp_client(settings.erp_base_url, settings.erp_secret_arn),
             publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
             mapping=erp_mapping(settings.erp_secret_arn),
+            reads=reads,
         )
 
-    return consume_canonical(event, context, name="time_posting", logger=logger, process=process)
+    # The charge's version refuses a duplicate; a redelivery completes what a crash left undone.
+    return consume_canonical(
+        event, context, name="time_posting", logger=logger, process=process, idempotent_by_version=True
+    )

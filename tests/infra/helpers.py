@@ -40,8 +40,9 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
         10,
     ),
     "project_setup": (ERP_WRITER_ENV, 30),
-    "time_posting": (ERP_WRITER_ENV, 30),
-    "expense_posting": (ERP_WRITER_ENV, 30),
+    # Idempotent by source record version (their charge items): no idempotency table.
+    "time_posting": (ERP_WRITER_ENV - {"IDEMPOTENCY_TABLE_NAME"}, 30),
+    "expense_posting": (ERP_WRITER_ENV - {"IDEMPOTENCY_TABLE_NAME"}, 30),
     "milestone_trigger": (
         {
             "STATE_TABLE_NAME",

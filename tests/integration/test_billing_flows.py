@@ -177,7 +177,7 @@ def test_invoice_bills_each_hour_once_and_a_rerun_creates_nothing_new(ports: dic
     assert again["erp_invoice_id"] == state["erp_invoice_id"]
     assert len(ports["erp"].of_type("invoice")) == 1
     charges = list(ports["store"].query_prefix("ENG#eng-acme-cloud-2026", "CHARGE#"))
-    assert {c["time_entry_id"]: c["status"] for c in charges} == {
+    assert {c["source_id"]: c["status"] for c in charges} == {
         "te-maria-lopez-2026-11-16": "invoiced",
         "te-priya-sharma-2026-11-16": "invoiced",
         "te-tom-becker-2026-11-20-training": "not_billable",
@@ -324,6 +324,38 @@ def test_an_approved_expense_is_posted_to_the_erp_and_billed_on_the_next_invoice
     assert state["invoice_total"] == "25189.00"  # 189.00 + 25000.00
     charge = ports["store"].get("ENG#eng-acme-cloud-2026", "EXPENSE#exp-maria-lopez-2026-11-17-hotel")
     assert charge["status"] == "invoiced"
+
+
+def test_an_expense_redelivered_after_a_crash_past_its_charge_write_gets_its_lookup_and_audit(
+    ports: dict[str, Any],
+) -> None:
+    """No idempotency record guards expense_posting: the redelivered version completes the steps after
+    its charge write (the lookup, the audit record) instead of returning early, and bills nothing twice."""
+    set_up(ports)
+    store = ports["store"]
+
+    class DiesAtTheLookup:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def put_new(self, item: dict[str, Any]) -> bool:
+            if str(item["pk"]).startswith("ENTRY#"):
+                raise RuntimeError("the Lambda died")
+            return bool(store.put_new(item))
+
+    event = expense_envelope()
+    with pytest.raises(RuntimeError, match="the Lambda died"):
+        post_expense(event, store=DiesAtTheLookup(), audit=ports["audit"], erp=ports["erp"])  # type: ignore[arg-type]
+    assert store.get(f"ENTRY#expense#{event.source_record_id}", "LOOKUP") is None
+    again = post_expense(expense_envelope(), store=store, audit=ports["audit"], erp=ports["erp"])
+    assert again["duplicate"] is True
+    assert (
+        store.get(f"ENTRY#expense#{event.source_record_id}", "LOOKUP")["engagement_id"]
+        == "eng-acme-cloud-2026"
+    )
+    actions = [a["action"] for a in ports["audit"].history("expense", event.source_record_id)]
+    assert actions.count("charge_invoiceable") == 1
+    assert len(ports["erp"].of_type("expenseReport")) == 1
 
 
 def test_time_bills_carry_the_accounts_service_item_and_segments(ports: dict[str, Any]) -> None:

@@ -183,7 +183,7 @@ def test_an_ended_month_is_invoiced_once_with_its_lines_and_later_time_waits(wor
     assert [e["name"] for e in executions] == [f"{ENG}-period-2026-10-31"]
 
     store = world["store"]
-    status = {c["time_entry_id"]: c["status"] for c in store.query_prefix(f"ENG#{ENG}", "CHARGE#")}
+    status = {c["source_id"]: c["status"] for c in store.query_prefix(f"ENG#{ENG}", "CHARGE#")}
     assert status == {
         "te-ana-costa-2026-10-05": "invoiced",
         "te-ana-costa-2026-10-06": "invoiced",

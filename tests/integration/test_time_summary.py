@@ -307,3 +307,92 @@ def test_the_period_end_flush_workers_see_the_callers_environment(both: dict[str
     with use_environ({"R2R_TEST_MARKER": "the caller's"}):
         assert period_end_flush(world) == 1
     assert seen == ["the caller's"]
+
+
+class CrashOnce:
+    """Raises once where the process dies: a state-store or publisher call matching ``when``."""
+
+    def __init__(self, wrapped: Any, when: Any) -> None:
+        self._wrapped, self._when, self.crashed = wrapped, when, False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._wrapped, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not self.crashed and self._when(name, args, kwargs):
+                self.crashed = True
+                raise RuntimeError(f"the Lambda died in {name}")
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _lookup_put(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return name == "put_new" and str(args[0]["pk"]).startswith("ENTRY#")
+
+
+def _revenue_publish(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return name == "publish" and args[0].type == "revenue.recognized"
+
+
+@pytest.mark.parametrize("crash_at", [_lookup_put, _revenue_publish], ids=["after-charge", "at-publish"])
+def test_a_redelivery_after_a_crash_past_the_charge_write_completes_the_steps_after_it(
+    both: dict[str, dict[str, Any]], crash_at: Any
+) -> None:
+    """No idempotency record guards time_posting: the redelivered version finds its charge recorded and
+    completes what the crash left undone (lookup, summary count, revenue event, audit), each once."""
+    world = both["summary"]
+    set_up(world)
+    name = TIME_FILES[0]
+    event = envelope(name)
+    entry_id = event.source_record_id
+    store, publisher = world["store"], world["publisher"]
+    crashing_store, crashing_publisher = CrashOnce(store, crash_at), CrashOnce(publisher, crash_at)
+    with pytest.raises(RuntimeError, match="the Lambda died"):
+        post_time(
+            event,
+            store=crashing_store,  # type: ignore[arg-type]
+            audit=world["audit"],
+            erp=world["erp"],
+            mapping=world["mapping"],
+            publisher=crashing_publisher,  # type: ignore[arg-type]
+        )
+    charge = store.get(f"ENG#{ENGAGEMENT}", f"CHARGE#{entry_id}")
+    assert charge is not None  # recorded; what follows it was not done
+    assert not [e for e in publisher.published if e.type == "revenue.recognized"]
+    assert not world["audit"].history("time_entry", entry_id)
+
+    # SQS delivers the same message again, twice (a redelivery can itself be duplicated): the first
+    # completes the steps, the second finds the audit record and redoes (and republishes) nothing.
+    for _ in range(2):
+        again = post_time(
+            envelope(name),
+            store=store,
+            audit=world["audit"],
+            erp=world["erp"],
+            mapping=world["mapping"],
+            publisher=publisher,
+        )
+        assert again["duplicate"] is True
+
+    assert store.get(f"ENTRY#time#{entry_id}", "LOOKUP") == {
+        "pk": f"ENTRY#time#{entry_id}",
+        "sk": "LOOKUP",
+        "engagement_id": ENGAGEMENT,
+    }
+    pending = store.get(f"ENG#{ENGAGEMENT}", f"{PENDING_SK}{charge['erp_summary_period']}")
+    assert pending is not None and pending["changes"] >= 1
+    revenue = [e for e in publisher.published if e.type == "revenue.recognized"]
+    assert [(e.source_record_id, e.data["amount"]) for e in revenue] == [
+        (
+            f"rev-time-{entry_id}-v1",
+            {"amount": str(charge["revenue_recognised"]), "currency": charge["currency"]},
+        )
+    ]
+    actions = [item["action"] for item in world["audit"].history("time_entry", entry_id)]
+    assert actions.count(f"charge_{charge['decision']}") == 1
+    # And the period's summary posts the entry like any other.
+    period_end_flush(world)
+    assert world["erp"].time_requests() == 1

@@ -1,7 +1,9 @@
 """The shape every SQS consumer shares: partial batch failures, idempotency, exceptions for finance.
 
 A record is processed at most once per business key (event type, source record id and
-version). A permanent failure is recorded once as an exception with its business context
+version): by a Powertools idempotency record, or, for a consumer that declares itself idempotent by
+source record version (``consume_canonical(idempotent_by_version=True)``), by its own versioned state.
+A permanent failure is recorded once as an exception with its business context
 and the record is reported failed, so after its retries it rests in the DLQ, from where an
 operator redrives it once the cause is fixed. Retryable failures are reported failed; on the last
 receive the queue allows (``max_receive_count``, the queue's ``maxReceiveCount``) the message goes to
@@ -188,11 +190,17 @@ def consume_canonical(
     name: str,
     logger: Logger,
     process: Callable[[EventEnvelope, ConsumerPorts], Any],
+    idempotent_by_version: bool = False,
 ) -> dict[str, Any]:
     """:func:`consume` for a consumer of canonical events named ``name`` (its function folder).
 
     Builds the ports from the function's environment; a permanent failure becomes an exception
     for finance recorded under ``name``.
+
+    ``idempotent_by_version``: the consumer itself refuses a duplicate or stale version of a source
+    record (a conditional, versioned write of its own state item) and completes, on a redelivery of the
+    version it holds, whatever a crash after that write left undone. It then needs no idempotency record
+    (two writes per record), and its function gets no idempotency table.
     """
     settings = settings_module.load(ConsumerSettings)
     ports = ConsumerPorts(
@@ -205,7 +213,7 @@ def consume_canonical(
         context,
         name=name,
         logger=logger,
-        idempotency_table=settings.idempotency_table_name,
+        idempotency_table=None if idempotent_by_version else settings.idempotency_table_name,
         process=lambda envelope: process(envelope, ports),
         max_receive_count=settings.max_receive_count,
         on_permanent=lambda envelope, exc: record_event_failure(

@@ -7,12 +7,12 @@ pk                              sk                     what
 ==============================  =====================  ==========================================
 ``XWALK#<kind>#<canonical id>``  ``SYS#netsuite``       ERP internal id and external id
 ``ENG#<engagement id>``          ``TERMS``              the closed-won deal (client, engagement, project)
-``ENG#<engagement id>``          ``CHARGE#<entry id>``  one billing decision per time entry
+``ENG#<engagement id>``          ``CHARGE#<entry id>``  one billing decision per time entry (+ its revenue)
 ``ENG#<engagement id>``          ``EXPENSE#<id>``       one billing decision per expense
 ``ENG#<engagement id>``          ``ADJUST#<kind>#<id>#v<n>``  an invoiced version to credit (changed since)
-``ENG#<engagement id>``          ``REVENUE#<id>``       a revenue event recognised
+``ENG#<engagement id>``          ``REVENUE#<id>``       a revenue event recognised (milestone, invoice)
 ``ENG#<engagement id>``          ``CAPWARN#<id>``       a cap early warning raised (once)
-``ENTRY#<kind>#<id>``            ``LOOKUP``             the engagement of a time entry / expense
+``ENTRY#<kind>#<id>``            ``LOOKUP``             the engagement of a time entry / expense (once)
 ``ENG#<engagement id>``          ``MILESTONE#<id>``     a completed milestone
 ``ENG#<engagement id>``          ``INVOICE#<ms id>``    the invoice drafted for a milestone
 ``EXC#<exception id>``           ``EXC``                an exception for finance
@@ -327,6 +327,16 @@ class AuditLog(_Table):
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    def has(self, *, kind: str, entity_id: str, event_id: str, action: str) -> bool:
+        """Whether the state change (entity, event, action) was recorded."""
+        response = self.client.get_item(
+            TableName=self.table_name,
+            Key=_to_item({"pk": f"{kind}#{entity_id}", "sk": f"{event_id}#{action}"}),
+            ProjectionExpression="pk",
+            ConsistentRead=True,
+        )
+        return "Item" in response
 
     def history(self, kind: str, entity_id: str) -> list[dict[str, Any]]:
         page = self.client.query(

@@ -37,6 +37,18 @@ def delivered_value(decision: ChargeDecision) -> Decimal:
     return round_money((decision.billable_hours + decision.prepaid_hours) * decision.rate, decision.currency)
 
 
+def time_revenue_id(kind: str, source_id: str, version: int) -> str:
+    """The id of the revenue event a version of a time decision causes (one per version)."""
+    return f"rev-{kind}-{source_id}-v{version}"
+
+
+def time_revenue_kind(engagement: Engagement) -> RevenueKind:
+    """What kind of revenue time recognises on ``engagement``."""
+    if engagement.billing_type is BillingType.FIXED_FEE:
+        return RevenueKind.PERCENT_COMPLETE
+    return RevenueKind.TIME_AND_MATERIALS_DELIVERED
+
+
 def revenue_for_time(
     decision: ChargeDecision,
     engagement: Engagement,
@@ -65,7 +77,7 @@ def revenue_for_time(
     if amount == 0:
         return None
     return RevenueEvent(
-        id=f"rev-{decision.kind}-{decision.source_id}-v{decision.version}",
+        id=time_revenue_id(decision.kind, decision.source_id, decision.version),
         engagement_id=engagement.id,
         project_id=project_id,
         kind=kind,

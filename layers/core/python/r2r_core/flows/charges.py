@@ -20,10 +20,13 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.billing.decisions import ZERO, ChargeDecision, Consumption, Decision
 from r2r_core.billing.invoicing import cap_warnings
+from r2r_core.billing.revenue import time_revenue_id, time_revenue_kind
 from r2r_core.errors import EngagementNotReady
+from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import CapBasis, Engagement, RevenueEvent, SourceRecord
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
+from r2r_core.model.money import Money, round_money
 from r2r_core.state import AuditLog, StateStore, now_iso
 
 logger = Logger(child=True)
@@ -48,12 +51,15 @@ def as_decimal(value: Any) -> Decimal:
 _d = as_decimal
 
 
-def engagement_of(store: StateStore, noun: str, record: Any) -> tuple[Any, dict[str, Any]]:
-    """The closed-won deal and stored terms that ``record`` (a time entry or expense) bills against.
+def engagement_of(
+    store: StateStore, noun: str, record: Any, *, reads: InvocationReads | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """The closed-won deal and stored terms that ``record`` (a time entry or expense) bills against
+    (read once per invocation with ``reads``).
 
     Work can arrive before its engagement is set up (events are not ordered): that is retryable.
     """
-    loaded = load_terms(store, record.engagement_id)
+    loaded = (reads or InvocationReads()).terms(record.engagement_id, lambda eid: load_terms(store, eid))
     if loaded is None:
         raise EngagementNotReady(
             f"{noun} {record.id} belongs to engagement {record.engagement_id}, which is not set up yet"
@@ -150,6 +156,12 @@ class Recorded:
     previous: dict[str, Any] | None  # the replaced item; when not written, the newer one that stands
     # Another version was stored between our read and our write (and may have written the ERP after us).
     intervened: bool = False
+    item: dict[str, Any] | None = None  # what was written
+
+
+def record_lookup(store: StateStore, *, kind: str, source_id: str, engagement_id: str) -> bool:
+    """``ENTRY#<kind>#<id>`` / ``LOOKUP``: the engagement of a time entry or expense (written once)."""
+    return store.put_new({"pk": f"ENTRY#{kind}#{source_id}", "sk": "LOOKUP", "engagement_id": engagement_id})
 
 
 def record_decision(
@@ -192,14 +204,12 @@ def record_decision(
             expect_new=existing is None,
         )
         if written:
-            store.put_new(
-                {
-                    "pk": f"ENTRY#{decision.kind}#{decision.source_id}",
-                    "sk": "LOOKUP",
-                    "engagement_id": engagement_id,
-                }
-            )
-            return Recorded(True, existing, intervened)
+            if existing is None:
+                # First recorded: the entry's engagement never changes, so later versions skip it.
+                record_lookup(
+                    store, kind=decision.kind, source_id=decision.source_id, engagement_id=engagement_id
+                )
+            return Recorded(True, existing, intervened, item)
         current = store.get(key["pk"], key["sk"])
         if current is None or int(current["version"]) >= decision.version:
             return Recorded(False, current, True)
@@ -247,6 +257,26 @@ def settle_erp_record(
         erp.upsert(record_type, external_id, json.loads(stored))
 
 
+def publish_event(
+    publisher: Publisher, *, event_type: str, record: SourceRecord, correlation_id: str
+) -> None:
+    """Publish ``record`` as an r2r event; its id is deterministic, so a republish is the same event."""
+    kind = EVENT_TYPES[event_type]
+    publisher.publish(
+        EventEnvelope(
+            type=kind.name,
+            schema_version=kind.schema_version,
+            event_id=event_id_for("r2r", f"{event_type}/{record.id}/{record.version}"),
+            source_system="r2r",
+            source_record_id=record.id,
+            source_record_version=record.version,
+            correlation_id=correlation_id,
+            occurred_at=datetime.now(UTC),
+            data=record.model_dump(mode="json"),
+        )
+    )
+
+
 def publish_once(
     store: StateStore,
     publisher: Publisher | None,
@@ -277,20 +307,7 @@ def publish_once(
         }
     )
     if publisher is not None:
-        kind = EVENT_TYPES[event_type]
-        publisher.publish(
-            EventEnvelope(
-                type=kind.name,
-                schema_version=kind.schema_version,
-                event_id=event_id_for("r2r", f"{event_type}/{record.id}/{record.version}"),
-                source_system="r2r",
-                source_record_id=record.id,
-                source_record_version=record.version,
-                correlation_id=correlation_id,
-                occurred_at=datetime.now(UTC),
-                data=record.model_dump(mode="json"),
-            )
-        )
+        publish_event(publisher, event_type=event_type, record=record, correlation_id=correlation_id)
         store.update_if(
             pk, sk, set_values={"status": "published"}, condition="attribute_exists(pk)", values={}
         )
@@ -340,6 +357,52 @@ def raise_committed_warnings(
                 extra={"engagement_id": engagement.id, "warning_id": warning.id},
             )
     return raised
+
+
+def revenue_fields(event: RevenueEvent | None, *, recognised: Decimal) -> dict[str, Any]:
+    """What a charge version stores of the revenue event it causes: nothing more than the charge itself.
+
+    The event is rebuilt from the charge (:func:`revenue_of`): its id, kind and date follow from the charge
+    and the engagement, and its amount is what the version adds to what the entry recognises, which for a
+    first version is ``revenue_recognised`` itself. Only otherwise (a later version) is the amount stored,
+    as ``revenue_amount`` (0: the version causes no event). The charge item stays within one 1 KB write
+    unit, and no item or update per event is written: the charge's audit record, written after the event
+    was published, is what tells a redelivery that the bus took it (``flows.time_posting``).
+    """
+    amount = event.amount.amount if event is not None else ZERO
+    return {"revenue_amount": amount} if amount != recognised else {}
+
+
+def revenue_of(charge: Mapping[str, Any], engagement: Engagement) -> RevenueEvent | None:
+    """The revenue event a time charge version causes (see :func:`revenue_fields`); None when none."""
+    amount = _d(charge.get("revenue_amount", charge.get("revenue_recognised")))
+    if amount == 0:
+        return None
+    return RevenueEvent(
+        id=time_revenue_id(str(charge["kind"]), str(charge["source_id"]), int(charge["version"])),
+        engagement_id=engagement.id,
+        project_id=str(charge["project_id"]),
+        kind=time_revenue_kind(engagement),
+        # Amounts are rounded to the minor unit when decided; DynamoDB may give "1680" for "1680.00".
+        amount=Money(amount=round_money(amount, str(charge["currency"])), currency=str(charge["currency"])),
+        recognized_on=date.fromisoformat(str(charge["work_date"])),
+        source_ids=[str(charge["source_id"])],
+    )
+
+
+def publish_charge_revenue(
+    publisher: Publisher | None, *, charge: Mapping[str, Any], engagement: Engagement, correlation_id: str
+) -> str | None:
+    """Publish the revenue event a time charge version causes (when there is a bus); its id.
+
+    The event id is deterministic (type, record id, version): a republish is the same event.
+    """
+    event = revenue_of(charge, engagement)
+    if event is None:
+        return None
+    if publisher is not None:
+        publish_event(publisher, event_type="revenue.recognized", record=event, correlation_id=correlation_id)
+    return event.id
 
 
 def record_revenue(

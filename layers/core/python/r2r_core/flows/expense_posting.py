@@ -21,6 +21,7 @@ from r2r_core.flows.charges import (
     erp_body_json,
     prior_charge,
     record_decision,
+    record_lookup,
     settle_erp_record,
 )
 from r2r_core.model.entities import Expense
@@ -47,6 +48,11 @@ def post_expense(
     key = charge_key(expense.engagement_id, "expense", expense.id)
     existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="expense")
     if duplicate is not None:
+        # No idempotency record guards this consumer (the charge's version does): a redelivery completes
+        # what a crash right after recording left undone, idempotently (conditional lookup, audit by event).
+        record_lookup(store, kind="expense", source_id=expense.id, engagement_id=expense.engagement_id)
+        if existing is not None and int(existing["version"]) == envelope.source_record_version:
+            _audit_charge(audit, envelope, existing)
         return duplicate
 
     decision = decide_expense(expense, deal.engagement)
@@ -84,21 +90,8 @@ def post_expense(
     settle_erp_record(erp, recorded, record_type="expenseReport", external_id=report_eid, body=report)
     if not recorded.written:
         return {"decision": decision.decision.value, "duplicate": True}
-    audit.append(
-        kind="expense",
-        entity_id=expense.id,
-        action=f"charge_{decision.decision.value}",
-        event_id=envelope.event_id,
-        correlation_id=envelope.correlation_id,
-        detail={
-            "version": expense.version,
-            "amount": decision.amount,
-            "currency": decision.currency,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "erp_expense_report_id": report_id,
-        },
-    )
+    assert recorded.item is not None
+    _audit_charge(audit, envelope, recorded.item)
     logger.info(
         "expense posted",
         extra={
@@ -112,3 +105,22 @@ def post_expense(
         "amount": str(decision.amount),
         "erp_expense_report_id": report_id,
     }
+
+
+def _audit_charge(audit: AuditLog, envelope: EventEnvelope, charge: dict[str, Any]) -> None:
+    """The audit record of a recorded expense charge version (once per event: a repeat is a no-op)."""
+    audit.append(
+        kind="expense",
+        entity_id=str(charge["source_id"]),
+        action=f"charge_{charge['decision']}",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "version": charge["version"],
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "rule": charge["rule"],
+            "reason": charge["reason"],
+            "erp_expense_report_id": charge.get("erp_expense_report_id"),
+        },
+    )

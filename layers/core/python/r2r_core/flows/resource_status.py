@@ -16,6 +16,7 @@ from typing import Any
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
 from r2r_core.errors import Permanent
+from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.resource_allocation import (
     Erp,
     allocate_waiting,
@@ -133,9 +134,13 @@ def record_resource(
     return result
 
 
-def refuse_time_after_termination(store: StateStore, entry: TimeEntry) -> None:
-    """Raise :class:`ResourceTerminated` when ``entry`` was worked after its worker's termination date."""
-    known = store.get(**status_key(entry.resource_id))
+def refuse_time_after_termination(
+    store: StateStore, entry: TimeEntry, *, reads: InvocationReads | None = None
+) -> None:
+    """Raise :class:`ResourceTerminated` when ``entry`` was worked after its worker's termination date
+    (the worker's status read once per invocation with ``reads``)."""
+    key = status_key(entry.resource_id)
+    known = reads.item(store, key["pk"], key["sk"]) if reads is not None else store.get(**key)
     if not known or known.get("status") != "terminated" or not known.get("termination_date"):
         return
     terminated_on = date.fromisoformat(str(known["termination_date"]))

@@ -8,12 +8,13 @@ are recorded once and published on the bus.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
 from r2r_core.billing.decisions import ZERO, ChargeDecision, Decision, decide_time_entry
-from r2r_core.billing.revenue import delivered_value, revenue_for_time
+from r2r_core.billing.revenue import revenue_for_time
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import (
@@ -24,14 +25,17 @@ from r2r_core.flows.charges import (
     engagement_of,
     erp_body_json,
     prior_charge,
+    publish_charge_revenue,
     raise_committed_warnings,
     record_decision,
-    record_revenue,
+    record_lookup,
+    revenue_fields,
     settle_erp_record,
 )
+from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.flows.time_summary import flush_period, mark_changed, summary_fields
-from r2r_core.model.entities import TimeEntry
+from r2r_core.model.entities import Engagement, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
 
@@ -89,22 +93,40 @@ def post_time(
     erp: Erp,
     publisher: Publisher | None = None,
     mapping: ErpMapping | None = None,
+    reads: InvocationReads | None = None,
 ) -> dict[str, Any]:
+    """Decide, post and record one approved time entry version.
+
+    ``reads``: what the invocation (one SQS batch) already read (terms, worker status, the engagement's
+    charges); a fresh one per handler call. Without it everything is read for this entry alone.
+    """
+    reads = reads or InvocationReads()
     entry = TimeEntry.model_validate(envelope.data)
-    refuse_time_after_termination(store, entry)
-    deal, terms = engagement_of(store, "time entry", entry)
+    refuse_time_after_termination(store, entry, reads=reads)
+    deal, terms = engagement_of(store, "time entry", entry, reads=reads)
     engagement = deal.engagement
     key = charge_key(entry.engagement_id, "time", entry.id)
     account = mapping or ErpMapping()
     existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="time_entry")
     if duplicate is not None:
-        if existing is not None and existing.get("erp_posting") == "summary":
-            # A redelivery after a failure between recording and counting: count it (again) so the
-            # change cannot be missed; a spare count only brings the flush forward.
-            mark_changed(store, entry.engagement_id, str(existing["erp_summary_period"]))
+        assert existing is not None
+        _complete_recorded(
+            envelope,
+            entry,
+            store=store,
+            audit=audit,
+            erp=erp,
+            publisher=publisher,
+            account=account,
+            engagement=engagement,
+            charge=existing,
+        )
         return duplicate
 
-    charges = list(store.query_prefix(key["pk"], "CHARGE#", fields=CONSUMPTION_FIELDS))
+    kept = reads.charges(store, entry.engagement_id, "CHARGE#", CONSUMPTION_FIELDS)
+    # The entry's own charge as just read (another invocation may have recorded a version since the query).
+    reads.remember(entry.engagement_id, "CHARGE#", key["sk"], existing)
+    charges = list(kept.values())
     consumption = consumption_from(charges, exclude=entry.id)
     decision = decide_time_entry(entry, engagement, consumption, project_billable=deal.project.billable)
 
@@ -119,20 +141,7 @@ def post_time(
     )
     time_bill_id: str | None = None
     if account.posts_time_in_summary:
-        # Recorded here, posted to the ERP by the flush of its summary record (flows.time_summary).
-        erp_fields = summary_fields(
-            engagement_id=entry.engagement_id,
-            project_id=entry.project_id,
-            role=entry.role,
-            region=entry.region,
-            work_date=entry.work_date,
-            billable=decision.billable,
-            rate=decision.rate,
-            item_id=item_id,
-        )
-        if existing is not None and existing.get("erp_time_bill_external_id"):
-            # The account switched from detail to summary: the entry's own timeBill would count twice.
-            erp.delete_by_external_id("timeBill", str(existing["erp_time_bill_external_id"]))
+        erp_fields = _summary_erp_fields(entry, decision, item_id=item_id, existing=existing, erp=erp)
     else:
         time_bill_id = erp.upsert("timeBill", time_bill_eid, time_bill)
         erp_fields = {
@@ -162,20 +171,24 @@ def post_time(
         decision=decision,
         existing=existing,
         extra={
-            "time_entry_id": entry.id,
+            # The entry's id is ``source_id``; what it recognises is ``revenue_recognised`` (one 1 KB
+            # write unit per charge: no attribute repeats another).
             "project_id": entry.project_id,
             "approved_at": entry.approved_at.isoformat(),
             "assignment_id": entry.assignment_id,
             "revenue_recognised": recognised,
-            "delivered_value": delivered_value(decision),
             **erp_fields,
+            **revenue_fields(revenue, recognised=recognised),
             "correlation_id": envelope.correlation_id,
         },
+    )
+    reads.remember(
+        entry.engagement_id, "CHARGE#", key["sk"], recorded.item if recorded.written else recorded.previous
     )
     if not account.posts_time_in_summary:
         # Detail mode: the ERP record ends at the version that stands when two versions race.
         settle_erp_record(erp, recorded, record_type="timeBill", external_id=time_bill_eid, body=time_bill)
-    if not recorded.written:
+    if not recorded.written or recorded.item is None:
         # Lost a race with a newer version: that one's decision stands.
         return {"decision": decision.decision.value, "duplicate": True}
     summary = _count_summary_change(
@@ -189,7 +202,9 @@ def post_time(
         correlation_id=envelope.correlation_id,
     )
 
-    revenue_id = record_revenue(store, publisher, event=revenue, correlation_id=envelope.correlation_id)
+    revenue_id = publish_charge_revenue(
+        publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
+    )
     warnings = raise_committed_warnings(
         store,
         publisher,
@@ -201,27 +216,7 @@ def post_time(
         event_id=envelope.event_id,
     )
     credited = recorded.previous is not None and recorded.previous.get("status") == "invoiced"
-    audit.append(
-        kind="time_entry",
-        entity_id=entry.id,
-        action=f"charge_{decision.decision.value}",
-        event_id=envelope.event_id,
-        correlation_id=envelope.correlation_id,
-        detail={
-            "version": entry.version,
-            "amount": decision.amount,
-            "currency": decision.currency,
-            "rule": decision.rule,
-            "reason": decision.reason,
-            "erp_time_bill_id": time_bill_id,
-            "erp_summary_external_id": erp_fields.get("erp_summary_external_id"),
-            "credit_queued_for_version": recorded.previous["version"]
-            if credited and recorded.previous
-            else None,
-            "revenue_event_id": revenue_id,
-            "cap_warnings": warnings,
-        },
-    )
+    _audit_charge(audit, envelope, recorded.item, warnings=warnings, revenue_id=revenue_id)
     logger.info(
         "time posted",
         extra={
@@ -230,6 +225,7 @@ def post_time(
             "rule": decision.rule,
             "erp_time_bill_id": time_bill_id,
             "credit_queued": credited,
+            "revenue_event_id": revenue_id,
         },
     )
     outcome = {
@@ -244,6 +240,124 @@ def post_time(
     return outcome
 
 
+def _summary_erp_fields(
+    entry: TimeEntry,
+    decision: ChargeDecision,
+    *,
+    item_id: str | None,
+    existing: dict[str, Any] | None,
+    erp: Erp,
+) -> dict[str, Any]:
+    """Summary mode: the entry is recorded here and posted to the ERP by the flush of its summary record
+    (``flows.time_summary``)."""
+    erp_fields = summary_fields(
+        engagement_id=entry.engagement_id,
+        project_id=entry.project_id,
+        role=entry.role,
+        region=entry.region,
+        work_date=entry.work_date,
+        billable=decision.billable,
+        rate=decision.rate,
+        item_id=item_id,
+    )
+    if existing is not None and existing.get("erp_time_bill_external_id"):
+        # The account switched from detail to summary: the entry's own timeBill would count twice.
+        erp.delete_by_external_id("timeBill", str(existing["erp_time_bill_external_id"]))
+    if (
+        existing is not None
+        and existing.get("erp_posting") == "summary"
+        and existing.get("erp_summary_period") != erp_fields["erp_summary_period"]
+    ):
+        # Kept so that a redelivery after a crash counts the change in the period it left too.
+        erp_fields["erp_previous_summary_period"] = existing["erp_summary_period"]
+    return erp_fields
+
+
+def _audit_charge(
+    audit: AuditLog,
+    envelope: EventEnvelope,
+    charge: dict[str, Any],
+    *,
+    warnings: list[str],
+    revenue_id: str | None,
+) -> None:
+    """The audit record of a recorded charge version (once per event: a repeat is a no-op)."""
+    audit.append(
+        kind="time_entry",
+        entity_id=str(charge["source_id"]),
+        action=f"charge_{charge['decision']}",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "version": charge["version"],
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "rule": charge["rule"],
+            "reason": charge["reason"],
+            "erp_time_bill_id": charge.get("erp_time_bill_id"),
+            "erp_summary_external_id": charge.get("erp_summary_external_id"),
+            "credit_queued_for_version": charge.get("credited_version"),
+            "revenue_event_id": revenue_id,
+            "cap_warnings": warnings,
+        },
+    )
+
+
+def _complete_recorded(
+    envelope: EventEnvelope,
+    entry: TimeEntry,
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp,
+    publisher: Publisher | None,
+    account: ErpMapping,
+    engagement: Engagement,
+    charge: dict[str, Any],
+) -> None:
+    """A duplicate or stale version: complete what a crash right after recording a charge left undone.
+
+    No idempotency record guards this consumer (the charge's version does), so a redelivery of the
+    version stored finds the charge recorded and redoes the steps that follow it, each idempotent: the
+    lookup (a conditional put), the summary count (a spare count only brings the flush forward), the
+    revenue event (a republish is the same event, by its deterministic id), the audit record (keyed by
+    event). The audit record is written last, so when it exists for this event nothing is redone (nor
+    republished). A stale version (a newer one is stored) only restores the lookup, which a newer version
+    does not write.
+    """
+    if int(charge["version"]) != envelope.source_record_version:
+        record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
+        return
+    if audit.has(
+        kind="time_entry",
+        entity_id=entry.id,
+        event_id=envelope.event_id,
+        action=f"charge_{charge['decision']}",
+    ):
+        return  # the audit record is written last: everything before it was done
+    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
+    if charge.get("erp_posting") == "summary":
+        previous = (
+            {"erp_posting": "summary", "erp_summary_period": charge["erp_previous_summary_period"]}
+            if charge.get("erp_previous_summary_period")
+            else None
+        )
+        _count_summary_change(
+            store=store,
+            audit=audit,
+            erp=erp,
+            account=account,
+            engagement_id=entry.engagement_id,
+            erp_fields=charge,
+            previous=previous,
+            correlation_id=envelope.correlation_id,
+        )
+    revenue_id = publish_charge_revenue(
+        publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
+    )
+    _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id)
+
+
 def _count_summary_change(
     *,
     store: StateStore,
@@ -251,8 +365,8 @@ def _count_summary_change(
     erp: Erp,
     account: ErpMapping,
     engagement_id: str,
-    erp_fields: dict[str, Any],
-    previous: dict[str, Any] | None,
+    erp_fields: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
     correlation_id: str,
 ) -> int | None:
     """Summary mode: count the change in its period (and in the period the previous version was

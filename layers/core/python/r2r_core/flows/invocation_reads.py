@@ -1,0 +1,78 @@
+"""What one consumer invocation reads once and keeps current with what it records itself.
+
+An SQS batch (one Lambda invocation, up to ``BATCH_SIZE`` records) usually holds work of one engagement:
+a PSA export is ordered by project. The engagement's terms, a worker's HRIS status and the engagement's
+charges (what the billing decision needs of them) are read at the first record that needs them and kept
+for the rest of the batch; the charges the invocation records are written into the kept copy, so the
+next record of the batch decides against them exactly as if it had queried again.
+
+Strictly per invocation: a handler makes a new :class:`InvocationReads` at every call, so nothing read
+crosses invocations. Within one invocation another function may record a charge of the same engagement
+(two batches of one engagement at once), as it could between a query and a write before; the versioned,
+conditional charge write still refuses a duplicate or stale version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from r2r_core.model.entities import ClosedWonDeal
+from r2r_core.state import StateStore
+
+
+class InvocationReads:
+    """Reads of one invocation: items by key, engagement terms, and an engagement's charges by sort key."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._terms: dict[str, tuple[ClosedWonDeal, dict[str, Any]]] = {}
+        self._charges: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._fields: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def item(self, store: StateStore, pk: str, sk: str) -> dict[str, Any] | None:
+        """``store.get(pk, sk)``, read once per invocation (an absent item is remembered as absent)."""
+        if (pk, sk) not in self._items:
+            self._items[(pk, sk)] = store.get(pk, sk)
+        return self._items[(pk, sk)]
+
+    def terms(
+        self,
+        engagement_id: str,
+        load: Callable[[str], tuple[ClosedWonDeal, dict[str, Any]] | None],
+    ) -> tuple[ClosedWonDeal, dict[str, Any]] | None:
+        """The engagement's terms (``load`` reads them); not set up is not remembered, so a later
+        record of the batch sees terms recorded meanwhile."""
+        loaded = self._terms.get(engagement_id)
+        if loaded is None:
+            loaded = load(engagement_id)
+            if loaded is not None:
+                self._terms[engagement_id] = loaded
+        return loaded
+
+    def charges(
+        self, store: StateStore, engagement_id: str, sk_prefix: str, fields: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        """The engagement's items under ``sk_prefix`` (only ``fields`` and the keys), by sort key.
+
+        Queried once per invocation; :meth:`remember` keeps them current with this invocation's writes.
+        """
+        key = (engagement_id, sk_prefix)
+        if key not in self._charges:
+            self._fields[key] = tuple(dict.fromkeys(["pk", "sk", *fields]))
+            self._charges[key] = {
+                item["sk"]: item
+                for item in store.query_prefix(f"ENG#{engagement_id}", sk_prefix, fields=self._fields[key])
+            }
+        return self._charges[key]
+
+    def remember(self, engagement_id: str, sk_prefix: str, sk: str, item: Mapping[str, Any] | None) -> None:
+        """What is now stored under ``sk`` (None: nothing), as the query would have returned it."""
+        key = (engagement_id, sk_prefix)
+        kept = self._charges.get(key)
+        if kept is None:
+            return
+        if item is None:
+            kept.pop(sk, None)
+            return
+        kept[sk] = {name: item[name] for name in self._fields[key] if item.get(name) is not None}
