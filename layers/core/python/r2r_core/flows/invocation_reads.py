@@ -8,8 +8,10 @@ next record of the batch decides against them exactly as if it had queried again
 
 Strictly per invocation: a handler makes a new :class:`InvocationReads` at every call, so nothing read
 crosses invocations. Within one invocation another function may record a charge of the same engagement
-(two batches of one engagement at once), as it could between a query and a write before; the versioned,
-conditional charge write still refuses a duplicate or stale version.
+(two batches of one engagement at once); the versioned, conditional charge write still refuses a duplicate
+or stale version. Where a decision depends on what the contract's other charges committed (a cap, budgets,
+a retainer, fixed-fee revenue), the flow asks for the charges ``fresh`` at every record, so that window stays
+as narrow as one query and one write, as before; only plain time and materials keeps the batch's copy.
 """
 
 from __future__ import annotations
@@ -51,14 +53,22 @@ class InvocationReads:
         return loaded
 
     def charges(
-        self, store: StateStore, engagement_id: str, sk_prefix: str, fields: Iterable[str]
+        self,
+        store: StateStore,
+        engagement_id: str,
+        sk_prefix: str,
+        fields: Iterable[str],
+        *,
+        fresh: bool = False,
     ) -> dict[str, dict[str, Any]]:
         """The engagement's items under ``sk_prefix`` (only ``fields`` and the keys), by sort key.
 
         Queried once per invocation; :meth:`remember` keeps them current with this invocation's writes.
+        ``fresh``: queried again now (a decision that depends on what the contract's other charges
+        committed must see what other invocations recorded meanwhile, as closely as a query can).
         """
         key = (engagement_id, sk_prefix)
-        if key not in self._charges:
+        if fresh or key not in self._charges:
             self._fields[key] = tuple(dict.fromkeys(["pk", "sk", *fields]))
             self._charges[key] = {
                 item["sk"]: item

@@ -35,7 +35,7 @@ from r2r_core.flows.charges import (
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.flows.time_summary import flush_period, mark_changed, summary_fields
-from r2r_core.model.entities import Engagement, TimeEntry
+from r2r_core.model.entities import BillingType, Engagement, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
 
@@ -85,6 +85,21 @@ def time_bill_request(
     )
 
 
+def depends_on_other_charges(engagement: Engagement) -> bool:
+    """Whether an entry's decision or revenue depends on what the contract's other charges committed.
+
+    Caps (amount, hours, budgets), a retainer's drawdown and fixed-fee revenue (percent complete, held
+    hours) do; plain time and materials does not: each entry is billed at its own rate.
+    """
+    return (
+        engagement.billing_type is not BillingType.TIME_AND_MATERIALS
+        or engagement.cap is not None
+        or engagement.cap_hours is not None
+        or bool(engagement.budgets)
+        or engagement.retainer is not None
+    )
+
+
 def post_time(
     envelope: EventEnvelope,
     *,
@@ -123,7 +138,9 @@ def post_time(
         )
         return duplicate
 
-    kept = reads.charges(store, entry.engagement_id, "CHARGE#", CONSUMPTION_FIELDS)
+    kept = reads.charges(
+        store, entry.engagement_id, "CHARGE#", CONSUMPTION_FIELDS, fresh=depends_on_other_charges(engagement)
+    )
     # The entry's own charge as just read (another invocation may have recorded a version since the query).
     reads.remember(entry.engagement_id, "CHARGE#", key["sk"], existing)
     charges = list(kept.values())
