@@ -1,9 +1,9 @@
-"""One invocation's reads: kept for the batch, except where money depends on the contract's other charges.
+"""One invocation's reads: kept for the batch, except where what is recorded depends on every charge.
 
 A batch keeps an engagement's charges it queried once and keeps them current with its own writes. A charge
-another invocation records meanwhile is not in that copy: harmless for plain time and materials (an entry
-is billed at its own rate), not for a cap, budget, retainer or fixed-fee revenue, where the flow asks for
-the charges fresh at every record.
+another invocation records meanwhile is not in that copy: harmless for time and materials (an entry is
+billed at its own rate; caps are checked again by the invoice run), not for a retainer's drawdown or
+fixed-fee revenue to date, where the flow asks for the charges fresh at every record.
 """
 
 from __future__ import annotations
@@ -62,14 +62,16 @@ def _engagement(**changes: Any) -> Any:
     return deal.engagement.model_copy(update=changes)
 
 
-def test_only_plain_time_and_materials_keeps_the_batchs_copy() -> None:
+def test_retainers_and_fixed_fees_read_fresh_time_and_materials_keeps_the_batchs_copy() -> None:
     plain = _engagement(
         billing_type=BillingType.TIME_AND_MATERIALS, cap=None, cap_hours=None, budgets=[], retainer=None
     )
     assert not depends_on_other_charges(plain)
-    assert depends_on_other_charges(plain.model_copy(update={"cap_hours": 100}))
-    assert depends_on_other_charges(
+    # Caps are enforced again by the invoice run on the rounded lines: the batch's copy is enough.
+    assert not depends_on_other_charges(plain.model_copy(update={"cap_hours": 100}))
+    assert not depends_on_other_charges(
         plain.model_copy(update={"billing_type": BillingType.CAPPED_TIME_AND_MATERIALS})
     )
-    assert depends_on_other_charges(plain.model_copy(update={"billing_type": BillingType.FIXED_FEE}))
-    assert depends_on_other_charges(plain.model_copy(update={"billing_type": BillingType.RETAINER}))
+    # Revenue to date and prepaid drawdown are recorded at posting: they must see every charge.
+    for billing_type in (BillingType.FIXED_FEE, BillingType.RETAINER, BillingType.MIXED):
+        assert depends_on_other_charges(plain.model_copy(update={"billing_type": billing_type}))

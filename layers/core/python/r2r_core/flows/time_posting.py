@@ -86,16 +86,17 @@ def time_bill_request(
 
 
 def depends_on_other_charges(engagement: Engagement) -> bool:
-    """Whether an entry's decision or revenue depends on what the contract's other charges committed.
+    """Whether what posting an entry records must see every charge the contract committed until now.
 
-    Caps (amount, hours, budgets), a retainer's drawdown and fixed-fee revenue (percent complete, held
-    hours) do; plain time and materials does not: each entry is billed at its own rate.
+    A retainer's drawdown and fixed-fee revenue (percent complete to date minus what was recognised) do: a
+    charge another invocation recorded meanwhile, unseen, would draw the same prepaid hours or recognise
+    the same revenue twice. Caps do not need it: the invoice run checks every cap again on the rounded
+    lines whatever was decided when the time was posted (``billing.invoicing``), so a cap decision taken
+    on the batch's copy can only make an early warning late, never bill past a cap. Plain and capped time
+    and materials keep the batch's copy.
     """
     return (
-        engagement.billing_type is not BillingType.TIME_AND_MATERIALS
-        or engagement.cap is not None
-        or engagement.cap_hours is not None
-        or bool(engagement.budgets)
+        engagement.billing_type in {BillingType.FIXED_FEE, BillingType.RETAINER, BillingType.MIXED}
         or engagement.retainer is not None
     )
 
