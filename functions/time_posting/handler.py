@@ -8,7 +8,7 @@ from r2r_core.bus import EventPublisher
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.invocation_reads import InvocationReads
-from r2r_core.flows.time_posting import post_time
+from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.model.events import EventEnvelope
 from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
@@ -23,6 +23,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # What this invocation (one SQS batch) read: terms, worker status, the engagement's charges. New at
     # every call, so nothing read crosses invocations.
     reads = InvocationReads()
+    # Summary mode: one counter update per engagement and period of the batch, the rest after it.
+    counts = SummaryCounts()
 
     def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
         settings = ports.settings
@@ -34,9 +36,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
             mapping=erp_mapping(settings.erp_secret_arn),
             reads=reads,
+            counts=counts,
         )
 
     # The charge's version refuses a duplicate; a redelivery completes what a crash left undone.
-    return consume_canonical(
+    response = consume_canonical(
         event, context, name="time_posting", logger=logger, process=process, idempotent_by_version=True
     )
+    # Before answering: should this fail, the whole batch is delivered again and each record counts again.
+    counts.apply()
+    return response

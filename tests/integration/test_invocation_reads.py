@@ -3,7 +3,7 @@
 A batch keeps an engagement's charges it queried once and keeps them current with its own writes. A charge
 another invocation records meanwhile is not in that copy: harmless for time and materials (an entry is
 billed at its own rate; caps are checked again by the invoice run), not for a retainer's drawdown or
-fixed-fee revenue to date, where the flow asks for the charges fresh at every record.
+fixed-fee revenue by percent complete, where the flow asks for the charges fresh at every record.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.time_posting import depends_on_other_charges
-from r2r_core.model.entities import BillingType, ClosedWonDeal
+from r2r_core.model.entities import BillingType, ClosedWonDeal, RevenueMethod
 from r2r_core.state import StateStore
 from tests.conftest import create_state_and_audit_tables
 
@@ -72,6 +72,13 @@ def test_retainers_and_fixed_fees_read_fresh_time_and_materials_keeps_the_batchs
     assert not depends_on_other_charges(
         plain.model_copy(update={"billing_type": BillingType.CAPPED_TIME_AND_MATERIALS})
     )
-    # Revenue to date and prepaid drawdown are recorded at posting: they must see every charge.
-    for billing_type in (BillingType.FIXED_FEE, BillingType.RETAINER, BillingType.MIXED):
-        assert depends_on_other_charges(plain.model_copy(update={"billing_type": billing_type}))
+    assert not depends_on_other_charges(plain.model_copy(update={"billing_type": BillingType.MIXED}))
+    # Prepaid drawdown and revenue to date are recorded at posting: they must see every charge.
+    assert depends_on_other_charges(plain.model_copy(update={"billing_type": BillingType.RETAINER}))
+    fixed_fee = plain.model_copy(update={"billing_type": BillingType.FIXED_FEE})
+    assert depends_on_other_charges(
+        fixed_fee.model_copy(update={"revenue_method": RevenueMethod.PERCENT_COMPLETE})
+    )
+    assert not depends_on_other_charges(
+        fixed_fee.model_copy(update={"revenue_method": RevenueMethod.MILESTONE_ACCEPTANCE})
+    )

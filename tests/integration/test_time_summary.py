@@ -18,9 +18,10 @@ import pytest
 from moto import mock_aws
 
 from r2r_core.erp.mapping import ErpMapping
+from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.invoicing import InvoiceSteps
 from r2r_core.flows.project_setup import set_up_project
-from r2r_core.flows.time_posting import post_time
+from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.flows.time_summary import PENDING_SK, flush_ended_periods, flush_period, pending_periods
 from r2r_core.runtime import reset_clients
 from r2r_core.state import AuditLog, StateStore
@@ -396,3 +397,64 @@ def test_a_redelivery_after_a_crash_past_the_charge_write_completes_the_steps_af
     # And the period's summary posts the entry like any other.
     period_end_flush(world)
     assert world["erp"].time_requests() == 1
+
+
+def _batch(world: dict[str, Any], names: list[str], counts: SummaryCounts) -> None:
+    """One invocation's records, posted as the handler posts them (shared reads and counts)."""
+    reads = InvocationReads()
+    for name in names:
+        post_time(
+            envelope(name),
+            store=world["store"],
+            audit=world["audit"],
+            erp=world["erp"],
+            mapping=world["mapping"],
+            reads=reads,
+            counts=counts,
+        )
+
+
+def _pending_changes(world: dict[str, Any]) -> int | None:
+    item = world["store"].get(f"ENG#{ENGAGEMENT}", f"{PENDING_SK}2026-11")
+    return None if item is None else int(item["changes"])
+
+
+def test_a_batch_counts_its_changes_of_a_period_in_two_updates_and_flushes_at_the_threshold(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    world = both["summary"]
+    world["mapping"] = ErpMapping(time_posting="summary", summary_flush_changes=5)
+    set_up(world)
+    maria = [n for n in TIME_FILES if "maria-lopez-2026" in n and "duplicate" not in n]  # 5 entries, 1 period
+    counts = SummaryCounts()
+    _batch(world, maria[:4], counts)
+    # The first change made the period pending at once; the other three wait for the end of the batch.
+    assert _pending_changes(world) == 1
+    assert counts.apply() == 0
+    assert _pending_changes(world) == 4
+    # The next batch's change reaches the threshold at once: the period is flushed, nothing is pending.
+    counts = SummaryCounts()
+    _batch(world, maria[4:], counts)
+    assert counts.apply() == 0
+    assert world["erp"].time_requests() == 1
+    assert _pending_changes(world) is None
+
+
+def test_a_batch_that_dies_before_counting_is_counted_by_its_redelivery(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    world = both["summary"]
+    set_up(world)
+    priya = [n for n in TIME_FILES if "priya-sharma" in n]
+    _batch(world, priya, SummaryCounts())  # recorded, audited … and the invocation dies before apply()
+    assert _pending_changes(world) == 1  # still pending: the period-end flush would post every day
+    # SQS delivers the whole batch again: each redelivery counts its change again (spare counts only).
+    redelivery = SummaryCounts()
+    _batch(world, priya, redelivery)
+    redelivery.apply()
+    assert _pending_changes(world) == 1 + len(priya)
+    assert period_end_flush(world) == 1
+    [record] = world["erp"].of_type("timeBill")
+    assert Decimal(record["hours"]) == sum(
+        (Decimal(str(envelope(n).data["hours"])) for n in priya), Decimal(0)
+    )

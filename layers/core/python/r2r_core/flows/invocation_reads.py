@@ -10,9 +10,10 @@ Strictly per invocation: a handler makes a new :class:`InvocationReads` at every
 crosses invocations. Within one invocation another function may record a charge of the same engagement
 (two batches of one engagement at once); the versioned, conditional charge write still refuses a duplicate
 or stale version. Where what is recorded depends on every charge the contract committed (a retainer's
-drawdown, fixed-fee revenue), the flow asks for the charges ``fresh`` at every record, so that window stays
-as narrow as one query and one write, as before (``flows.time_posting.depends_on_other_charges``; caps are
-checked again by the invoice run, so time and materials, capped or not, keeps the batch's copy).
+drawdown, fixed-fee revenue by percent complete), the flow asks for the charges ``fresh`` at every
+record, so that window stays as narrow as one query and one write, as before
+(``flows.time_posting.depends_on_other_charges``; caps are checked again by the invoice run, so time and
+materials, capped or not, keeps the batch's copy).
 """
 
 from __future__ import annotations

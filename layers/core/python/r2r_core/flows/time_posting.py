@@ -35,7 +35,7 @@ from r2r_core.flows.charges import (
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.flows.time_summary import flush_period, mark_changed, summary_fields
-from r2r_core.model.entities import BillingType, Engagement, TimeEntry
+from r2r_core.model.entities import BillingType, Engagement, RevenueMethod, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
 
@@ -85,19 +85,76 @@ def time_bill_request(
     )
 
 
+class SummaryCounts:
+    """One invocation's summary-mode change counts: one counter update per engagement and period.
+
+    The first change of an engagement and period in the invocation is counted at once (so the period is
+    pending — ``TIMESUM#PENDING#…`` exists — before any later step of the entry, its audit record above
+    all, is written); the invocation's further changes of it are added up and counted together by
+    :meth:`apply`, which the handler calls after the batch, before it answers. If the invocation dies
+    before that, none of its messages is deleted: every one is delivered again, and a redelivery counts
+    its change again (``_complete_recorded``); a spare count only brings a flush forward. A flush that
+    ran meanwhile and removed the pending item is followed by :meth:`apply`'s count, which makes the
+    period pending again for the changes it did not see.
+    """
+
+    def __init__(self) -> None:
+        self._marked: set[tuple[str, str]] = set()
+        self._deferred: dict[tuple[str, str], int] = {}
+        self._context: dict[str, Any] = {}
+
+    def first(self, engagement_id: str, period: str) -> bool:
+        """Whether this is the invocation's first change of the engagement and period (then: count now)."""
+        key = (engagement_id, period)
+        if key in self._marked:
+            return False
+        self._marked.add(key)
+        return True
+
+    def defer(self, engagement_id: str, period: str, **context: Any) -> None:
+        key = (engagement_id, period)
+        self._deferred[key] = self._deferred.get(key, 0) + 1
+        self._context = context  # store, audit, erp, account, correlation_id: the same for the batch
+
+    def apply(self) -> int:
+        """Count the deferred changes; flush a period that reached its threshold. The ERP requests made."""
+        requests = 0
+        deferred, self._deferred = self._deferred, {}
+        for (engagement_id, period), n in deferred.items():
+            ctx = self._context
+            if (
+                mark_changed(ctx["store"], engagement_id, period, by=n)
+                >= ctx["account"].summary_flush_changes
+            ):
+                result = flush_period(
+                    ctx["store"],
+                    ctx["audit"],
+                    ctx["erp"],
+                    ctx["account"],
+                    engagement_id=engagement_id,
+                    period=period,
+                    correlation_id=ctx["correlation_id"],
+                )
+                requests += result.erp_requests
+        return requests
+
+
 def depends_on_other_charges(engagement: Engagement) -> bool:
     """Whether what posting an entry records must see every charge the contract committed until now.
 
-    A retainer's drawdown and fixed-fee revenue (percent complete to date minus what was recognised) do: a
-    charge another invocation recorded meanwhile, unseen, would draw the same prepaid hours or recognise
-    the same revenue twice. Caps do not need it: the invoice run checks every cap again on the rounded
-    lines whatever was decided when the time was posted (``billing.invoicing``), so a cap decision taken
-    on the batch's copy can only make an early warning late, never bill past a cap. Plain and capped time
-    and materials keep the batch's copy.
+    A retainer's drawdown (``decide_time_entry``: retainer contracts) and fixed-fee revenue by percent
+    complete (to date minus what was recognised) do: a charge another invocation recorded meanwhile,
+    unseen, would draw the same prepaid hours or recognise the same revenue twice. Caps do not need it: the
+    invoice run checks every cap again on the rounded lines whatever was decided when the time was posted
+    (``billing.invoicing``), so a cap decision taken on the batch's copy can only make an early warning
+    late, never bill past a cap. Time and materials (capped or not, mixed with milestones) and fixed fees
+    recognised at milestone acceptance keep the batch's copy.
     """
+    if engagement.billing_type is BillingType.RETAINER:
+        return True
     return (
-        engagement.billing_type in {BillingType.FIXED_FEE, BillingType.RETAINER, BillingType.MIXED}
-        or engagement.retainer is not None
+        engagement.billing_type is BillingType.FIXED_FEE
+        and engagement.revenue_method is RevenueMethod.PERCENT_COMPLETE
     )
 
 
@@ -110,11 +167,14 @@ def post_time(
     publisher: Publisher | None = None,
     mapping: ErpMapping | None = None,
     reads: InvocationReads | None = None,
+    counts: SummaryCounts | None = None,
 ) -> dict[str, Any]:
     """Decide, post and record one approved time entry version.
 
     ``reads``: what the invocation (one SQS batch) already read (terms, worker status, the engagement's
     charges); a fresh one per handler call. Without it everything is read for this entry alone.
+    ``counts``: the invocation's summary-mode change counts (the caller applies them after the batch);
+    without it each change is counted at once.
     """
     reads = reads or InvocationReads()
     entry = TimeEntry.model_validate(envelope.data)
@@ -218,6 +278,7 @@ def post_time(
         erp_fields=erp_fields,
         previous=recorded.previous,
         correlation_id=envelope.correlation_id,
+        counts=counts,
     )
 
     revenue_id = publish_charge_revenue(
@@ -346,15 +407,10 @@ def _complete_recorded(
     if int(charge["version"]) != envelope.source_record_version:
         record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
         return
-    if audit.has(
-        kind="time_entry",
-        entity_id=entry.id,
-        event_id=envelope.event_id,
-        action=f"charge_{charge['decision']}",
-    ):
-        return  # the audit record is written last: everything before it was done
-    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
     if charge.get("erp_posting") == "summary":
+        # Counted again even when the audit record shows the entry done: the invocation that recorded it
+        # counts a batch's further changes after its last record (``SummaryCounts``), so its audit record
+        # does not prove the count landed.
         previous = (
             {"erp_posting": "summary", "erp_summary_period": charge["erp_previous_summary_period"]}
             if charge.get("erp_previous_summary_period")
@@ -370,6 +426,14 @@ def _complete_recorded(
             previous=previous,
             correlation_id=envelope.correlation_id,
         )
+    if audit.has(
+        kind="time_entry",
+        entity_id=entry.id,
+        event_id=envelope.event_id,
+        action=f"charge_{charge['decision']}",
+    ):
+        return  # the audit record is written last: everything before it was done
+    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
     revenue_id = publish_charge_revenue(
         publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
     )
@@ -386,9 +450,13 @@ def _count_summary_change(
     erp_fields: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     correlation_id: str,
+    counts: SummaryCounts | None = None,
 ) -> int | None:
     """Summary mode: count the change in its period (and in the period the previous version was
-    posted in, if any); flush a period that reached ``summary_flush_changes``. The ERP requests made."""
+    posted in, if any); flush a period that reached ``summary_flush_changes``. The ERP requests made.
+
+    With ``counts`` only the invocation's first change of an engagement and period is counted here; the
+    others wait for ``counts.apply()`` after the batch."""
     periods = []
     if previous is not None and previous.get("erp_posting") == "summary":
         periods.append(str(previous["erp_summary_period"]))
@@ -398,6 +466,17 @@ def _count_summary_change(
         return None
     requests = 0
     for period in dict.fromkeys(periods):
+        if counts is not None and not counts.first(engagement_id, period):
+            counts.defer(
+                engagement_id,
+                period,
+                store=store,
+                audit=audit,
+                erp=erp,
+                account=account,
+                correlation_id=correlation_id,
+            )
+            continue
         if mark_changed(store, engagement_id, period) >= account.summary_flush_changes:
             result = flush_period(
                 store,

@@ -119,12 +119,13 @@ def summary_fields(
     }
 
 
-def mark_changed(store: StateStore, engagement_id: str, period: str) -> int:
-    """Count one changed charge of the engagement and period; the count since the last flush."""
+def mark_changed(store: StateStore, engagement_id: str, period: str, *, by: int = 1) -> int:
+    """Count ``by`` changed charges of the engagement and period; the count since the last flush."""
     return store.add_count(
         f"ENG#{engagement_id}",
         f"{PENDING_SK}{period}",
         "changes",
+        by=by,
         set_values={"engagement_id": engagement_id, "period": period, "first_changed_at": now_iso()},
     )
 
