@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    # Before the address is printed: whoever reads it may stop the sandbox at once, and a SIGTERM that
+    # came before the handler would end the process as killed (-15) instead of stopping it cleanly.
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     sandbox = ErpSandbox(
         args.db, host=args.host, port=args.port, account_id=args.account_id, credentials=SandboxCredentials()
     )
@@ -33,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_secret:
         print(sandbox.secret_json(), flush=True)
 
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
         stopped.wait()
     except KeyboardInterrupt:
