@@ -275,6 +275,9 @@ class R2rStack(Stack):
                 "STATE_MACHINE_ARN": state_machine.state_machine_arn,
                 "ERP_SECRET_ARN": secrets.erp_credentials.secret_arn,
                 "ERP_BASE_URL": settings.erp_base_url,
+                # The period-end flush posts a month's time summaries at once: as many at a time as an
+                # ERP-writing consumer may have in flight.
+                "ERP_CONCURRENCY_SHARE": str(settings.erp_concurrency_share),
             },
             event_pattern=None,
             schedule=events.Schedule.rate(Duration.days(1)),

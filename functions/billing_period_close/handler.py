@@ -15,14 +15,17 @@ from r2r_core import settings as settings_module
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.period_close import close_billing_periods, tick_from
 from r2r_core.flows.time_summary import flush_ended_periods
-from r2r_core.runtime import aws_client
+from r2r_core.runtime import aws_client, environ
 from r2r_core.settings import ConsumerSettings
 from r2r_core.state import AuditLog, StateStore
 from r2r_core.telemetry import handler_metrics, service_logger, tracer
 
 logger = service_logger("r2r-billing-period-close")
-# Periods flushed at a time: the event source mapping's concurrency (2) x this stays within the ERP share.
-FLUSH_WORKERS = 2
+# Periods flushed at a time: the ERP share an ERP-writing consumer may use (``ERP_CONCURRENCY_SHARE``,
+# erpConcurrencyShare). The flush is ERP-bound (a month's summaries at NetSuite's pace), so fewer workers
+# only make it slower. A second pass at the same time (a retried tick beside the day's) could double it
+# for a while; NetSuite then answers 429, which the client absorbs by backing off.
+DEFAULT_FLUSH_WORKERS = 2
 FLUSH_MARGIN_S = 8.0
 metrics = handler_metrics()
 
@@ -56,7 +59,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 erp_mapping(settings.erp_secret_arn),
                 today=tick.at.date(),
                 correlation_id=tick.event_id,
-                workers=FLUSH_WORKERS,
+                workers=flush_workers(),
                 deadline=_deadline(context),
             )
             result["time_summaries_flushed"] = sum(1 for f in flushed.results if f.flushed)
@@ -70,6 +73,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
     logger.info("billing period close done", extra={"ticks": len(records), **result})
     return {"batchItemFailures": []}
+
+
+def flush_workers() -> int:
+    """How many periods the flush posts at a time: the function's ERP share (at least one)."""
+    share = environ().get("ERP_CONCURRENCY_SHARE", "")
+    return max(1, int(share)) if share.isdigit() else DEFAULT_FLUSH_WORKERS
 
 
 def _deadline(context: Any) -> float | None:

@@ -23,7 +23,8 @@ time, and compares the billing time-to-bill with the run without the flood.
 Every size must fit the section's time budget (``R2R_BENCH_SPIKE_BUDGET_S``, 900 s; 420 s with
 ``--quick``): a size whose estimate (from the time per entry of the previous size) does not fit is not
 run, and its figure says so (``measured: false``) instead of a number that was never measured. The first
-size always runs, then its flooded rerun (isolation), then the larger sizes that fit.
+size always runs, then its flooded rerun (isolation) — or, when that does not fit, a smaller pair without
+and with the flood (``ISOLATION_FALLBACK_SIZE``) — then the larger sizes that fit.
 ``R2R_BENCH_SPIKE_SIZES`` (e.g. ``1000,5000``) replaces the sizes.
 """
 
@@ -70,6 +71,10 @@ BILLING_FUNCTIONS = (
     "invoice_workflow",
 )
 FLOOD_FUNCTIONS = ("resource_sync", "resource_allocation")
+# When the first size's flooded rerun does not fit the budget: a pair of this size (without and with the
+# flood, projects in proportion) is measured instead, if it fits; never smaller than the minimum.
+ISOLATION_FALLBACK_SIZE = 1_000
+ISOLATION_MIN_SIZE = 100
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -699,6 +704,18 @@ def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[
     # A fresh stack's set-up plus the spike, a little slower with the flood (which is not waited for).
     estimate = 1.6 * (baseline.wall_s + baseline.setup_s)
     if estimate > left_s:
+        # The first size's rerun does not fit: a smaller pair (without, then with the flood) may, which
+        # still says whether the flood reaches billing; the figure names its size.
+        size = min(ISOLATION_FALLBACK_SIZE, baseline.size // 2)
+        projects = max(1, baseline.projects * size // baseline.size)
+        per_entry_s = baseline.wall_s / baseline.size
+        setup_per_project_s = baseline.setup_s / baseline.projects
+        pair = 2.6 * (per_entry_s * size + setup_per_project_s * projects)
+        if size >= ISOLATION_MIN_SIZE and pair <= left_s:
+            smaller = run_spike(
+                ctx.repo_root, size=size, projects=projects, milestones=min(baseline.milestones, projects)
+            )
+            return _isolation(ctx, smaller, float("inf"))
         return [
             Figure(
                 ISOLATION,
@@ -707,7 +724,8 @@ def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[
                 "s (estimate, NOT measured)",
                 detail={
                     "measured": False,
-                    "why": f"a flooded rerun is estimated at {estimate:.0f} s; {left_s:.0f} s were left",
+                    "why": f"a flooded rerun is estimated at {estimate:.0f} s, a smaller pair of {size} "
+                    f"entries at {pair:.0f} s; {left_s:.0f} s were left",
                 },
             )
         ]

@@ -74,7 +74,14 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
     ),
     "reconciliation": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "ERP_SECRET_ARN", "ERP_BASE_URL"}, 30),
     "billing_period_close": (
-        {"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "STATE_MACHINE_ARN", "ERP_SECRET_ARN", "ERP_BASE_URL"},
+        {
+            "STATE_TABLE_NAME",
+            "AUDIT_TABLE_NAME",
+            "STATE_MACHINE_ARN",
+            "ERP_SECRET_ARN",
+            "ERP_BASE_URL",
+            "ERP_CONCURRENCY_SHARE",
+        },
         300,  # a month's time summaries at the ERP's pace
     ),
     "file_intake": ({"STATE_TABLE_NAME", "AUDIT_TABLE_NAME", "EVENT_BUS_NAME"}, 30),

@@ -226,3 +226,10 @@ def test_every_consumer_has_its_own_queue_pair(resources: dict[str, dict[str, An
     consumers = len(CONSUMERS) + len(SCHEDULED_CONSUMERS)
     assert len(of_type(resources, "AWS::SQS::Queue")) == 2 * consumers
     assert len(of_type(resources, "AWS::Lambda::EventSourceMapping")) == consumers
+
+
+def test_the_period_end_flush_posts_at_the_erp_share(resources: dict[str, dict[str, Any]]) -> None:
+    """A month's time summaries are ERP-bound: the flush uses the share an ERP writer may have in flight."""
+    _lid, fn = functions_by_folder(resources)["billing_period_close"]
+    variables = fn["Properties"]["Environment"]["Variables"]
+    assert variables["ERP_CONCURRENCY_SHARE"] == str(CONTEXT["erpConcurrencyShare"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 from infra.bench.spike import _dynamodb_units, _item_size, percentile
 
@@ -40,3 +42,33 @@ def test_item_size_follows_dynamodbs_rule_not_the_wire_json() -> None:
     charge = {f"attribute_{i:02d}": {"S": "value-" + "x" * 10} for i in range(34)}
     assert _item_size(charge) == 34 * (12 + 16)
     assert _dynamodb_units("PutItem", {"Item": charge}, {}, 0, 0) == 1
+
+
+def test_isolation_falls_back_to_a_smaller_pair_that_fits_and_names_its_size(monkeypatch: Any) -> None:
+    from infra.bench import spike
+    from infra.bench.figures import BenchContext
+
+    def result(size: int, projects: int, flood: int) -> spike.SpikeResult:
+        ttb = [10.0, 20.0] if not flood else [11.0, 22.0]
+        return spike.SpikeResult(
+            size=size, projects=projects, milestones=5, mode="summary", flood=flood, setup_s=5.0,
+            wall_s=size * 0.1, entries_s=1.0, flush_s=1.0, milestones_s=1.0, time_to_bill_s=ttb,
+            peak_mib=1.0, erp={"total": 10, "throttled": 0}, invoices=1, charges=size,
+            usage=spike.Usage(), webhooks=5,
+        )  # fmt: skip
+
+    runs: list[tuple[int, int]] = []
+
+    def fake_run(_root: Any, *, size: int, projects: int, milestones: int, flood: int = 0, **_: Any) -> Any:
+        runs.append((size, flood))
+        return result(size, projects, flood)
+
+    monkeypatch.setattr(spike, "run_spike", fake_run)
+    ctx = BenchContext(repo_root=Path("."), out_dir=Path("."))
+    baseline = result(5000, 500, 0)  # 500 s + 5 s set-up: a rerun needs about 800 s
+    figures = spike._isolation(ctx, baseline, left_s=300.0)
+    assert runs == [(1000, 0), (1000, 1000)]  # the smaller pair: without, then with the flood
+    assert figures[0].name.endswith("(1000 entries)") and figures[0].value == 1.1
+    runs.clear()
+    unmeasured = spike._isolation(ctx, baseline, left_s=100.0)  # not even the pair fits
+    assert runs == [] and unmeasured[0].unit == "s (estimate, NOT measured)"
