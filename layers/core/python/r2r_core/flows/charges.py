@@ -159,6 +159,28 @@ class Recorded:
     item: dict[str, Any] | None = None  # what was written
 
 
+def audit_charge(
+    audit: AuditLog, envelope: EventEnvelope, charge: Mapping[str, Any], *, kind: str, **detail: Any
+) -> None:
+    """The audit record of a recorded charge version (once per event: a repeat is a no-op): what was
+    decided, plus the flow's own ``detail`` (ERP record, revenue event …)."""
+    audit.append(
+        kind=kind,
+        entity_id=str(charge["source_id"]),
+        action=f"charge_{charge['decision']}",
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        detail={
+            "version": charge["version"],
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "rule": charge["rule"],
+            "reason": charge["reason"],
+            **detail,
+        },
+    )
+
+
 def record_lookup(store: StateStore, *, kind: str, source_id: str, engagement_id: str) -> bool:
     """``ENTRY#<kind>#<id>`` / ``LOOKUP``: the engagement of a time entry or expense (written once)."""
     return store.put_new({"pk": f"ENTRY#{kind}#{source_id}", "sk": "LOOKUP", "engagement_id": engagement_id})

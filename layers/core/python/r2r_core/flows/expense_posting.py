@@ -16,6 +16,7 @@ from r2r_core.billing.decisions import decide_expense
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import (
+    audit_charge,
     charge_key,
     engagement_of,
     erp_body_json,
@@ -109,18 +110,6 @@ def post_expense(
 
 def _audit_charge(audit: AuditLog, envelope: EventEnvelope, charge: dict[str, Any]) -> None:
     """The audit record of a recorded expense charge version (once per event: a repeat is a no-op)."""
-    audit.append(
-        kind="expense",
-        entity_id=str(charge["source_id"]),
-        action=f"charge_{charge['decision']}",
-        event_id=envelope.event_id,
-        correlation_id=envelope.correlation_id,
-        detail={
-            "version": charge["version"],
-            "amount": charge["amount"],
-            "currency": charge["currency"],
-            "rule": charge["rule"],
-            "reason": charge["reason"],
-            "erp_expense_report_id": charge.get("erp_expense_report_id"),
-        },
+    audit_charge(
+        audit, envelope, charge, kind="expense", erp_expense_report_id=charge.get("erp_expense_report_id")
     )

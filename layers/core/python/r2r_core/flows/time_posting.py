@@ -20,6 +20,7 @@ from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import (
     Publisher,
     as_decimal,
+    audit_charge,
     charge_key,
     consumption_from,
     engagement_of,
@@ -361,24 +362,16 @@ def _audit_charge(
     revenue_id: str | None,
 ) -> None:
     """The audit record of a recorded charge version (once per event: a repeat is a no-op)."""
-    audit.append(
+    audit_charge(
+        audit,
+        envelope,
+        charge,
         kind="time_entry",
-        entity_id=str(charge["source_id"]),
-        action=f"charge_{charge['decision']}",
-        event_id=envelope.event_id,
-        correlation_id=envelope.correlation_id,
-        detail={
-            "version": charge["version"],
-            "amount": charge["amount"],
-            "currency": charge["currency"],
-            "rule": charge["rule"],
-            "reason": charge["reason"],
-            "erp_time_bill_id": charge.get("erp_time_bill_id"),
-            "erp_summary_external_id": charge.get("erp_summary_external_id"),
-            "credit_queued_for_version": charge.get("credited_version"),
-            "revenue_event_id": revenue_id,
-            "cap_warnings": warnings,
-        },
+        erp_time_bill_id=charge.get("erp_time_bill_id"),
+        erp_summary_external_id=charge.get("erp_summary_external_id"),
+        credit_queued_for_version=charge.get("credited_version"),
+        revenue_event_id=revenue_id,
+        cap_warnings=warnings,
     )
 
 
