@@ -70,3 +70,28 @@ def test_erp_request_bytes_refuse_what_the_encoder_refuses() -> None:
         _dumps({"rate": Decimal("Infinity")})
     with pytest.raises(TypeError, match="cannot serialise"):
         _dumps({"when": object()})
+
+
+def test_the_c_encoder_is_dropped_where_cpython_builds_it_differently(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``c_make_encoder`` is private: another Python's signature or bytes must not reach NetSuite."""
+    import json.encoder
+
+    from r2r_core.erp import client
+
+    assert client._c_encoder() is not None  # this interpreter: the same bytes as the plain encoder
+
+    def other_signature(*args: object) -> object:
+        raise TypeError(f"make_encoder() takes 10 arguments ({len(args)} given)")
+
+    monkeypatch.setattr(json.encoder, "c_make_encoder", other_signature)
+    assert client._c_encoder() is None
+
+    def other_bytes(*_args: object) -> object:
+        return lambda body, _level: iter(['{"a": "different"}'])
+
+    monkeypatch.setattr(json.encoder, "c_make_encoder", other_bytes)
+    assert client._c_encoder() is None
+    monkeypatch.delattr(json.encoder, "c_make_encoder")
+    assert client._c_encoder() is None

@@ -123,16 +123,18 @@ _DECISION_DEFAULTS = {
     f.name: f.default for f in fields(ChargeDecision) if f.default is not MISSING
 }  # every field with a default has a plain one (no default_factory)
 _DECISION_FIELDS = frozenset(f.name for f in fields(ChargeDecision))
+# The shortcut is only the same as ``__init__`` while the class checks nothing on construction.
+_PLAIN_INIT = not hasattr(ChargeDecision, "__post_init__")
 
 
 def _charge_decision(base: Mapping[str, Any], changes: Mapping[str, Any]) -> ChargeDecision:
     """``ChargeDecision(**base, **changes)`` for the warm path: the frozen dataclass's ``__init__`` sets
     its 23 fields one ``object.__setattr__`` at a time, which cost a quarter of a decision. The result is
     the same instance (equal, same fields); unknown or missing fields are refused as ``__init__`` would."""
-    made = object.__new__(ChargeDecision)
     values = {**_DECISION_DEFAULTS, **base, **changes}
-    if len(values) != len(_DECISION_FIELDS) or not _DECISION_FIELDS.issuperset(values):
-        return ChargeDecision(**{**base, **changes})  # raises the TypeError naming the field
+    if not _PLAIN_INIT or len(values) != len(_DECISION_FIELDS) or not _DECISION_FIELDS.issuperset(values):
+        return ChargeDecision(**{**base, **changes})  # its own __init__ (names a wrong field)
+    made = object.__new__(ChargeDecision)
     made.__dict__.update(values)
     return made
 

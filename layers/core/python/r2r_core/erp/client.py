@@ -473,15 +473,27 @@ def _json_default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_nan=False)
 # The C encoder ``_ENCODER.encode`` builds afresh on every call, built once (same options, same bytes;
 # no circular-reference bookkeeping: a body is a tree we built, and a cycle would still fail, with a
-# RecursionError). Pure-Python builds have no C encoder and use ``_ENCODER``.
-_MAKE_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
-_C_ENCODER = (
-    _MAKE_C_ENCODER(
-        None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
-    )
-    if _MAKE_C_ENCODER is not None
-    else None
-)
+# RecursionError). ``c_make_encoder`` is CPython's private constructor: where it is missing, takes other
+# arguments (another Python version) or does not give ``_ENCODER``'s bytes for a sample body, ``_ENCODER``
+# is used instead.
+_SAMPLE_BODY = {"a": [1, "é", None, True], "b": Decimal("7.10"), "c": date(2026, 11, 30), "d": {"e": 0.5}}
+
+
+def _c_encoder() -> Any:
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encoder = make(
+            None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+        )
+        same = "".join(encoder(_SAMPLE_BODY, 0)) == _ENCODER.encode(_SAMPLE_BODY)
+    except (TypeError, ValueError):
+        return None
+    return encoder if same else None
+
+
+_C_ENCODER = _c_encoder()
 
 
 def _dumps(body: Mapping[str, Any]) -> bytes:
