@@ -80,6 +80,7 @@ def test_the_c_encoder_is_dropped_where_cpython_builds_it_differently(
 
     from r2r_core.erp import client
 
+    assert client._ENCODER.encode(client._SAMPLE_BODY) == client._SAMPLE_JSON  # the bytes it must give
     assert client._c_encoder() is not None  # this interpreter: the same bytes as the plain encoder
 
     def other_signature(*args: object) -> object:

@@ -474,9 +474,10 @@ _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_
 # The C encoder ``_ENCODER.encode`` builds afresh on every call, built once (same options, same bytes;
 # no circular-reference bookkeeping: a body is a tree we built, and a cycle would still fail, with a
 # RecursionError). ``c_make_encoder`` is CPython's private constructor: where it is missing, takes other
-# arguments (another Python version) or does not give ``_ENCODER``'s bytes for a sample body, ``_ENCODER``
+# arguments (another Python version) or does not give the expected bytes for a sample body, ``_ENCODER``
 # is used instead.
 _SAMPLE_BODY = {"a": [1, "é", None, True], "b": Decimal("7.10"), "c": date(2026, 11, 30), "d": {"e": 0.5}}
+_SAMPLE_JSON = '{"a":[1,"\\u00e9",null,true],"b":"7.10","c":"2026-11-30","d":{"e":0.5}}'
 
 
 def _c_encoder() -> Any:
@@ -487,7 +488,7 @@ def _c_encoder() -> Any:
         encoder = make(
             None, _json_default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
         )
-        same = "".join(encoder(_SAMPLE_BODY, 0)) == _ENCODER.encode(_SAMPLE_BODY)
+        same = "".join(encoder(_SAMPLE_BODY, 0)) == _SAMPLE_JSON
     except (TypeError, ValueError):
         return None
     return encoder if same else None
