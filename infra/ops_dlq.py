@@ -22,16 +22,7 @@ from typing import Any
 
 import typer
 
-from infra.ops_target import (
-    LOCAL_JSON,
-    EndpointUrl,
-    LocalFlag,
-    LocalJsonOpt,
-    Profile,
-    Region,
-    StackOpt,
-    resolve,
-)
+from infra.ops_target import Target, with_target
 
 app = typer.Typer(help="Dead-letter queues: list, inspect, redrive.", no_args_is_help=True)
 
@@ -221,25 +212,13 @@ def start_move_task(
 
 
 @app.command("list")
+@with_target
 def list_(
     *,
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Every DLQ with its depth, the age of its oldest message and its source queue."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     sqs = target.client("sqs")
     now_ms = int(time.time() * 1000)
     rows: list[dict[str, Any]] = []
@@ -256,28 +235,16 @@ def list_(
 
 
 @app.command()
+@with_target
 def show(
     queue: str = typer.Argument(..., help="The DLQ (name or a unique part of it)."),
     *,
     limit: int = typer.Option(10, help="At most this many messages."),
     raw: bool = typer.Option(False, "--raw", help="Print whole message bodies too."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """The messages of a DLQ: event type, source record id/version, correlation id, receive count."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     sqs = target.client("sqs")
     dlq = pick(find_dlqs(sqs, target.queue_prefix), queue)
     messages = peek(sqs, dlq.url, limit)
@@ -297,27 +264,15 @@ def show(
 
 
 @app.command()
+@with_target
 def redrive(
     queue: str = typer.Argument(..., help="The DLQ (name or a unique part of it)."),
     *,
     max_messages: int = typer.Option(1000, help="Local: move at most this many messages."),
     max_per_second: int | None = typer.Option(None, help="AWS: MaxNumberOfMessagesPerSecond of the task."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Move the DLQ's messages back to its source queue, to be processed again."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     sqs = target.client("sqs")
     dlq = pick(find_dlqs(sqs, target.queue_prefix), queue)
     if len(dlq.sources) > 1:

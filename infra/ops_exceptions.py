@@ -13,16 +13,7 @@ from typing import Any
 
 import typer
 
-from infra.ops_target import (
-    LOCAL_JSON,
-    EndpointUrl,
-    LocalFlag,
-    LocalJsonOpt,
-    Profile,
-    Region,
-    StackOpt,
-    resolve,
-)
+from infra.ops_target import Target, with_target
 from r2r_core.ops.exceptions import ResolveRefused, age_days, find, resolve_exception
 
 __all__ = ["ResolveRefused", "age_days", "app", "find", "resolve_exception"]
@@ -64,26 +55,14 @@ def _amount(item: dict[str, Any]) -> str:
 
 
 @app.command("list")
+@with_target
 def list_(
     *,
     all_: bool = typer.Option(False, "--all", help="Resolved ones too."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Open exceptions (oldest first) with client, project, amount at risk, source, owner and age."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, _ = target.stores()
     items = [e for e in store.exceptions() if all_ or e.get("status") == "open"]
     if as_json:
@@ -103,26 +82,14 @@ def list_(
 
 
 @app.command()
+@with_target
 def show(
     exception_id: str = typer.Argument(..., help="The exception id (or a unique prefix)."),
     *,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """One exception with its business context and its audit history."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, audit = target.stores()
     try:
         item = find(store, exception_id)
@@ -144,27 +111,15 @@ def show(
 
 
 @app.command("resolve")
+@with_target
 def resolve_(
     exception_id: str = typer.Argument(..., help="The exception id (or a unique prefix)."),
     *,
     by: str = typer.Option(..., "--by", help="Who resolved it (recorded in the audit)."),
     note: str = typer.Option(..., "--note", help="What was done."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Mark an open exception resolved, with who, when and a note; the audit keeps it."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, audit = target.stores()
     try:
         item = resolve_exception(store, audit, exception_id, by=by, note=note)

@@ -23,17 +23,7 @@ from typing import Any
 
 import typer
 
-from infra.ops_target import (
-    LOCAL_JSON,
-    EndpointUrl,
-    LocalFlag,
-    LocalJsonOpt,
-    Profile,
-    Region,
-    StackOpt,
-    Target,
-    resolve,
-)
+from infra.ops_target import Target, with_target
 
 app = typer.Typer(
     help="Step Functions executions (milestone-to-invoice): list, inspect, redrive.", no_args_is_help=True
@@ -182,41 +172,18 @@ def _cause(cause: str | None) -> Any:
     return parsed
 
 
-def _target(  # noqa: PLR0917 - the command options, passed on as they are
-    local: bool | None,
-    profile: str | None,
-    region: str | None,
-    endpoint_url: str | None,
-    local_json: Any,
-    stack: str,
-) -> Target:
-    return resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
-
-
 @app.command("list")
+@with_target
 def list_(
     *,
     status: str | None = typer.Option(None, help=f"Only this status: {', '.join(_STATUSES)}."),
     limit: int = typer.Option(50, help="At most this many (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """The executions of the deployment's state machines: name, status, start and stop."""
     if status is not None and status.upper() not in _STATUSES:
         raise typer.BadParameter(f"status must be one of {', '.join(_STATUSES)}", param_hint="--status")
-    target = _target(local, profile, region, endpoint_url, local_json, stack)
     sfn = target.client("stepfunctions")
     rows = [
         {
@@ -237,19 +204,14 @@ def list_(
 
 
 @app.command()
+@with_target
 def show(
     execution: str = typer.Argument(..., help="Execution ARN or name (or a unique part of the name)."),
     *,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """One execution: status, input, output, error and cause, and the state it failed in."""
-    target = _target(local, profile, region, endpoint_url, local_json, stack)
     sfn = target.client("stepfunctions")
     document = describe(sfn, find_execution(sfn, state_machine_arns(target), execution))
     if as_json:
@@ -267,18 +229,13 @@ def show(
 
 
 @app.command()
+@with_target
 def redrive(
     execution: str = typer.Argument(..., help="Execution ARN or name (or a unique part of the name)."),
     *,
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Redrive a failed execution once its cause is fixed (AWS: RedriveExecution; locally: a re-run)."""
-    target = _target(local, profile, region, endpoint_url, local_json, stack)
     sfn = target.client("stepfunctions")
     arn = find_execution(sfn, state_machine_arns(target), execution)
     status = sfn.describe_execution(executionArn=arn)["status"]

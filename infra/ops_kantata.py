@@ -12,16 +12,7 @@ import json
 
 import typer
 
-from infra.ops_target import (
-    LOCAL_JSON,
-    EndpointUrl,
-    LocalFlag,
-    LocalJsonOpt,
-    Profile,
-    Region,
-    StackOpt,
-    resolve,
-)
+from infra.ops_target import Target, with_target
 from r2r_core.connectors.kantata import WORKSPACE_LINK
 from r2r_core.flows.kantata_poll import link_workspace
 
@@ -29,6 +20,7 @@ app = typer.Typer(help="Kantata OX: link workspaces to r2r engagements.", no_arg
 
 
 @app.command()
+@with_target
 def link(
     workspace_id: str = typer.Argument(..., help="The Kantata workspace id (a number)."),
     engagement_id: str = typer.Argument(..., help="The r2r engagement id (from the closed-won deal)."),
@@ -36,22 +28,9 @@ def link(
     default_role: str | None = typer.Option(
         None, help="Role for time entries without a role_id (the rate card's role name)."
     ),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Link a Kantata workspace to an r2r engagement: its time and expenses bill that engagement."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, audit = target.stores()
     try:
         linked = link_workspace(
@@ -64,24 +43,12 @@ def link(
 
 
 @app.command("links")
+@with_target
 def links(
     *,
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Every linked workspace with its engagement, project, region and currency (JSON)."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, _ = target.stores()
     prefix = f"SRCREF#{WORKSPACE_LINK}#"
     found = {

@@ -16,16 +16,7 @@ from typing import Any
 
 import typer
 
-from infra.ops_target import (
-    LOCAL_JSON,
-    EndpointUrl,
-    LocalFlag,
-    LocalJsonOpt,
-    Profile,
-    Region,
-    StackOpt,
-    resolve,
-)
+from infra.ops_target import Target, with_target
 from r2r_core.ops.lineage import NotFound, invoice_lineage
 
 __all__ = ["NotFound", "app", "invoice_lineage"]
@@ -78,26 +69,14 @@ def _print(doc: dict[str, Any]) -> None:
 
 
 @app.command()
+@with_target
 def invoice(
     invoice_id: str = typer.Argument(..., help="Canonical invoice id, or its ERP internal/external id."),
     *,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    local: LocalFlag = None,
-    profile: Profile = None,
-    region: Region = None,
-    endpoint_url: EndpointUrl = None,
-    local_json: LocalJsonOpt = LOCAL_JSON,
-    stack: StackOpt = "r2r-dev",
+    target: Target,
 ) -> None:
     """Invoice line → charges → time entries / expenses → assignment → project → opportunity."""
-    target = resolve(
-        local=local,
-        profile=profile,
-        region=region,
-        endpoint_url=endpoint_url,
-        local_json=local_json,
-        stack=stack,
-    )
     store, audit = target.stores()
     try:
         doc = invoice_lineage(store, audit, invoice_id)

@@ -8,7 +8,10 @@ in ``--region`` and finds tables through the CloudFormation stack ``--stack`` (`
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -112,3 +115,32 @@ def resolve(
     return Target(
         local=False, session=boto3.session.Session(profile_name=profile, region_name=region), stack=stack
     )
+
+
+# The options every operator command takes to choose its environment (see the module docstring).
+_TARGET_OPTIONS = (
+    inspect.Parameter("local", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LocalFlag),
+    inspect.Parameter("profile", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Profile),
+    inspect.Parameter("region", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Region),
+    inspect.Parameter("endpoint_url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=EndpointUrl),
+    inspect.Parameter(
+        "local_json", inspect.Parameter.KEYWORD_ONLY, default=LOCAL_JSON, annotation=LocalJsonOpt
+    ),
+    inspect.Parameter("stack", inspect.Parameter.KEYWORD_ONLY, default="r2r-dev", annotation=StackOpt),
+)
+
+
+def with_target(command: Callable[..., Any]) -> Callable[..., Any]:
+    """An operator command that takes ``target: Target`` gets the six environment options instead
+    (``--local/--aws``, ``--profile``, ``--region``, ``--endpoint-url``, ``--local-json``, ``--stack``) and is
+    called with the :class:`Target` they resolve to. Put it below ``@app.command()``."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "target"]
+
+    @functools.wraps(command)
+    def with_options(*args: Any, **kwargs: Any) -> Any:
+        options = {p.name: kwargs.pop(p.name, p.default) for p in _TARGET_OPTIONS}
+        return command(*args, target=resolve(**options), **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=[*own, *_TARGET_OPTIONS])  # type: ignore[attr-defined]
+    return with_options

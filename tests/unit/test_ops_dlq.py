@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from infra import ops_dlq
+from infra import ops_dlq, ops_target
 from infra.cli import app
 from infra.ops_target import Target
 
@@ -60,7 +60,7 @@ def test_redrive_on_aws_starts_a_move_task_to_the_source_queue_and_reports_it(
     sqs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = Target(local=False, session=None, stack="r2r-prod", _clients={"sqs": sqs})
-    monkeypatch.setattr(ops_dlq, "resolve", lambda **_: target)
+    monkeypatch.setattr(ops_target, "resolve", lambda **_: target)
     with Stubber(sqs) as stubber:
         _stub_queues(stubber)
         stubber.add_response(

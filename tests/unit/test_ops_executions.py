@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from infra import ops_executions
+from infra import ops_executions, ops_target
 from infra.cli import app
 from infra.ops_target import Target
 
@@ -37,7 +37,7 @@ def _describe(status: str) -> dict[str, Any]:
 
 def _invoke(sfn: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     target = Target(local=False, session=None, stack="r2r-prod", _clients={"stepfunctions": sfn})
-    monkeypatch.setattr(ops_executions, "resolve", lambda **_: target)
+    monkeypatch.setattr(ops_target, "resolve", lambda **_: target)
     monkeypatch.setattr(ops_executions, "state_machine_arns", lambda _target: [MACHINE])
     return CliRunner().invoke(app, ["executions", *args, "--aws", "--region", "eu-west-1"])
 
