@@ -610,13 +610,39 @@ def _not_run(name: str, estimate_s: float, budget_left_s: float, size: int) -> F
     )
 
 
+def spike_sizes(text: str) -> tuple[int, ...]:
+    """``R2R_BENCH_SPIKE_SIZES``: positive entry counts separated by commas, e.g. ``1000,5000``."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(
+            "R2R_BENCH_SPIKE_SIZES must be positive entry counts separated by commas (e.g. 1000,5000), "
+            f"not {text!r}"
+        )
+    return tuple(int(part) for part in parts)
+
+
+def spike_budget(text: str | None, default: float) -> float:
+    """``R2R_BENCH_SPIKE_BUDGET_S``: the section's time budget in seconds (``default`` when unset)."""
+    if text is None or not text.strip():
+        return default
+    try:
+        budget = float(text)
+    except ValueError:
+        budget = math.nan
+    if not budget > 0 or math.isinf(budget):
+        raise ValueError(f"R2R_BENCH_SPIKE_BUDGET_S must be a number of seconds above 0, not {text!r}")
+    return budget
+
+
 def run(ctx: BenchContext) -> list[Figure]:
     sizes: tuple[int, ...] = QUICK_SIZES if ctx.quick else FULL_SIZES
     if os.environ.get("R2R_BENCH_SPIKE_SIZES"):  # e.g. "5000,20000,50000"
-        sizes = tuple(int(n) for n in os.environ["R2R_BENCH_SPIKE_SIZES"].split(",") if n.strip())
+        sizes = spike_sizes(os.environ["R2R_BENCH_SPIKE_SIZES"])
     projects = QUICK_PROJECTS if ctx.quick else FULL_PROJECTS
     milestones = QUICK_MILESTONES if ctx.quick else FULL_MILESTONES
-    budget = float(os.environ.get("R2R_BENCH_SPIKE_BUDGET_S", QUICK_BUDGET_S if ctx.quick else FULL_BUDGET_S))
+    budget = spike_budget(
+        os.environ.get("R2R_BENCH_SPIKE_BUDGET_S"), QUICK_BUDGET_S if ctx.quick else FULL_BUDGET_S
+    )
     started = time.monotonic()
     figures: list[Figure] = []
     results: list[SpikeResult] = []

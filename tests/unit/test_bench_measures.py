@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra.bench.spike import _dynamodb_units, _item_size, percentile
 
 
@@ -72,3 +74,17 @@ def test_isolation_falls_back_to_a_smaller_pair_that_fits_and_names_its_size(mon
     runs.clear()
     unmeasured = spike._isolation(ctx, baseline, left_s=100.0)  # not even the pair fits
     assert runs == [] and unmeasured[0].unit == "s (estimate, NOT measured)"
+
+
+def test_spike_sizes_and_budget_from_the_environment_name_what_is_wrong() -> None:
+    from infra.bench.spike import spike_budget, spike_sizes
+
+    assert spike_sizes("1000, 5000,") == (1000, 5000)
+    assert spike_budget(None, 900.0) == 900.0
+    assert spike_budget("7200", 900.0) == 7200.0
+    for bad in ("abc", "1000,-5", "0", ","):
+        with pytest.raises(ValueError, match="R2R_BENCH_SPIKE_SIZES must be positive entry counts"):
+            spike_sizes(bad)
+    for bad in ("soon", "0", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="R2R_BENCH_SPIKE_BUDGET_S must be a number of seconds"):
+            spike_budget(bad, 900.0)
