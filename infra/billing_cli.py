@@ -2,8 +2,8 @@
 and release time held over a cap for approval (``r2r billing release <time-entry-id> --by <who>``).
 
 Reads ``.r2r/local.json`` (written by ``r2r local up``) for the AWS endpoint, region and tables,
-finds the entry's engagement through its ``ENTRY#time#<id>`` / ``LOOKUP`` item and prints the stored
-decision, its rule and the reason in plain words.
+finds the entry's engagement through its audit records (``flows.charges.charge_of``) and prints the
+stored decision, its rule and the reason in plain words.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 
 from infra.local import config
 from r2r_core.flows.cap_release import ReleaseRefused, release_held_time
+from r2r_core.flows.charges import charge_of
 from r2r_core.state import AuditLog, StateStore
 
 app = typer.Typer(help="Billing decisions: why was (or wasn't) something billed?", no_args_is_help=True)
@@ -69,18 +70,6 @@ def _stores(local_json: Path) -> tuple[StateStore, AuditLog]:
     return StateStore(state, client), AuditLog(audit, client)
 
 
-def _state_store(local_json: Path) -> StateStore:
-    return _stores(local_json)[0]
-
-
-def _decision(store: StateStore, kind: str, source_id: str) -> dict[str, Any] | None:
-    lookup = store.get(f"ENTRY#{kind}#{source_id}", "LOOKUP")
-    if lookup is None:
-        return None
-    prefix = "CHARGE#" if kind == "time" else "EXPENSE#"
-    return store.get(f"ENG#{lookup['engagement_id']}", f"{prefix}{source_id}")
-
-
 @app.command()
 def explain(
     entry_id: Annotated[str, typer.Argument(help="The canonical id of the time entry (or expense).")],
@@ -93,7 +82,8 @@ def explain(
 ) -> None:
     """Print the billing decision of a time entry, the rule that made it and why."""
     kind = "expense" if expense else "time"
-    item = _decision(_state_store(local_json), kind, entry_id)
+    store, audit = _stores(local_json)
+    item = charge_of(store, audit, kind=kind, source_id=entry_id)
     if item is None:
         typer.echo(
             f"no billing decision recorded for {'expense' if expense else 'time entry'} {entry_id}", err=True

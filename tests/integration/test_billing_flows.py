@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from r2r_core.errors import EngagementNotReady, TaxConfigurationMissing
+from r2r_core.flows.charges import charge_of
 from r2r_core.flows.expense_posting import post_expense
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
 from r2r_core.flows.milestones import execution_name, start_invoice_run
@@ -26,7 +27,7 @@ from r2r_core.flows.project_setup import set_up_project
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
 from r2r_core.runtime import reset_clients
-from r2r_core.state import AuditLog, StateStore
+from r2r_core.state import AuditLog, StateStore, _to_item
 from tests.conftest import create_state_and_audit_tables
 
 SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
@@ -326,33 +327,55 @@ def test_an_approved_expense_is_posted_to_the_erp_and_billed_on_the_next_invoice
     assert charge["status"] == "invoiced"
 
 
-def test_an_expense_redelivered_after_a_crash_past_its_charge_write_gets_its_lookup_and_audit(
+def test_a_charge_recorded_before_audit_records_named_the_engagement_is_found_by_its_lookup_item(
     ports: dict[str, Any],
 ) -> None:
-    """No idempotency record guards expense_posting: the redelivered version completes the steps after
-    its charge write (the lookup, the audit record) instead of returning early, and bills nothing twice."""
+    """Entries posted before the audit record named the engagement have an ``ENTRY#…/LOOKUP`` item and
+    audit records without it: an operator still finds their charge by the entry's id."""
+    set_up(ports)
+    store, audit = ports["store"], ports["audit"]
+    post_expense(expense_envelope(), store=store, audit=audit, erp=ports["erp"])
+    expense_id = expense_envelope().source_record_id
+    charge = store.get("ENG#eng-acme-cloud-2026", f"EXPENSE#{expense_id}")
+    assert charge_of(store, audit, kind="expense", source_id=expense_id) == charge
+    # What an older release left: the audit record without the engagement, and the lookup item.
+    [record] = audit.history("expense", expense_id)
+    detail = json.loads(record["detail"])
+    del detail["engagement_id"]
+    record["detail"] = json.dumps(detail)
+    store.client.put_item(TableName=audit.table_name, Item=_to_item(record))
+    assert charge_of(store, audit, kind="expense", source_id=expense_id) is None
+    legacy = {"pk": f"ENTRY#expense#{expense_id}", "sk": "LOOKUP", "engagement_id": "eng-acme-cloud-2026"}
+    store.put_new(legacy)
+    assert charge_of(store, audit, kind="expense", source_id=expense_id) == charge
+
+
+def test_an_expense_redelivered_after_a_crash_past_its_charge_write_gets_its_audit(
+    ports: dict[str, Any],
+) -> None:
+    """No idempotency record guards expense_posting: the redelivered version completes the step after
+    its charge write (the audit record, which also lets an operator find the charge by the expense's id)
+    instead of returning early, and bills nothing twice."""
     set_up(ports)
     store = ports["store"]
+    audit = ports["audit"]
 
-    class DiesAtTheLookup:
+    class DiesAtTheAudit:
         def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
+            return getattr(audit, name)
 
-        def put_new(self, item: dict[str, Any]) -> bool:
-            if str(item["pk"]).startswith("ENTRY#"):
-                raise RuntimeError("the Lambda died")
-            return bool(store.put_new(item))
+        def append(self, **record: Any) -> None:
+            raise RuntimeError("the Lambda died")
 
     event = expense_envelope()
     with pytest.raises(RuntimeError, match="the Lambda died"):
-        post_expense(event, store=DiesAtTheLookup(), audit=ports["audit"], erp=ports["erp"])  # type: ignore[arg-type]
-    assert store.get(f"ENTRY#expense#{event.source_record_id}", "LOOKUP") is None
-    again = post_expense(expense_envelope(), store=store, audit=ports["audit"], erp=ports["erp"])
+        post_expense(event, store=store, audit=DiesAtTheAudit(), erp=ports["erp"])  # type: ignore[arg-type]
+    assert store.get("ENG#eng-acme-cloud-2026", f"EXPENSE#{event.source_record_id}") is not None
+    assert charge_of(store, audit, kind="expense", source_id=event.source_record_id) is None
+    again = post_expense(expense_envelope(), store=store, audit=audit, erp=ports["erp"])
     assert again["duplicate"] is True
-    assert (
-        store.get(f"ENTRY#expense#{event.source_record_id}", "LOOKUP")["engagement_id"]
-        == "eng-acme-cloud-2026"
-    )
+    found = charge_of(store, audit, kind="expense", source_id=event.source_record_id)
+    assert found is not None and found["pk"] == "ENG#eng-acme-cloud-2026"
     actions = [a["action"] for a in ports["audit"].history("expense", event.source_record_id)]
     assert actions.count("charge_invoiceable") == 1
     assert len(ports["erp"].of_type("expenseReport")) == 1

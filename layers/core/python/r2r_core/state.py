@@ -12,7 +12,7 @@ pk                              sk                     what
 ``ENG#<engagement id>``          ``ADJUST#<kind>#<id>#v<n>``  an invoiced version to credit (changed since)
 ``ENG#<engagement id>``          ``REVENUE#<id>``       a revenue event recognised (milestone, invoice)
 ``ENG#<engagement id>``          ``CAPWARN#<id>``       a cap early warning raised (once)
-``ENTRY#<kind>#<id>``            ``LOOKUP``             the engagement of a time entry / expense (once)
+``ENTRY#<kind>#<id>``            ``LOOKUP``             legacy: an entry's engagement (now in its audit)
 ``ENG#<engagement id>``          ``MILESTONE#<id>``     a completed milestone
 ``ENG#<engagement id>``          ``INVOICE#<ms id>``    the invoice drafted for a milestone
 ``EXC#<exception id>``           ``EXC``                an exception for finance

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from r2r_core.errors import Permanent
+from r2r_core.flows.charges import charge_of
 from r2r_core.model.money import round_money
 from r2r_core.state import AuditLog, StateStore, now_iso
 
@@ -28,13 +29,10 @@ def release_held_time(
     store: StateStore, audit: AuditLog, entry_id: str, *, released_by: str, note: str = ""
 ) -> dict[str, Any]:
     """Release the hours of time entry ``entry_id`` held over a cap; returns the updated charge."""
-    lookup = store.get(f"ENTRY#time#{entry_id}", "LOOKUP")
-    if lookup is None:
-        raise ReleaseRefused(f"no billing decision recorded for time entry {entry_id}")
-    pk, sk = f"ENG#{lookup['engagement_id']}", f"CHARGE#{entry_id}"
-    item = store.get(pk, sk)
+    item = charge_of(store, audit, kind="time", source_id=entry_id)
     if item is None:
         raise ReleaseRefused(f"no billing decision recorded for time entry {entry_id}")
+    pk, sk = str(item["pk"]), str(item["sk"])
     held = Decimal(str(item.get("held_hours") or 0))
     status = str(item.get("status", ""))
     if held <= 0:

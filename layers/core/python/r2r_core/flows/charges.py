@@ -171,6 +171,9 @@ def audit_charge(
         event_id=envelope.event_id,
         correlation_id=envelope.correlation_id,
         detail={
+            # The engagement is how an operator finds the charge from the entry's id alone
+            # (:func:`engagement_of_charge`): no lookup item is written per entry.
+            "engagement_id": str(charge["pk"]).removeprefix("ENG#"),
             "version": charge["version"],
             "amount": charge["amount"],
             "currency": charge["currency"],
@@ -181,9 +184,32 @@ def audit_charge(
     )
 
 
-def record_lookup(store: StateStore, *, kind: str, source_id: str, engagement_id: str) -> bool:
-    """``ENTRY#<kind>#<id>`` / ``LOOKUP``: the engagement of a time entry or expense (written once)."""
-    return store.put_new({"pk": f"ENTRY#{kind}#{source_id}", "sk": "LOOKUP", "engagement_id": engagement_id})
+AUDIT_KINDS = {"time": "time_entry", "expense": "expense"}
+
+
+def engagement_of_charge(store: StateStore, audit: AuditLog, *, kind: str, source_id: str) -> str | None:
+    """The engagement of a time entry (``kind`` ``time``) or expense by its id alone; None when unknown.
+
+    Every charge version's audit record names its engagement (:func:`audit_charge`), and an entry never
+    changes engagement, so the entry's audit history (one ``Query``) answers it: posting writes no lookup
+    item per entry. Entries recorded before the audit record named the engagement are found through
+    their ``ENTRY#<kind>#<id>`` / ``LOOKUP`` item, written then.
+    """
+    for record in audit.history(AUDIT_KINDS[kind], source_id):
+        engagement_id = json.loads(str(record.get("detail") or "{}")).get("engagement_id")
+        if engagement_id:
+            return str(engagement_id)
+    legacy = store.get(f"ENTRY#{kind}#{source_id}", "LOOKUP")
+    return str(legacy["engagement_id"]) if legacy else None
+
+
+def charge_of(store: StateStore, audit: AuditLog, *, kind: str, source_id: str) -> dict[str, Any] | None:
+    """The stored charge of a time entry or expense by its id alone (see :func:`engagement_of_charge`)."""
+    engagement_id = engagement_of_charge(store, audit, kind=kind, source_id=source_id)
+    if engagement_id is None:
+        return None
+    key = charge_key(engagement_id, kind, source_id)
+    return store.get(key["pk"], key["sk"])
 
 
 def record_decision(
@@ -226,11 +252,6 @@ def record_decision(
             expect_new=existing is None,
         )
         if written:
-            if existing is None:
-                # First recorded: the entry's engagement never changes, so later versions skip it.
-                record_lookup(
-                    store, kind=decision.kind, source_id=decision.source_id, engagement_id=engagement_id
-                )
             return Recorded(True, existing, intervened, item)
         current = store.get(key["pk"], key["sk"])
         if current is None or int(current["version"]) >= decision.version:

@@ -22,7 +22,6 @@ from r2r_core.flows.charges import (
     erp_body_json,
     prior_charge,
     record_decision,
-    record_lookup,
     settle_erp_record,
 )
 from r2r_core.model.entities import Expense
@@ -50,8 +49,7 @@ def post_expense(
     existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="expense")
     if duplicate is not None:
         # No idempotency record guards this consumer (the charge's version does): a redelivery completes
-        # what a crash right after recording left undone, idempotently (conditional lookup, audit by event).
-        record_lookup(store, kind="expense", source_id=expense.id, engagement_id=expense.engagement_id)
+        # what a crash right after recording left undone, idempotently (the audit record, by event).
         if existing is not None and int(existing["version"]) == envelope.source_record_version:
             _audit_charge(audit, envelope, existing)
         return duplicate

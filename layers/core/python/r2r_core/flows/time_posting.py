@@ -29,7 +29,6 @@ from r2r_core.flows.charges import (
     publish_charge_revenue,
     raise_committed_warnings,
     record_decision,
-    record_lookup,
     revenue_fields,
     settle_erp_record,
 )
@@ -391,15 +390,14 @@ def _complete_recorded(
 
     No idempotency record guards this consumer (the charge's version does), so a redelivery of the
     version stored finds the charge recorded and redoes the steps that follow it, each idempotent: the
-    lookup (a conditional put), the summary count (a spare count only brings the flush forward), the
-    revenue event (a republish is the same event, by its deterministic id), the audit record (keyed by
-    event). The audit record is written last, so when it exists for this event nothing is redone (nor
-    republished). A stale version (a newer one is stored) only restores the lookup, which a newer version
-    does not write.
+    summary count (a spare count only brings the flush forward), the revenue event (a republish is the
+    same event, by its deterministic id), the audit record (keyed by event; it also names the engagement,
+    which is how an operator finds the charge by the entry's id). The audit record is written last, so
+    when it exists for this event nothing is redone (nor republished). A stale version (a newer one is
+    stored) has nothing to complete.
     """
     if int(charge["version"]) != envelope.source_record_version:
-        record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
-        return
+        return  # stale: the newer version stored completes its own steps
     if charge.get("erp_posting") == "summary":
         # Counted again even when the audit record shows the entry done: the invocation that recorded it
         # counts a batch's further changes after its last record (``SummaryCounts``), so its audit record
@@ -426,7 +424,6 @@ def _complete_recorded(
         action=f"charge_{charge['decision']}",
     ):
         return  # the audit record is written last: everything before it was done
-    record_lookup(store, kind="time", source_id=entry.id, engagement_id=entry.engagement_id)
     revenue_id = publish_charge_revenue(
         publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
     )
