@@ -278,6 +278,8 @@ class R2rStack(Stack):
                 # The period-end flush posts a month's time summaries at once: as many at a time as an
                 # ERP-writing consumer may have in flight.
                 "ERP_CONCURRENCY_SHARE": str(settings.erp_concurrency_share),
+                # Summary posting publishes the revenue of each summary record it posts.
+                "EVENT_BUS_NAME": bus.event_bus_name,
             },
             event_pattern=None,
             schedule=events.Schedule.rate(Duration.days(1)),
@@ -290,6 +292,7 @@ class R2rStack(Stack):
             tables.grant_state_and_audit,
             state_machine.grant_start_execution,
             secrets.erp_credentials.grant_read,
+            bus.grant_put_events_to,
         ):
             grant(billing_period_close.function)
 

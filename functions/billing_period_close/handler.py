@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from r2r_core import settings as settings_module
+from r2r_core.bus import EventPublisher
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.period_close import close_billing_periods, tick_from
 from r2r_core.flows.time_summary import flush_ended_periods
@@ -61,6 +62,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 correlation_id=tick.event_id,
                 workers=flush_workers(),
                 deadline=_deadline(context),
+                # The revenue of each summary posting (``revenue.recognized`` per group).
+                publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
             )
             result["time_summaries_flushed"] = sum(1 for f in flushed.results if f.flushed)
             result["time_summary_erp_requests"] = sum(f.erp_requests for f in flushed.results)

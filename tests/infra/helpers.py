@@ -81,6 +81,7 @@ FUNCTIONS: dict[str, tuple[set[str], int]] = {
             "ERP_SECRET_ARN",
             "ERP_BASE_URL",
             "ERP_CONCURRENCY_SHARE",
+            "EVENT_BUS_NAME",  # the revenue of the summaries it posts
         },
         300,  # a month's time summaries at the ERP's pace
     ),

@@ -180,6 +180,7 @@ def test_function_roles_carry_the_grants_the_contract_needs(resources: dict[str,
             "dynamodb:PutItem",
             "states:StartExecution",
             "secretsmanager:GetSecretValue",
+            "events:PutEvents",
         },
         "ingest_salesforce_outbound": {
             "s3:PutObject",

@@ -131,7 +131,7 @@ def test_the_period_close_may_start_this_state_machine_and_nothing_else(
     ]
     starts = [st for st in statements if "states:StartExecution" in json.dumps(st["Action"])]
     assert [st["Resource"] for st in starts] == [{"Ref": lid}]
-    # No bus: the state machine creates and publishes the invoice. The ERP secret is there for the
-    # period-end flush of time summaries (summary posting mode), not for invoices.
+    # The state machine creates and publishes the invoice. The ERP secret and the bus are there for the
+    # period-end flush of time summaries (summary posting mode): the timeBills and their revenue events.
     env = functions_by_folder(resources)["billing_period_close"][1]["Properties"]["Environment"]["Variables"]
-    assert "EVENT_BUS_NAME" not in env and "ERP_SECRET_ARN" in env
+    assert "EVENT_BUS_NAME" in env and "ERP_SECRET_ARN" in env

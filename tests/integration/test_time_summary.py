@@ -7,8 +7,9 @@ also after corrections and reversals, and redeliveries or repeated flushes must 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from r2r_core.flows.project_setup import set_up_project
 from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.flows.time_summary import PENDING_SK, flush_ended_periods, flush_period, pending_periods
 from r2r_core.runtime import reset_clients
-from r2r_core.state import AuditLog, StateStore
+from r2r_core.state import AuditLog, StateStore, _to_item
 from tests.integration.test_billing_flows import FakeErp, FakePublisher, complete_milestone, envelope
 
 SCENARIO = Path(__file__).resolve().parents[2] / "events" / "scenarios" / "sold-to-billed"
@@ -126,15 +127,36 @@ def post(world: dict[str, Any], file_name: str, **overrides: Any) -> dict[str, A
         audit=world["audit"],
         erp=world["erp"],
         mapping=world["mapping"],
+        publisher=world["publisher"],
     )
 
 
 def period_end_flush(world: dict[str, Any], today: date = date(2026, 12, 1)) -> int:
     flushed = flush_ended_periods(
-        world["store"], world["audit"], world["erp"], world["mapping"], today=today, correlation_id="tick-1"
+        world["store"],
+        world["audit"],
+        world["erp"],
+        world["mapping"],
+        today=today,
+        correlation_id="tick-1",
+        publisher=world["publisher"],
     )
     assert flushed.remaining == 0
     return sum(r.erp_requests for r in flushed.results)
+
+
+def time_revenue(world: dict[str, Any]) -> dict[tuple[str, str], Decimal]:
+    """The revenue time recognised, as published (``revenue.recognized`` of time entries or summaries),
+    summed by project and currency; each event counted once (consumers deduplicate on its id)."""
+    events = {
+        e.source_record_id: e.data
+        for e in world["publisher"].published
+        if e.type == "revenue.recognized" and e.source_record_id.startswith("rev-time")
+    }
+    totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for data in events.values():
+        totals[(data["project_id"], data["amount"]["currency"])] += Decimal(data["amount"]["amount"])
+    return {key: total for key, total in totals.items() if total}
 
 
 def test_sold_to_billed_bills_the_same_invoice_and_posts_the_same_time_in_both_modes(
@@ -171,6 +193,17 @@ def test_sold_to_billed_bills_the_same_invoice_and_posts_the_same_time_in_both_m
         f"ENG#{ENGAGEMENT}", f"TIMESUM#GROUP#{charges[0]['erp_summary_external_id']}"
     )
     assert f"{charges[0]['source_id']}@v1" in group["members"]
+    # The same revenue recognised: per entry in detail mode, per summary record in summary mode.
+    assert time_revenue(summary) == time_revenue(detail) != {}
+    per_entry = [e for e in detail["publisher"].published if e.source_record_id.startswith("rev-time-")]
+    per_group = [e for e in summary["publisher"].published if e.source_record_id.startswith("rev-timesum-")]
+    assert not [e for e in summary["publisher"].published if e.source_record_id.startswith("rev-time-")]
+    assert len(per_group) <= 4 < len(per_entry)
+    assert all(e.data["recognized_on"] == "2026-11-30" for e in per_group)
+    # Its lineage: the group's events name their entries.
+    assert sorted(i for e in per_group for i in e.data["source_ids"]) == sorted(
+        {str(c["source_id"]) for c in charges if c.get("revenue_recognised")}
+    )
 
 
 def test_corrections_and_reversals_leave_the_same_time_in_the_erp_as_detail_mode(
@@ -193,6 +226,14 @@ def test_corrections_and_reversals_leave_the_same_time_in_the_erp_as_detail_mode
     assert pending_periods(summary["store"], ENGAGEMENT) == []
     hours = {Decimal(r["hours"]) for r in summary["erp"].of_type("timeBill") if r["tranDate"] == "2026-12-31"}
     assert hours == {Decimal(8)}  # Tom's 8 h, now December's
+    # The revenue follows: the November groups publish what they lost (negative), December what it gained.
+    assert time_revenue(summary) == time_revenue(both["detail"]) != {}
+    negative = [
+        e
+        for e in summary["publisher"].published
+        if e.source_record_id.startswith("rev-timesum-") and Decimal(e.data["amount"]["amount"]) < 0
+    ]
+    assert negative and all(e.data["recognized_on"] == "2026-11-30" for e in negative)
 
 
 def test_a_group_left_empty_is_deleted_from_the_erp(both: dict[str, dict[str, Any]]) -> None:
@@ -228,7 +269,7 @@ def test_redeliveries_and_repeated_flushes_post_nothing_twice(both: dict[str, di
         period="2026-11",
         correlation_id="again",
     )
-    assert result.erp_requests == 0
+    assert result.erp_requests == 0 and result.revenue_events == 0
     assert world["erp"].time_requests() == 4
 
 
@@ -339,13 +380,17 @@ def _revenue_publish(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return name == "publish" and args[0].type == "revenue.recognized"
 
 
-@pytest.mark.parametrize("crash_at", [_summary_count, _revenue_publish], ids=["after-charge", "at-publish"])
+@pytest.mark.parametrize(
+    ("mode", "crash_at"),
+    [("summary", _summary_count), ("detail", _revenue_publish)],
+    ids=["summary-after-charge", "detail-at-publish"],
+)
 def test_a_redelivery_after_a_crash_past_the_charge_write_completes_the_steps_after_it(
-    both: dict[str, dict[str, Any]], crash_at: Any
+    both: dict[str, dict[str, Any]], mode: str, crash_at: Any
 ) -> None:
     """No idempotency record guards time_posting: the redelivered version finds its charge recorded and
-    completes what the crash left undone (summary count, revenue event, audit), each once."""
-    world = both["summary"]
+    completes what the crash left undone (summary count or revenue event, audit), each once."""
+    world = both[mode]
     set_up(world)
     name = TIME_FILES[0]
     event = envelope(name)
@@ -382,20 +427,24 @@ def test_a_redelivery_after_a_crash_past_the_charge_write_completes_the_steps_af
     # The audit record names the engagement: an operator finds the charge by the entry's id alone.
     found = charge_of(store, world["audit"], kind="time", source_id=entry_id)
     assert found is not None and found["pk"] == f"ENG#{ENGAGEMENT}" and found["version"] == 1
-    pending = store.get(f"ENG#{ENGAGEMENT}", f"{PENDING_SK}{charge['erp_summary_period']}")
-    assert pending is not None and pending["changes"] >= 1
-    revenue = [e for e in publisher.published if e.type == "revenue.recognized"]
-    assert [(e.source_record_id, e.data["amount"]) for e in revenue] == [
-        (
-            f"rev-time-{entry_id}-v1",
-            {"amount": str(charge["revenue_recognised"]), "currency": charge["currency"]},
-        )
-    ]
     actions = [item["action"] for item in world["audit"].history("time_entry", entry_id)]
     assert actions.count(f"charge_{charge['decision']}") == 1
-    # And the period's summary posts the entry like any other.
+    revenue = [e for e in publisher.published if e.type == "revenue.recognized"]
+    amount = {"amount": str(charge["revenue_recognised"]), "currency": charge["currency"]}
+    if mode == "detail":
+        assert [(e.source_record_id, e.data["amount"]) for e in revenue] == [
+            (f"rev-time-{entry_id}-v1", amount)
+        ]
+        assert world["erp"].time_requests() == 1
+        return
+    pending = store.get(f"ENG#{ENGAGEMENT}", f"{PENDING_SK}{charge['erp_summary_period']}")
+    assert pending is not None and pending["changes"] >= 1
+    assert revenue == []  # summary mode: the revenue goes with the summary posting
+    # And the period's summary posts the entry like any other, with its revenue.
     period_end_flush(world)
     assert world["erp"].time_requests() == 1
+    revenue = [e for e in publisher.published if e.type == "revenue.recognized"]
+    assert [(e.data["amount"], e.data["source_ids"]) for e in revenue] == [(amount, [entry_id])]
 
 
 def _batch(world: dict[str, Any], names: list[str], counts: SummaryCounts) -> None:
@@ -457,3 +506,95 @@ def test_a_batch_that_dies_before_counting_is_counted_by_its_redelivery(
     assert Decimal(record["hours"]) == sum(
         (Decimal(str(envelope(n).data["hours"])) for n in priya), Decimal(0)
     )
+
+
+def test_a_flush_that_dies_before_publishing_its_revenue_is_completed_by_the_next(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    """The group's revenue events are saved with it before they are published: a flush that dies in
+    between leaves them pending, and the next flush of the period publishes them, once, same ids."""
+    world = both["summary"]
+    set_up(world)
+    for name in TIME_FILES:
+        post(world, name)
+    publisher = world["publisher"]
+
+    class BusDown:
+        def publish(self, envelope: Any) -> None:
+            raise RuntimeError("EventBridge is down")
+
+    at = datetime(2026, 12, 1, 6, tzinfo=UTC)
+    with pytest.raises(RuntimeError, match="EventBridge is down"):
+        flush_period(
+            world["store"],
+            world["audit"],
+            world["erp"],
+            world["mapping"],
+            engagement_id=ENGAGEMENT,
+            period="2026-11",
+            correlation_id="tick-1",
+            publisher=BusDown(),  # type: ignore[arg-type]
+            now=at,
+        )
+    assert not [e for e in publisher.published if e.source_record_id.startswith("rev-timesum-")]
+    groups = list(world["store"].query_prefix(f"ENG#{ENGAGEMENT}", "TIMESUM#GROUP#"))
+    assert [g for g in groups if g.get("revenue_pending")]  # saved, not yet published
+
+    # The next flush (after the dead one's lease) publishes what was pending, and nothing else.
+    again = flush_period(
+        world["store"],
+        world["audit"],
+        world["erp"],
+        world["mapping"],
+        engagement_id=ENGAGEMENT,
+        period="2026-11",
+        correlation_id="tick-2",
+        publisher=publisher,
+        now=at + timedelta(minutes=5),
+    )
+    assert again.flushed and again.revenue_events >= 1
+    summary_events = [
+        e.source_record_id for e in publisher.published if e.source_record_id.startswith("rev-timesum-")
+    ]
+    assert len(summary_events) == len(set(summary_events)) == again.revenue_events
+    assert not [
+        g
+        for g in world["store"].query_prefix(f"ENG#{ENGAGEMENT}", "TIMESUM#GROUP#")
+        if g.get("revenue_pending")
+    ]
+    charges = list(world["store"].query_prefix(f"ENG#{ENGAGEMENT}", "CHARGE#"))
+    assert sum(time_revenue(world).values()) == sum(Decimal(str(c["revenue_recognised"])) for c in charges)
+    # A third flush has nothing to publish.
+    assert period_end_flush(world) == 0
+    assert len([e for e in publisher.published if e.source_record_id.startswith("rev-timesum-")]) == len(
+        summary_events
+    )
+
+
+def test_a_group_saved_before_revenue_went_with_the_posting_keeps_its_own_revenue_from_its_next_flush(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    """Groups saved by an earlier release have no ``revenue``: their entries published revenue one by one
+    then. Their next flush takes that as published (nothing is published twice) and saves the group's
+    revenue, so every later change publishes its difference."""
+    world = both["summary"]
+    set_up(world)
+    for name in TIME_FILES:
+        post(world, name)
+    period_end_flush(world)
+    store = world["store"]
+    for group in store.query_prefix(f"ENG#{ENGAGEMENT}", "TIMESUM#GROUP#"):
+        legacy = {k: v for k, v in group.items() if k not in {"revenue", "revenue_pending"}}
+        store.client.put_item(TableName=store.table_name, Item=_to_item(legacy))
+    before = len(world["publisher"].published)
+    post(world, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")  # 8 h → 6 h
+    period_end_flush(world)
+    assert not [e for e in world["publisher"].published[before:] if e.type == "revenue.recognized"]
+    maria = store.get(f"ENG#{ENGAGEMENT}", "CHARGE#te-maria-lopez-2026-11-16")
+    assert "revenue" in store.get(f"ENG#{ENGAGEMENT}", f"TIMESUM#GROUP#{maria['erp_summary_external_id']}")
+
+    post(world, "12-time-maria-lopez-2026-11-16.json", version=3, hours="7")  # 6 h → 7 h
+    period_end_flush(world)
+    new = [e for e in world["publisher"].published[before:] if e.type == "revenue.recognized"]
+    rate = Decimal(str(store.get(f"ENG#{ENGAGEMENT}", "CHARGE#te-maria-lopez-2026-11-16")["rate"]))
+    assert [Decimal(e.data["amount"]["amount"]) for e in new] == [rate]  # the 1 h more

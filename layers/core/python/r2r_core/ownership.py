@@ -319,8 +319,8 @@ FLOWS: Mapping[str, Flow] = {
     "expense_posting": Flow(("expense.approved",), (), ((ERP, "financial_posting"),)),
     "milestone_trigger": Flow(("milestone.completed",), ("revenue.recognized", INVOICE_RUN), ()),
     # Starts the period-end invoice runs; in summary posting mode it also posts the ended periods' time
-    # summaries (timeBills recomputed from r2r's charges) to the ERP.
-    "billing_period_close": Flow((), (INVOICE_RUN,), ((ERP, "financial_posting"),)),
+    # summaries (timeBills recomputed from r2r's charges) to the ERP and publishes their revenue.
+    "billing_period_close": Flow((), (INVOICE_RUN, "revenue.recognized"), ((ERP, "financial_posting"),)),
     "invoice_workflow": Flow(
         (INVOICE_RUN,),
         ("invoice.created", "revenue.recognized", "billing.cap_threshold_reached"),

@@ -134,6 +134,7 @@ class SummaryCounts:
                     engagement_id=engagement_id,
                     period=period,
                     correlation_id=ctx["correlation_id"],
+                    publisher=ctx.get("publisher"),
                 )
                 requests += result.erp_requests
         return requests
@@ -256,7 +257,8 @@ def post_time(
             "assignment_id": entry.assignment_id,
             "revenue_recognised": recognised,
             **erp_fields,
-            **revenue_fields(revenue, recognised=recognised),
+            # Summary mode: the revenue goes with the summary posting (``flows.time_summary``).
+            **({} if account.posts_time_in_summary else revenue_fields(revenue, recognised=recognised)),
             "correlation_id": envelope.correlation_id,
         },
     )
@@ -278,11 +280,16 @@ def post_time(
         erp_fields=erp_fields,
         previous=recorded.previous,
         correlation_id=envelope.correlation_id,
+        publisher=publisher,
         counts=counts,
     )
 
-    revenue_id = publish_charge_revenue(
-        publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
+    revenue_id = (
+        None
+        if account.posts_time_in_summary
+        else publish_charge_revenue(
+            publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
+        )
     )
     warnings = raise_committed_warnings(
         store,
@@ -416,6 +423,7 @@ def _complete_recorded(
             erp_fields=charge,
             previous=previous,
             correlation_id=envelope.correlation_id,
+            publisher=publisher,
         )
     if audit.has(
         kind="time_entry",
@@ -424,8 +432,12 @@ def _complete_recorded(
         action=f"charge_{charge['decision']}",
     ):
         return  # the audit record is written last: everything before it was done
-    revenue_id = publish_charge_revenue(
-        publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
+    revenue_id = (
+        None
+        if charge.get("erp_posting") == "summary"  # its revenue goes with the summary posting
+        else publish_charge_revenue(
+            publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
+        )
     )
     _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id)
 
@@ -440,6 +452,7 @@ def _count_summary_change(
     erp_fields: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     correlation_id: str,
+    publisher: Publisher | None = None,
     counts: SummaryCounts | None = None,
 ) -> int | None:
     """Summary mode: count the change in its period (and in the period the previous version was
@@ -465,6 +478,7 @@ def _count_summary_change(
                 erp=erp,
                 account=account,
                 correlation_id=correlation_id,
+                publisher=publisher,
             )
             continue
         if mark_changed(store, engagement_id, period) >= account.summary_flush_changes:
@@ -476,6 +490,7 @@ def _count_summary_change(
                 engagement_id=engagement_id,
                 period=period,
                 correlation_id=correlation_id,
+                publisher=publisher,
             )
             requests += result.erp_requests
     return requests

@@ -22,6 +22,16 @@ One flush at a time per engagement and period (a lease on the pending item): a f
 leaves the period pending for the next. The pending item is removed only if nothing changed during the
 flush, so a change recorded meanwhile is never lost. What was posted per group is kept as
 ``ENG#<engagement>`` / ``TIMESUM#GROUP#<external id>`` (hours, amount, member entries and versions).
+
+Revenue goes with the posting: in summary mode ``time_posting`` publishes no ``revenue.recognized`` per
+entry; the flush publishes one per group (and currency) whose recognised revenue changed — the sum of its
+members' ``revenue_recognised`` less what the group published before (``revenue``), dated the period's
+last day like the timeBill, ``source_ids`` its member entries, id ``rev-timesum-<digest>-v<group
+version>``. A correction publishes the difference (negative when revenue went down; a group left
+without entries gives back all it published). The events are saved in the group item
+(``revenue_pending``) with its new totals before they are published and cleared after, so a flush that
+dies in between is completed by the next flush of the period (same event ids: a republish is the same
+event). At a month-end that is one revenue event per group instead of one per entry.
 """
 
 from __future__ import annotations
@@ -40,9 +50,13 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from r2r_core.billing.revenue import time_revenue_kind
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
+from r2r_core.flows.charges import Publisher, publish_event
 from r2r_core.flows.project_setup import load_terms
+from r2r_core.model.entities import Engagement, RevenueEvent
+from r2r_core.model.money import Money, round_money
 from r2r_core.state import AuditLog, StateStore, now_iso
 
 logger = Logger(child=True)
@@ -144,6 +158,7 @@ class FlushResult:
     unchanged: int = 0
     entries: int = 0
     still_pending: bool = False
+    revenue_events: int = 0
 
     @property
     def erp_requests(self) -> int:
@@ -192,6 +207,91 @@ def group_bodies(
     return bodies
 
 
+def group_revenue(members: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """The revenue a group's members recognise, by currency (only currencies with revenue)."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for charge in members:
+        amount = _as_decimal(charge.get("revenue_recognised"))
+        if amount:
+            totals[str(charge["currency"])] += amount
+    return {currency: round_money(total, currency) for currency, total in sorted(totals.items()) if total}
+
+
+def _published_revenue(
+    previous: Mapping[str, Any] | None, members: list[Mapping[str, Any]]
+) -> dict[str, Decimal]:
+    """What a group published before, by currency.
+
+    A group saved before revenue went with the posting has no ``revenue``: its entries published their
+    revenue one by one then, and this takes them as having published what its members recognise now. A
+    change recorded between that upgrade and the group's next flush is therefore not published (its
+    per-entry event was not sent either); from that flush on the group keeps its own ``revenue``.
+    """
+    if previous is None:
+        return {}
+    if "revenue" not in previous:
+        return group_revenue(members)
+    return {str(k): _as_decimal(v) for k, v in dict(previous["revenue"] or {}).items()}
+
+
+def _revenue_events(
+    engagement: Engagement,
+    *,
+    external_id: str,
+    version: int,
+    project_id: str,
+    period: str,
+    now: Mapping[str, Decimal],
+    before: Mapping[str, Decimal],
+    members: list[Mapping[str, Any]],
+) -> list[RevenueEvent]:
+    """The revenue events of a group's new version: what changed, by currency."""
+    events = []
+    for currency in sorted(set(now) | set(before)):
+        delta = now.get(currency, Decimal(0)) - before.get(currency, Decimal(0))
+        if not delta:
+            continue
+        digest = hashlib.sha256(f"{external_id}|{currency}".encode()).hexdigest()[:16]
+        events.append(
+            RevenueEvent(
+                id=f"rev-timesum-{digest}-v{version}",
+                engagement_id=engagement.id,
+                project_id=project_id,
+                kind=time_revenue_kind(engagement),
+                amount=Money(amount=round_money(delta, currency), currency=currency),
+                recognized_on=period_end(period),
+                source_ids=sorted(
+                    {str(m["source_id"]) for m in members if str(m.get("currency")) == currency}
+                ),
+            )
+        )
+    return events
+
+
+def _publish_pending(
+    store: StateStore,
+    publisher: Publisher | None,
+    group: Mapping[str, Any],
+    *,
+    correlation_id: str,
+) -> int:
+    """Publish the revenue events a group item holds as pending, then clear them; how many."""
+    pending = list(group.get("revenue_pending") or [])
+    if publisher is None or not pending:
+        return 0
+    for raw in pending:
+        event = RevenueEvent.model_validate_json(str(raw))
+        publish_event(publisher, event_type="revenue.recognized", record=event, correlation_id=correlation_id)
+    store.update_if(
+        str(group["pk"]),
+        str(group["sk"]),
+        set_values={"revenue_pending": []},
+        condition="#version = :version",
+        values={":version": group["version"]},
+    )
+    return len(pending)
+
+
 def flush_period(
     store: StateStore,
     audit: AuditLog,
@@ -201,9 +301,11 @@ def flush_period(
     engagement_id: str,
     period: str,
     correlation_id: str,
+    publisher: Publisher | None = None,
     now: datetime | None = None,
 ) -> FlushResult:
-    """Post the summary records of one engagement and period that changed since the last flush."""
+    """Post the summary records of one engagement and period that changed since the last flush, and
+    publish the revenue their changes recognise (``publisher``; see the module's docstring)."""
     pk, pending_sk = f"ENG#{engagement_id}", f"{PENDING_SK}{period}"
     at = now or datetime.now(UTC)
     took = store.update_if(
@@ -232,27 +334,68 @@ def flush_period(
     bodies = group_bodies(
         charges, job_id=terms["erp_job_id"], business_unit=deal.engagement.business_unit, mapping=mapping
     )
-    posted = {
-        str(g["external_id"]): g
-        for g in store.query_prefix(pk, GROUP_SK)
-        if g.get("period") == period and g.get("status") == "posted"
-    }
+    groups = [g for g in store.query_prefix(pk, GROUP_SK) if g.get("period") == period]
     result = FlushResult(engagement_id, period, flushed=True, entries=len(charges))
-    for external_id, (body, members) in sorted(bodies.items()):
-        fingerprint = _fingerprint(body)
-        previous = posted.get(external_id)
-        if previous is not None and previous.get("fingerprint") == fingerprint:
-            result.unchanged += 1
-            continue
-        internal_id = erp.upsert(RECORD_TYPE, external_id, body)
-        result.upserted += 1
-        hours = _as_decimal(body["hours"])
-        rate = _as_decimal(body.get("rate")) if body.get("rate") else None
-        _save_group(
+    for group in groups:
+        # What a flush that died after saving a group left unpublished.
+        result.revenue_events += _publish_pending(store, publisher, group, correlation_id=correlation_id)
+    posted = {str(g["external_id"]): g for g in groups if g.get("status") == "posted"}
+    engagement = deal.engagement
+
+    def save(
+        external_id: str,
+        previous: Mapping[str, Any] | None,
+        members: list[Mapping[str, Any]],
+        project_id: str,
+        values: Mapping[str, Any],
+    ) -> None:
+        revenue = group_revenue(members)
+        version = _next_version(store, pk, external_id, previous)
+        events = _revenue_events(
+            engagement,
+            external_id=external_id,
+            version=version,
+            project_id=project_id,
+            period=period,
+            now=revenue,
+            before=_published_revenue(previous, members),
+            members=members,
+        )
+        group = _save_group(
             store,
             pk,
             external_id,
+            version,
+            {
+                **values,
+                "revenue": revenue,
+                # Saved before they are published (an outbox): a flush that dies now is completed by the next.
+                "revenue_pending": [e.model_dump_json() for e in events] if publisher is not None else [],
+            },
+        )
+        if group is not None:
+            result.revenue_events += _publish_pending(store, publisher, group, correlation_id=correlation_id)
+
+    for external_id, (body, members) in sorted(bodies.items()):
+        fingerprint = _fingerprint(body)
+        previous = posted.get(external_id)
+        same_body = previous is not None and previous.get("fingerprint") == fingerprint
+        if same_body and group_revenue(members) == _published_revenue(previous, members):
+            result.unchanged += 1
+            continue
+        if same_body:
+            assert previous is not None
+            internal_id = previous.get("erp_id")  # the revenue changed, not the ERP record
+        else:
+            internal_id = erp.upsert(RECORD_TYPE, external_id, body)
+            result.upserted += 1
+        hours = _as_decimal(body["hours"])
+        rate = _as_decimal(body.get("rate")) if body.get("rate") else None
+        save(
+            external_id,
             previous,
+            members,
+            str(members[0]["project_id"]),
             {
                 "period": period,
                 "status": "posted",
@@ -263,6 +406,7 @@ def flush_period(
                 "billable": bool(body["isBillable"]),
                 "amount": hours * rate if rate is not None and body["isBillable"] else Decimal(0),
                 "members": [f"{m.get('source_id')}@v{m.get('version')}" for m in members],
+                "project_id": str(members[0]["project_id"]),
             },
         )
     for external_id, previous in sorted(posted.items()):
@@ -270,11 +414,11 @@ def flush_period(
             continue
         erp.delete_by_external_id(RECORD_TYPE, external_id)
         result.deleted += 1
-        _save_group(
-            store,
-            pk,
+        save(
             external_id,
             previous,
+            [],
+            str(previous.get("project_id") or ""),
             {"period": period, "status": "deleted", "fingerprint": None, "hours": Decimal(0), "members": []},
         )
     if not store.delete_if(pk, pending_sk, condition="#changes = :seen", values={":seen": seen}):
@@ -283,56 +427,53 @@ def flush_period(
         store.update_if(
             pk, pending_sk, set_values={"lease_until": 0}, condition="attribute_exists(pk)", values={}
         )
-    if result.erp_requests:
+    _record_flush(audit, result, at=at, correlation_id=correlation_id)
+    return result
+
+
+def _record_flush(audit: AuditLog, result: FlushResult, *, at: datetime, correlation_id: str) -> None:
+    """The flush's audit record (when it posted or published anything) and its log line."""
+    engagement_id, period = result.engagement_id, result.period
+    counts = {
+        "upserted": result.upserted,
+        "deleted": result.deleted,
+        "unchanged": result.unchanged,
+        "entries": result.entries,
+        "revenue_events": result.revenue_events,
+    }
+    if result.erp_requests or result.revenue_events:
         audit.append(
             kind="engagement",
             entity_id=engagement_id,
             action="time_summary_posted",
             event_id=f"timesum-{engagement_id}-{period}-{at.isoformat()}",
             correlation_id=correlation_id,
-            detail={
-                "period": period,
-                "upserted": result.upserted,
-                "deleted": result.deleted,
-                "unchanged": result.unchanged,
-                "entries": result.entries,
-            },
+            detail={"period": period, **counts},
         )
-    logger.info(
-        "time summary flushed",
-        extra={
-            "engagement_id": engagement_id,
-            "period": period,
-            "upserted": result.upserted,
-            "deleted": result.deleted,
-            "unchanged": result.unchanged,
-            "entries": result.entries,
-        },
-    )
-    return result
+    logger.info("time summary flushed", extra={"engagement_id": engagement_id, "period": period, **counts})
 
 
-def _save_group(
-    store: StateStore,
-    pk: str,
-    external_id: str,
-    previous: Mapping[str, Any] | None,
-    values: Mapping[str, Any],
-) -> None:
+def _next_version(store: StateStore, pk: str, external_id: str, previous: Mapping[str, Any] | None) -> int:
     version = int(previous.get("version", 0)) + 1 if previous else 1
     current = store.get(pk, f"{GROUP_SK}{external_id}")
     if current is not None:
         version = max(version, int(current.get("version", 0)) + 1)
-    store.put_versioned(
-        {
-            "pk": pk,
-            "sk": f"{GROUP_SK}{external_id}",
-            "external_id": external_id,
-            "version": version,
-            "posted_at": now_iso(),
-            **values,
-        }
-    )
+    return version
+
+
+def _save_group(
+    store: StateStore, pk: str, external_id: str, version: int, values: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    group = {
+        "pk": pk,
+        "sk": f"{GROUP_SK}{external_id}",
+        "external_id": external_id,
+        "version": version,
+        "posted_at": now_iso(),
+        **values,
+    }
+    # One flush at a time holds the period (its lease): a newer version stored means this one is moot.
+    return group if store.put_versioned(group) else None
 
 
 @dataclass
@@ -351,6 +492,7 @@ def flush_ended_periods(
     correlation_id: str,
     workers: int = 4,
     deadline: float | None = None,
+    publisher: Publisher | None = None,
 ) -> PeriodEndFlush:
     """The period-end flush: every engagement's pending periods that ended before ``today``.
 
@@ -375,6 +517,7 @@ def flush_ended_periods(
             engagement_id=engagement_id,
             period=period,
             correlation_id=correlation_id,
+            publisher=publisher,
         )
 
     # Workers run in a copy of the caller's context: the function's environment (r2r_core.runtime) and
