@@ -281,7 +281,9 @@ def test_no_name_or_email_in_the_logs_of_a_flow_even_with_event_logging_on(table
     # POWERTOOLS_LOGGER_LOG_EVENT makes Powertools log the whole incoming event: the worker record with it.
     handler = load_fresh("resource_sync", POWERTOOLS_LOGGER_LOG_EVENT="true")
     buffer = io.StringIO()
-    handler.logger.registered_handler.setStream(buffer)
+    # Not setStream(): it flushes the stream the handler had, which may be a capture an earlier test on
+    # this worker opened (the logger of a service is shared by name) and pytest has closed since.
+    handler.logger.registered_handler.stream = buffer
     handler.logger.setLevel("INFO")  # as deployed (POWERTOOLS_LOG_LEVEL=INFO), whatever ran before here
     from_crm, from_workday = resource_envelope("crm", "crm-pii"), resource_envelope("workday", "wd-pii")
 
