@@ -31,6 +31,7 @@ and with the flood (``ISOLATION_FALLBACK_SIZE``) — then the larger sizes that 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import os
@@ -220,11 +221,13 @@ def _dynamodb_units(
 class _CountingStdout:
     """Counts what each function prints (its CloudWatch log ingestion) and passes the rest through."""
 
-    def __init__(self, wrapped: Any, local: threading.local, usage: Usage, lock: threading.Lock) -> None:
-        self._wrapped, self._local, self._usage, self._lock = wrapped, local, usage, lock
+    def __init__(
+        self, wrapped: Any, folder: contextvars.ContextVar[str | None], usage: Usage, lock: threading.Lock
+    ) -> None:
+        self._wrapped, self._folder, self._usage, self._lock = wrapped, folder, usage, lock
 
     def write(self, text: str) -> int:
-        folder = getattr(self._local, "folder", None)
+        folder = self._folder.get()
         if folder:
             with self._lock:
                 self._usage.log_bytes[folder] += len(text.encode())
@@ -282,7 +285,9 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
 
     usage = Usage()
     lock = threading.Lock()
-    local = threading.local()
+    # Which function is running: a context variable, not a thread-local, so that the work a function
+    # hands to its own threads in a copy of its context (the period-end flush's workers) counts as its.
+    running: contextvars.ContextVar[str | None] = contextvars.ContextVar("r2r_bench_function", default=None)
     runtime = stack.runtime
     folders = {spec.name: spec.source_dir.name for spec in stack.local.functions.values()}
     original_invoke = runtime.invoke
@@ -292,13 +297,13 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
 
     def invoke(name_or_arn: str, event: Any, request_id: str | None = None) -> Any:
         folder = folders.get(str(name_or_arn).rsplit(":", 1)[-1], str(name_or_arn))
-        local.folder = folder
+        token = running.set(folder)
         started, cpu_started = time.perf_counter(), time.thread_time()
         try:
             return original_invoke(name_or_arn, event, request_id)
         finally:
             elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-            local.folder = None
+            running.reset(token)
             with lock:
                 usage.invocations[folder] += 1
                 usage.seconds[folder] += elapsed
@@ -308,7 +313,7 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
 
     def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
         response = original_call(client, operation, params)
-        folder = getattr(local, "folder", None)
+        folder = running.get()
         if folder:
             with lock:
                 _record_call(
@@ -324,7 +329,7 @@ def measure_usage(stack: Any) -> Iterator[Usage]:
 
     runtime.invoke = invoke
     botocore.client.BaseClient._make_api_call = call
-    sys.stdout = _CountingStdout(original_stdout, local, usage, lock)
+    sys.stdout = _CountingStdout(original_stdout, running, usage, lock)
     try:
         yield usage
     finally:

@@ -88,3 +88,36 @@ def test_spike_sizes_and_budget_from_the_environment_name_what_is_wrong() -> Non
     for bad in ("soon", "0", "-1", "nan", "inf"):
         with pytest.raises(ValueError, match="R2R_BENCH_SPIKE_BUDGET_S must be a number of seconds"):
             spike_budget(bad, 900.0)
+
+
+def test_aws_calls_a_function_makes_from_its_own_worker_threads_count_as_its_own() -> None:
+    """The period-end flush posts from a thread pool run in copies of the function's context: its calls
+    (and so their cost) belong to billing_period_close, not to nobody."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import boto3
+    from moto import mock_aws
+
+    from infra.bench.spike import measure_usage
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+
+        def invoke(name_or_arn: str, event: Any, request_id: str | None = None) -> Any:
+            ddb.list_tables()
+            context = contextvars.copy_context()
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                list(pool.map(lambda _: context.copy().run(ddb.list_tables), range(3)))
+            return {}
+
+        spec = SimpleNamespace(name="fn-close", source_dir=Path("functions/billing_period_close"))
+        stack = SimpleNamespace(
+            runtime=SimpleNamespace(invoke=invoke), local=SimpleNamespace(functions={"x": spec})
+        )
+        with measure_usage(stack) as usage:
+            stack.runtime.invoke("arn:aws:lambda:us-east-1:1:function:fn-close", {"Records": [{}]})
+            ddb.list_tables()  # outside any function: not counted
+        assert usage.calls["billing_period_close dynamodb:ListTables"] == 4
+        assert usage.invocations["billing_period_close"] == 1
