@@ -598,3 +598,31 @@ def test_a_group_saved_before_revenue_went_with_the_posting_keeps_its_own_revenu
     new = [e for e in world["publisher"].published[before:] if e.type == "revenue.recognized"]
     rate = Decimal(str(store.get(f"ENG#{ENGAGEMENT}", "CHARGE#te-maria-lopez-2026-11-16")["rate"]))
     assert [Decimal(e.data["amount"]["amount"]) for e in new] == [rate]  # the 1 h more
+
+
+def test_an_account_switching_to_summary_mode_publishes_each_entrys_revenue_once(
+    both: dict[str, dict[str, Any]],
+) -> None:
+    """Entries posted in detail mode published their revenue one by one; once the account is in summary
+    mode, a new version of such an entry gives that back (a negative event of its own) because its summary
+    record publishes all the entry recognises: the revenue published still sums to what r2r holds."""
+    world = both["detail"]
+    set_up(world)
+    for name in TIME_FILES:
+        post(world, name)
+    world["mapping"] = SUMMARY
+    post(world, "12-time-maria-lopez-2026-11-16.json", version=2, hours="6")  # now a summary-mode charge
+    period_end_flush(world)
+
+    store = world["store"]
+    charges = list(store.query_prefix(f"ENG#{ENGAGEMENT}", "CHARGE#"))
+    held: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for c in charges:
+        held[(str(c["project_id"]), str(c["currency"]))] += Decimal(str(c.get("revenue_recognised") or 0))
+    assert time_revenue(world) == {k: v for k, v in held.items() if v}
+    maria = [
+        Decimal(e.data["amount"]["amount"])
+        for e in world["publisher"].published
+        if e.source_record_id.startswith("rev-time-te-maria-lopez-2026-11-16-v")
+    ]
+    assert len(maria) == 2 and maria[1] == -maria[0] != 0  # v1's revenue, then v2 gives it back

@@ -258,7 +258,11 @@ def post_time(
             "revenue_recognised": recognised,
             **erp_fields,
             # Summary mode: the revenue goes with the summary posting (``flows.time_summary``).
-            **({} if account.posts_time_in_summary else revenue_fields(revenue, recognised=recognised)),
+            **(
+                _summary_revenue_fields(existing)
+                if account.posts_time_in_summary
+                else revenue_fields(revenue, recognised=recognised)
+            ),
             "correlation_id": envelope.correlation_id,
         },
     )
@@ -285,11 +289,11 @@ def post_time(
     )
 
     revenue_id = (
-        None
-        if account.posts_time_in_summary
-        else publish_charge_revenue(
+        publish_charge_revenue(
             publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
         )
+        if _revenue_per_entry(recorded.item)
+        else None
     )
     warnings = raise_committed_warnings(
         store,
@@ -357,6 +361,23 @@ def _summary_erp_fields(
         # Kept so that a redelivery after a crash counts the change in the period it left too.
         erp_fields["erp_previous_summary_period"] = existing["erp_summary_period"]
     return erp_fields
+
+
+def _summary_revenue_fields(existing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Summary mode: the entry's revenue goes with its summary record (``flows.time_summary``), so the
+    charge stores none of its own — unless the version before was posted in detail mode and published
+    its revenue entry by entry: then this version gives that back (``revenue_amount``, negative), since
+    the summary record now publishes all the entry recognises."""
+    if existing is None or existing.get("erp_posting") == "summary":
+        return {}
+    given = as_decimal(existing.get("revenue_recognised"))
+    return {"revenue_amount": -given} if given else {}
+
+
+def _revenue_per_entry(charge: Mapping[str, Any]) -> bool:
+    """Whether a charge version publishes a revenue event of its own: in detail mode, and in summary
+    mode only to give back what the entry published in detail mode (:func:`_summary_revenue_fields`)."""
+    return charge.get("erp_posting") != "summary" or "revenue_amount" in charge
 
 
 def _audit_charge(
@@ -433,11 +454,11 @@ def _complete_recorded(
     ):
         return  # the audit record is written last: everything before it was done
     revenue_id = (
-        None
-        if charge.get("erp_posting") == "summary"  # its revenue goes with the summary posting
-        else publish_charge_revenue(
+        publish_charge_revenue(
             publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
         )
+        if _revenue_per_entry(charge)
+        else None
     )
     _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id)
 
