@@ -87,21 +87,19 @@ class BatchTail:
         waiting.messages.add(self._message)
         return True
 
-    def __len__(self) -> int:
-        return len(self._events) + len(self._records)
-
     def flush(self, skip: Collection[str] = ()) -> dict[str, str]:
         """Write what the batch handed over; the messages that are not done, each with why.
 
         ``skip``: messages that failed in processing; what only they handed over is not written.
         """
-        events = [e for e in self._events.values() if e.messages - set(skip)]
-        records = [r for r in self._records.values() if r.messages - set(skip)]
+        skipped = set(skip)
+        events = [e for e in self._events.values() if e.messages - skipped]
+        records = [r for r in self._records.values() if r.messages - skipped]
         self._events, self._records = {}, {}
         failed: dict[str, str] = {}
 
         def fail(messages: set[str], why: str) -> None:
-            for message in sorted(messages - set(skip)):
+            for message in sorted(messages - skipped):
                 failed.setdefault(message, why)
 
         if events:
