@@ -7,6 +7,7 @@ from typing import Any
 from r2r_core.bus import EventPublisher
 from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
+from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.model.events import EventEnvelope
@@ -25,6 +26,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     reads = InvocationReads()
     # Summary mode: one counter update per engagement and period of the batch, the rest after it.
     counts = SummaryCounts()
+    # Each entry's revenue event and audit record, written after the batch (batched; the audit record last).
+    tail = BatchTail()
 
     def process(envelope: EventEnvelope, ports: ConsumerPorts) -> dict[str, Any]:
         settings = ports.settings
@@ -37,11 +40,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             mapping=erp_mapping(settings.erp_secret_arn),
             reads=reads,
             counts=counts,
+            tail=tail,
         )
 
     # The charge's version refuses a duplicate; a redelivery completes what a crash left undone.
     response = consume_canonical(
-        event, context, name="time_posting", logger=logger, process=process, idempotent_by_version=True
+        event,
+        context,
+        name="time_posting",
+        logger=logger,
+        process=process,
+        idempotent_by_version=True,
+        tail=tail,
     )
     # Before answering: should this fail, the whole batch is delivered again and each record counts again.
     counts.apply()

@@ -199,11 +199,33 @@ def _items_size(items: list[Mapping[str, Any]]) -> int:
     return sum(_item_size(item) for item in items)
 
 
+def _batch_written(params: Mapping[str, Any], response: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The items a BatchWriteItem call put: those it sent but what DynamoDB left unprocessed."""
+    unprocessed = {
+        json.dumps(request["PutRequest"]["Item"], sort_keys=True)
+        for requests in (response.get("UnprocessedItems") or {}).values()
+        for request in requests
+        if "PutRequest" in request
+    }
+    return [
+        request["PutRequest"]["Item"]
+        for requests in (params.get("RequestItems") or {}).values()
+        for request in requests
+        if "PutRequest" in request
+        and json.dumps(request["PutRequest"]["Item"], sort_keys=True) not in unprocessed
+    ]
+
+
 def _dynamodb_units(
     operation: str, params: dict[str, Any], response: dict[str, Any], avg_item: float, own_avg_item: float
 ) -> float:
     if operation == "PutItem":
         return float(max(1, math.ceil(_item_size(params.get("Item") or {}) / 1024)))
+    if operation == "BatchWriteItem":
+        # One write per item DynamoDB processed (what it left unprocessed is sent, and counted, again).
+        return float(
+            sum(max(1, math.ceil(_item_size(item) / 1024)) for item in _batch_written(params, response))
+        )
     if operation == "UpdateItem":
         # The size of the updated item is not sent: the average item this function puts stands in.
         return float(max(1, math.ceil(own_avg_item / 1024)))
@@ -264,7 +286,14 @@ def _record_call(
         usage.items[key] += len(response.get("Items") or [])
     if service == "dynamodb":
         if operation == "PutItem":
-            size = _item_size(params.get("Item") or {})
+            put = [params.get("Item") or {}]
+        elif operation == "BatchWriteItem":
+            put = _batch_written(params, response)
+            usage.items[key] += len(put)
+        else:
+            put = []
+        for item in put:
+            size = _item_size(item)
             written["bytes"] += size
             written["items"] += 1
             written[f"{folder} bytes"] = written.get(f"{folder} bytes", 0) + size

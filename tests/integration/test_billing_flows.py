@@ -364,7 +364,7 @@ def test_an_expense_redelivered_after_a_crash_past_its_charge_write_gets_its_aud
         def __getattr__(self, name: str) -> Any:
             return getattr(audit, name)
 
-        def append(self, **record: Any) -> None:
+        def record(self, record: Any) -> None:
             raise RuntimeError("the Lambda died")
 
     event = expense_envelope()

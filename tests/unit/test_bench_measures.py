@@ -31,6 +31,15 @@ def test_writes_cost_a_unit_per_kilobyte_and_consistent_reads_a_unit_per_four() 
     assert _dynamodb_units("Query", {}, {"Items": []}, 2048, 0) == 1
 
 
+def test_a_batch_write_costs_the_units_of_the_items_dynamodb_processed() -> None:
+    small, large = {"pk": {"S": "a"}}, {"pk": {"S": "b" * 2500}}
+    sent = {"RequestItems": {"audit": [{"PutRequest": {"Item": small}}, {"PutRequest": {"Item": large}}]}}
+    assert _dynamodb_units("BatchWriteItem", sent, {"UnprocessedItems": {}}, 0, 0) == 1 + 3
+    # What DynamoDB left unprocessed is not written by this call (it is sent, and counted, again).
+    left = {"UnprocessedItems": {"audit": [{"PutRequest": {"Item": large}}]}}
+    assert _dynamodb_units("BatchWriteItem", sent, left, 0, 0) == 1
+
+
 def test_item_size_follows_dynamodbs_rule_not_the_wire_json() -> None:
     # Names plus values: a string by its UTF-8 bytes, a number a byte per two significant digits plus one.
     assert _item_size({"pk": {"S": "ENG#1"}}) == 2 + 5

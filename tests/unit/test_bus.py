@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from r2r_core.bus import EventPublisher, PublishFailed
 from r2r_core.model.events import EventEnvelope
@@ -59,3 +60,27 @@ def test_publish_is_one_event() -> None:
     client = FakeEvents()
     EventPublisher("bus", client).publish(envelope(1))
     assert [len(call) for call in client.calls] == [1]
+
+
+def test_publish_each_says_per_event_what_was_refused_and_makes_every_call() -> None:
+    client = FakeEvents(refuse='"evt-3"')
+    errors = EventPublisher("bus", client).publish_each([envelope(n) for n in range(23)])
+    # every call is made despite the refusal in the first one; one answer per event, in order
+    assert [len(call) for call in client.calls] == [10, 10, 3]
+    assert [n for n, error in enumerate(errors) if error] == [3]
+    assert errors[3] == "InternalFailure: try again"
+
+
+def test_publish_each_fails_the_events_of_a_call_that_failed_as_a_whole() -> None:
+    class Throttled(FakeEvents):
+        def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # boto3's parameter name
+            if len(self.calls) == 1:
+                self.calls.append(Entries)
+                raise ClientError(
+                    {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutEvents"
+                )
+            return super().put_events(Entries)
+
+    answer = EventPublisher("bus", Throttled()).publish_each([envelope(n) for n in range(25)])
+    assert [n for n, error in enumerate(answer) if error] == list(range(10, 20))
+    assert "ThrottlingException" in str(answer[10])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from r2r_core.runtime import aws_client
 
 MAX_ENTRIES = 10  # PutEvents takes at most 10 entries (and 256 KB) per call
@@ -40,22 +42,9 @@ class EventPublisher:
         (and others of its call) may have been put, so a caller retries from its last saved progress:
         every event id is deterministic and consumers are idempotent on the business key.
         """
-        from r2r_core.model.events import EVENT_SOURCE
-
         for start in range(0, len(envelopes), MAX_ENTRIES):
             chunk = envelopes[start : start + MAX_ENTRIES]
-            response = self.client.put_events(
-                Entries=[
-                    {
-                        "EventBusName": self.bus_name,
-                        "Source": EVENT_SOURCE,
-                        "DetailType": envelope.type,
-                        "Detail": envelope.model_dump_json(),
-                        "Resources": [],
-                    }
-                    for envelope in chunk
-                ]
-            )
+            response = self.client.put_events(Entries=self._entries(chunk))
             if response.get("FailedEntryCount"):
                 index, entry = next(
                     (i, e)
@@ -66,3 +55,41 @@ class EventPublisher:
                     f"event {chunk[index].event_id} ({chunk[index].type}): "
                     f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}"
                 )
+
+    def publish_each(self, envelopes: Sequence[EventEnvelope]) -> list[str | None]:
+        """Put the events on the bus, up to ``MAX_ENTRIES`` per PutEvents call; per event, why it was not put.
+
+        Unlike :meth:`publish_many` every call is made whatever an earlier one refused: the answer has one
+        item per event, in order, None when EventBridge took it, else its error (the entry's error code and
+        message, or the error of a call that failed as a whole), so a caller can retry exactly those.
+        """
+        errors: list[str | None] = []
+        for start in range(0, len(envelopes), MAX_ENTRIES):
+            chunk = envelopes[start : start + MAX_ENTRIES]
+            try:
+                response = self.client.put_events(Entries=self._entries(chunk))
+            except (ClientError, BotoCoreError) as exc:
+                errors.extend([f"PutEvents failed: {type(exc).__name__}: {exc}"] * len(chunk))
+                continue
+            entries = response.get("Entries") or []
+            for index in range(len(chunk)):
+                entry = entries[index] if index < len(entries) else {}
+                if entry.get("EventId") and not entry.get("ErrorCode"):
+                    errors.append(None)
+                else:
+                    errors.append(f"{entry.get('ErrorCode')}: {entry.get('ErrorMessage')}")
+        return errors
+
+    def _entries(self, envelopes: Sequence[EventEnvelope]) -> list[dict[str, Any]]:
+        from r2r_core.model.events import EVENT_SOURCE
+
+        return [
+            {
+                "EventBusName": self.bus_name,
+                "Source": EVENT_SOURCE,
+                "DetailType": envelope.type,
+                "Detail": envelope.model_dump_json(),
+                "Resources": [],
+            }
+            for envelope in envelopes
+        ]

@@ -17,9 +17,9 @@ whichever path put it on the bus.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from r2r_core import ownership
 from r2r_core import settings as settings_module
 from r2r_core.erp.errors import ErpPermanentError
-from r2r_core.errors import Permanent
+from r2r_core.errors import Permanent, TailNotWritten
 from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.ownership_guard import Audit, record_ignored
 from r2r_core.idempotency import once
@@ -45,6 +45,16 @@ from r2r_core.telemetry import annotate, emit
 
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (Permanent, ErpPermanentError)
 _WRAPPED: dict[tuple[str, str, str | None], Any] = {}
+
+
+class Tail(Protocol):
+    """Writes a consumer's ``process`` hands over to be made after the batch (``flows.batch_tail``)."""
+
+    def begin(self, message_id: str) -> None:
+        """What is handed over from now on belongs to this SQS message."""
+
+    def flush(self, skip: Collection[str] = ()) -> Mapping[str, str]:
+        """Write it all (but what only ``skip``'s messages handed over); the messages not done, with why."""
 
 
 def envelope_from_body(body: str) -> EventEnvelope:
@@ -64,8 +74,16 @@ def consume(
     on_permanent: Callable[[EventEnvelope, Exception], object],
     audit: Audit | None = None,
     max_receive_count: int | None = None,
+    tail: Tail | None = None,
 ) -> dict[str, Any]:
+    """Process an SQS batch record by record; the answer reports the failed records (partial batch).
+
+    ``tail``: the writes ``process`` hands over for after the batch; it is flushed once every record was
+    processed, and a record whose writes there failed is reported failed too (SQS delivers it again; on
+    its last receive it is recorded like a permanent failure).
+    """
     run = _once(name, idempotency_table)
+    received: dict[str, tuple[SQSRecord, EventEnvelope]] = {}
     config = getattr(run, "_r2r_config", None)
     if config is not None and context is not None:
         config.register_lambda_context(context)
@@ -92,6 +110,9 @@ def consume(
             )
             logger.remove_keys(["event_id", "event_type", "source_record_id"])
             return {"ignored": detail["reason"]}
+        if tail is not None:
+            received[record.message_id] = (record, envelope)
+            tail.begin(record.message_id)
         try:
             result = run(data=envelope, process=process)
         except Exception as exc:
@@ -128,12 +149,54 @@ def consume(
         )
         return result
 
-    return process_partial_response(  # type: ignore[return-value]
+    response: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
         event=event,
         record_handler=record_handler,
         processor=BatchProcessor(event_type=EventType.SQS),
         context=context,
     )
+    if tail is not None:
+        response = _flush_tail(
+            tail,
+            response=response,
+            received=received,
+            logger=logger,
+            max_receive_count=max_receive_count,
+            on_permanent=on_permanent,
+        )
+    return response
+
+
+def _flush_tail(
+    tail: Tail,
+    *,
+    response: dict[str, Any],
+    received: Mapping[str, tuple[SQSRecord, EventEnvelope]],
+    logger: Logger,
+    max_receive_count: int | None,
+    on_permanent: Callable[[EventEnvelope, Exception], object],
+) -> dict[str, Any]:
+    """Flush the batch's tail; add the records whose writes there failed to the batch item failures."""
+    failures = list(response.get("batchItemFailures", []))
+    failed_in_processing = {failure["itemIdentifier"] for failure in failures}
+    for message_id, why in tail.flush(skip=failed_in_processing).items():
+        if message_id not in received:
+            continue
+        record, envelope = received[message_id]
+        logger.warning(
+            "the last writes of a record failed after its batch: it is delivered again",
+            extra={
+                "message_id": message_id,
+                "event_id": envelope.event_id,
+                "source_record_id": envelope.source_record_id,
+                "correlation_id": envelope.correlation_id,
+                "error": why,
+            },
+        )
+        if last_receive(record, max_receive_count):
+            on_permanent(envelope, TailNotWritten(why))
+        failures.append({"itemIdentifier": message_id})
+    return {**response, "batchItemFailures": failures}
 
 
 def last_receive(record: SQSRecord, max_receive_count: int | None) -> bool:
@@ -191,6 +254,7 @@ def consume_canonical(
     logger: Logger,
     process: Callable[[EventEnvelope, ConsumerPorts], Any],
     idempotent_by_version: bool = False,
+    tail: Tail | None = None,
 ) -> dict[str, Any]:
     """:func:`consume` for a consumer of canonical events named ``name`` (its function folder).
 
@@ -201,6 +265,8 @@ def consume_canonical(
     record (a conditional, versioned write of its own state item) and completes, on a redelivery of the
     version it holds, whatever a crash after that write left undone. It then needs no idempotency record
     (two writes per record), and its function gets no idempotency table.
+
+    ``tail``: see :func:`consume`.
     """
     settings = settings_module.load(ConsumerSettings)
     ports = ConsumerPorts(
@@ -220,4 +286,5 @@ def consume_canonical(
             envelope, exc, store=ports.store, audit=ports.audit, stage=name
         ),
         audit=ports.audit,
+        tail=tail,
     )

@@ -16,6 +16,10 @@ class Retryable(R2RError):
     """Worth retrying: the cause is expected to go away (ordering, throttling)."""
 
 
+class TailNotWritten(Retryable):
+    """What ends a record's processing (its events, its audit record) could not be written after its batch."""
+
+
 class Permanent(R2RError):
     """Retrying will not help until someone changes data or configuration."""
 

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from r2r_core.runtime import aws_client
 
@@ -296,8 +298,55 @@ def exception_id(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """One state change to record in ``AuditTable``: ``<kind>#<entity id>`` / ``<event id>#<action>``."""
+
+    kind: str
+    entity_id: str
+    action: str
+    event_id: str
+    correlation_id: str
+    detail: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return f"{self.kind}#{self.entity_id}", f"{self.event_id}#{self.action}"
+
+    def item(self, at: str) -> dict[str, Any]:
+        pk, sk = self.key
+        return {
+            "pk": pk,
+            "sk": sk,
+            "at": at,
+            "action": self.action,
+            "event_id": self.event_id,
+            "correlation_id": self.correlation_id,
+            "detail": json.dumps(self.detail or {}, default=_json_default, sort_keys=True),
+        }
+
+
+@dataclass(frozen=True)
+class NotAppended:
+    """An audit record :meth:`AuditLog.append_many` could not write, and why."""
+
+    record: AuditRecord
+    why: str
+
+
+BATCH_WRITE_MAX = 25  # BatchWriteItem takes at most 25 requests per call
+BATCH_WRITE_ATTEMPTS = 4  # a first write and three retries of what DynamoDB left unprocessed
+BATCH_WRITE_BACKOFF_S = 0.05  # doubled at each retry: 0.05 + 0.1 + 0.2 s at most per call
+
+
 class AuditLog(_Table):
     """Append-only audit of state changes (``AuditTable``)."""
+
+    def __init__(
+        self, table_name: str, client: Any | None = None, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        super().__init__(table_name, client)
+        self._sleep = sleep
 
     def append(
         self,
@@ -310,16 +359,11 @@ class AuditLog(_Table):
         detail: Mapping[str, Any] | None = None,
     ) -> None:
         """Record one state change. Re-recording the same (entity, event, action) is a no-op."""
-        at = now_iso()
-        item = {
-            "pk": f"{kind}#{entity_id}",
-            "sk": f"{event_id}#{action}",
-            "at": at,
-            "action": action,
-            "event_id": event_id,
-            "correlation_id": correlation_id,
-            "detail": json.dumps(detail or {}, default=_json_default, sort_keys=True),
-        }
+        self.record(AuditRecord(kind, entity_id, action, event_id, correlation_id, detail))
+
+    def record(self, record: AuditRecord) -> None:
+        """:meth:`append` of a built record."""
+        item = record.item(now_iso())
         try:
             self.client.put_item(
                 TableName=self.table_name, Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)"
@@ -327,6 +371,55 @@ class AuditLog(_Table):
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    def append_many(self, records: Sequence[AuditRecord]) -> list[NotAppended]:
+        """Record many state changes, ``BATCH_WRITE_MAX`` per ``BatchWriteItem`` call; what was not written.
+
+        Same items as :meth:`append`, but BatchWriteItem cannot be conditional: a record whose
+        (entity, event, action) is already stored is overwritten instead of left alone. That is harmless for
+        the records written this way, the last write of a posted charge (``flows.batch_tail``): a record is
+        keyed by the event that caused it, so a second write carries what the first did, built from the same
+        stored charge version, but for ``at`` (seconds later) and the delivery's correlation id; and the
+        redelivery path checks :meth:`has` first and writes nothing when the record exists. Only two
+        deliveries of one event completing at the same moment both write it (the later one then lists no cap
+        warning: each warning has its own ``cap_threshold_reached`` record).
+
+        What DynamoDB leaves unprocessed (throttling, a partition busy; botocore does not retry those, the
+        call itself succeeded) is sent again after a short backoff,
+        ``BATCH_WRITE_ATTEMPTS`` times at most; what is still unprocessed then, and the records of a call
+        that failed as a whole, are returned (with the error) for the caller to retry later. Records are
+        written in order of the list, one per key (a later record of a key already in the list is dropped:
+        one call cannot carry a key twice).
+        """
+        first: dict[tuple[str, str], AuditRecord] = {}
+        for record in records:
+            first.setdefault(record.key, record)
+        unique = list(first.values())
+        failed: list[NotAppended] = []
+        at = now_iso()
+        for start in range(0, len(unique), BATCH_WRITE_MAX):
+            chunk = {record.key: record for record in unique[start : start + BATCH_WRITE_MAX]}
+            requests = [{"PutRequest": {"Item": _to_item(record.item(at))}} for record in chunk.values()]
+            why = f"left unprocessed by DynamoDB after {BATCH_WRITE_ATTEMPTS} attempts"
+            for attempt in range(BATCH_WRITE_ATTEMPTS):
+                if attempt:
+                    self._sleep(BATCH_WRITE_BACKOFF_S * 2 ** (attempt - 1))
+                try:
+                    response = self.client.batch_write_item(RequestItems={self.table_name: requests})
+                except ClientError as exc:
+                    error = exc.response.get("Error", {})
+                    why = f"BatchWriteItem failed: {error.get('Code')}: {error.get('Message')}"
+                    break
+                except BotoCoreError as exc:  # no answer (connection, timeout) after botocore's retries
+                    why = f"BatchWriteItem failed: {type(exc).__name__}: {exc}"
+                    break
+                requests = (response.get("UnprocessedItems") or {}).get(self.table_name, [])
+                if not requests:
+                    break
+            for request in requests:
+                item = request["PutRequest"]["Item"]
+                failed.append(NotAppended(chunk[(item["pk"]["S"], item["sk"]["S"])], why))
+        return failed
 
     def has(self, *, kind: str, entity_id: str, event_id: str, action: str) -> bool:
         """Whether the state change (entity, event, action) was recorded."""

@@ -22,12 +22,13 @@ from r2r_core.billing.decisions import ZERO, ChargeDecision, Consumption, Decisi
 from r2r_core.billing.invoicing import cap_warnings
 from r2r_core.billing.revenue import time_revenue_id, time_revenue_kind
 from r2r_core.errors import EngagementNotReady
+from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import CapBasis, Engagement, RevenueEvent, SourceRecord
 from r2r_core.model.events import EVENT_TYPES, EventEnvelope, event_id_for
 from r2r_core.model.money import Money, round_money
-from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.state import AuditLog, AuditRecord, StateStore, now_iso
 
 logger = Logger(child=True)
 
@@ -160,11 +161,19 @@ class Recorded:
 
 
 def audit_charge(
-    audit: AuditLog, envelope: EventEnvelope, charge: Mapping[str, Any], *, kind: str, **detail: Any
+    audit: AuditLog,
+    envelope: EventEnvelope,
+    charge: Mapping[str, Any],
+    *,
+    kind: str,
+    tail: BatchTail | None = None,
+    **detail: Any,
 ) -> None:
     """The audit record of a recorded charge version (once per event: a repeat is a no-op): what was
-    decided, plus the flow's own ``detail`` (ERP record, revenue event …)."""
-    audit.append(
+    decided, plus the flow's own ``detail`` (ERP record, revenue event …).
+
+    With ``tail`` it is written after the batch, after the message's events (``flows.batch_tail``)."""
+    record = AuditRecord(
         kind=kind,
         entity_id=str(charge["source_id"]),
         action=f"charge_{charge['decision']}",
@@ -182,6 +191,29 @@ def audit_charge(
             **detail,
         },
     )
+    if tail is not None:
+        tail.append(audit, record)
+    else:
+        audit.record(record)
+
+
+def charge_audited(
+    audit: AuditLog,
+    envelope: EventEnvelope,
+    charge: Mapping[str, Any],
+    *,
+    kind: str,
+    tail: BatchTail | None = None,
+) -> bool:
+    """Whether the charge version's audit record exists or waits in the batch's ``tail`` (then the
+    current message waits on it too)."""
+    key = {
+        "kind": kind,
+        "entity_id": str(charge["source_id"]),
+        "event_id": envelope.event_id,
+        "action": f"charge_{charge['decision']}",
+    }
+    return (tail is not None and tail.waiting(**key)) or audit.has(**key)
 
 
 AUDIT_KINDS = {"time": "time_entry", "expense": "expense"}
@@ -304,19 +336,22 @@ def publish_event(
     publisher: Publisher, *, event_type: str, record: SourceRecord, correlation_id: str
 ) -> None:
     """Publish ``record`` as an r2r event; its id is deterministic, so a republish is the same event."""
+    publisher.publish(event_envelope(event_type=event_type, record=record, correlation_id=correlation_id))
+
+
+def event_envelope(*, event_type: str, record: SourceRecord, correlation_id: str) -> EventEnvelope:
+    """``record`` as an r2r event, its id deterministic (type, record id, version)."""
     kind = EVENT_TYPES[event_type]
-    publisher.publish(
-        EventEnvelope(
-            type=kind.name,
-            schema_version=kind.schema_version,
-            event_id=event_id_for("r2r", f"{event_type}/{record.id}/{record.version}"),
-            source_system="r2r",
-            source_record_id=record.id,
-            source_record_version=record.version,
-            correlation_id=correlation_id,
-            occurred_at=datetime.now(UTC),
-            data=record.model_dump(mode="json"),
-        )
+    return EventEnvelope(
+        type=kind.name,
+        schema_version=kind.schema_version,
+        event_id=event_id_for("r2r", f"{event_type}/{record.id}/{record.version}"),
+        source_system="r2r",
+        source_record_id=record.id,
+        source_record_version=record.version,
+        correlation_id=correlation_id,
+        occurred_at=datetime.now(UTC),
+        data=record.model_dump(mode="json"),
     )
 
 
@@ -434,17 +469,29 @@ def revenue_of(charge: Mapping[str, Any], engagement: Engagement) -> RevenueEven
 
 
 def publish_charge_revenue(
-    publisher: Publisher | None, *, charge: Mapping[str, Any], engagement: Engagement, correlation_id: str
+    publisher: Publisher | None,
+    *,
+    charge: Mapping[str, Any],
+    engagement: Engagement,
+    correlation_id: str,
+    tail: BatchTail | None = None,
 ) -> str | None:
     """Publish the revenue event a time charge version causes (when there is a bus); its id.
 
-    The event id is deterministic (type, record id, version): a republish is the same event.
+    The event id is deterministic (type, record id, version): a republish is the same event. With
+    ``tail`` it is put on the bus after the batch (``flows.batch_tail``).
     """
     event = revenue_of(charge, engagement)
     if event is None:
         return None
     if publisher is not None:
-        publish_event(publisher, event_type="revenue.recognized", record=event, correlation_id=correlation_id)
+        envelope = event_envelope(
+            event_type="revenue.recognized", record=event, correlation_id=correlation_id
+        )
+        if tail is not None:
+            tail.publish(publisher, envelope)
+        else:
+            publisher.publish(envelope)
     return event.id
 
 

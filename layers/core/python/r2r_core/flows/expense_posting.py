@@ -15,8 +15,10 @@ from aws_lambda_powertools import Logger
 from r2r_core.billing.decisions import decide_expense
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
+from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.charges import (
     audit_charge,
+    charge_audited,
     charge_key,
     engagement_of,
     erp_body_json,
@@ -42,16 +44,27 @@ def post_expense(
     audit: AuditLog,
     erp: Erp,
     mapping: ErpMapping | None = None,
+    tail: BatchTail | None = None,
 ) -> dict[str, Any]:
+    """Decide, post and record one approved expense version.
+
+    ``tail``: the invocation's last writes (``flows.batch_tail``): the audit record is handed to it and
+    written after the batch; without it, at once.
+    """
     expense = Expense.model_validate(envelope.data)
     deal, terms = engagement_of(store, "expense", expense)
     key = charge_key(expense.engagement_id, "expense", expense.id)
     existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="expense")
     if duplicate is not None:
         # No idempotency record guards this consumer (the charge's version does): a redelivery completes
-        # what a crash right after recording left undone, idempotently (the audit record, by event).
-        if existing is not None and int(existing["version"]) == envelope.source_record_version:
-            _audit_charge(audit, envelope, existing)
+        # what a crash right after recording left undone, idempotently (the audit record, by event, written
+        # only when absent: a batched write cannot be conditional).
+        if (
+            existing is not None
+            and int(existing["version"]) == envelope.source_record_version
+            and not charge_audited(audit, envelope, existing, kind="expense", tail=tail)
+        ):
+            _audit_charge(audit, envelope, existing, tail=tail)
         return duplicate
 
     decision = decide_expense(expense, deal.engagement)
@@ -90,7 +103,7 @@ def post_expense(
     if not recorded.written:
         return {"decision": decision.decision.value, "duplicate": True}
     assert recorded.item is not None
-    _audit_charge(audit, envelope, recorded.item)
+    _audit_charge(audit, envelope, recorded.item, tail=tail)
     logger.info(
         "expense posted",
         extra={
@@ -106,8 +119,15 @@ def post_expense(
     }
 
 
-def _audit_charge(audit: AuditLog, envelope: EventEnvelope, charge: dict[str, Any]) -> None:
+def _audit_charge(
+    audit: AuditLog, envelope: EventEnvelope, charge: dict[str, Any], *, tail: BatchTail | None = None
+) -> None:
     """The audit record of a recorded expense charge version (once per event: a repeat is a no-op)."""
     audit_charge(
-        audit, envelope, charge, kind="expense", erp_expense_report_id=charge.get("erp_expense_report_id")
+        audit,
+        envelope,
+        charge,
+        kind="expense",
+        tail=tail,
+        erp_expense_report_id=charge.get("erp_expense_report_id"),
     )

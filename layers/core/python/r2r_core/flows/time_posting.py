@@ -17,10 +17,12 @@ from r2r_core.billing.decisions import ZERO, ChargeDecision, Decision, decide_ti
 from r2r_core.billing.revenue import revenue_for_time
 from r2r_core.erp import records
 from r2r_core.erp.mapping import ErpMapping
+from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.charges import (
     Publisher,
     as_decimal,
     audit_charge,
+    charge_audited,
     charge_key,
     consumption_from,
     engagement_of,
@@ -169,6 +171,7 @@ def post_time(
     mapping: ErpMapping | None = None,
     reads: InvocationReads | None = None,
     counts: SummaryCounts | None = None,
+    tail: BatchTail | None = None,
 ) -> dict[str, Any]:
     """Decide, post and record one approved time entry version.
 
@@ -176,6 +179,8 @@ def post_time(
     charges); a fresh one per handler call. Without it everything is read for this entry alone.
     ``counts``: the invocation's summary-mode change counts (the caller applies them after the batch);
     without it each change is counted at once.
+    ``tail``: the invocation's last writes (``flows.batch_tail``): the revenue event and the audit record
+    are handed to it, and written after the batch; without it they are written at once.
     """
     reads = reads or InvocationReads()
     entry = TimeEntry.model_validate(envelope.data)
@@ -197,6 +202,7 @@ def post_time(
             account=account,
             engagement=engagement,
             charge=existing,
+            tail=tail,
         )
         return duplicate
 
@@ -290,7 +296,11 @@ def post_time(
 
     revenue_id = (
         publish_charge_revenue(
-            publisher, charge=recorded.item, engagement=engagement, correlation_id=envelope.correlation_id
+            publisher,
+            charge=recorded.item,
+            engagement=engagement,
+            correlation_id=envelope.correlation_id,
+            tail=tail,
         )
         if _revenue_per_entry(recorded.item)
         else None
@@ -306,7 +316,7 @@ def post_time(
         event_id=envelope.event_id,
     )
     credited = recorded.previous is not None and recorded.previous.get("status") == "invoiced"
-    _audit_charge(audit, envelope, recorded.item, warnings=warnings, revenue_id=revenue_id)
+    _audit_charge(audit, envelope, recorded.item, warnings=warnings, revenue_id=revenue_id, tail=tail)
     logger.info(
         "time posted",
         extra={
@@ -387,6 +397,7 @@ def _audit_charge(
     *,
     warnings: list[str],
     revenue_id: str | None,
+    tail: BatchTail | None = None,
 ) -> None:
     """The audit record of a recorded charge version (once per event: a repeat is a no-op)."""
     audit_charge(
@@ -394,6 +405,7 @@ def _audit_charge(
         envelope,
         charge,
         kind="time_entry",
+        tail=tail,
         erp_time_bill_id=charge.get("erp_time_bill_id"),
         erp_summary_external_id=charge.get("erp_summary_external_id"),
         credit_queued_for_version=charge.get("credited_version"),
@@ -413,6 +425,7 @@ def _complete_recorded(
     account: ErpMapping,
     engagement: Engagement,
     charge: dict[str, Any],
+    tail: BatchTail | None = None,
 ) -> None:
     """A duplicate or stale version: complete what a crash right after recording a charge left undone.
 
@@ -446,21 +459,18 @@ def _complete_recorded(
             correlation_id=envelope.correlation_id,
             publisher=publisher,
         )
-    if audit.has(
-        kind="time_entry",
-        entity_id=entry.id,
-        event_id=envelope.event_id,
-        action=f"charge_{charge['decision']}",
-    ):
-        return  # the audit record is written last: everything before it was done
+    if charge_audited(audit, envelope, charge, kind="time_entry", tail=tail):
+        # The audit record is written last: everything before it was done (or, waiting in this batch's
+        # tail, is written with it).
+        return
     revenue_id = (
         publish_charge_revenue(
-            publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id
+            publisher, charge=charge, engagement=engagement, correlation_id=envelope.correlation_id, tail=tail
         )
         if _revenue_per_entry(charge)
         else None
     )
-    _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id)
+    _audit_charge(audit, envelope, charge, warnings=[], revenue_id=revenue_id, tail=tail)
 
 
 def _count_summary_change(
