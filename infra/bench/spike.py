@@ -695,7 +695,10 @@ def run(ctx: BenchContext) -> list[Figure]:
         if index == 0:
             # The flooded rerun of the first size comes before the larger sizes: it is what the budget
             # must keep room for (a larger size without it says less than the first size with it).
-            figures += _isolation(ctx, result, budget - (time.monotonic() - started))
+            isolation, smaller = _isolation(ctx, result, budget - (time.monotonic() - started))
+            figures += isolation
+            if smaller is not None:
+                figures.append(_growth_below(smaller, result))
     if len(results) >= 2:
         first, last = results[0], results[-1]
         figures.append(
@@ -759,7 +762,28 @@ def _size_figures(result: SpikeResult) -> list[Figure]:
     ]
 
 
-def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[Figure]:
+def _growth_below(smaller: SpikeResult, first: SpikeResult) -> Figure:
+    """How time per entry grows from the isolation pair's smaller size (same shape: entries per project,
+    milestones) to the first size: measured growth below the sizes the linear target names, no target."""
+    return Figure(
+        SECTION,
+        f"time per entry at {first.size} vs {smaller.size} entries",
+        round(first.per_entry_ms / smaller.per_entry_ms, 3),
+        "x",
+        detail={
+            "measured": True,
+            "small_ms": round(smaller.per_entry_ms, 2),
+            "large_ms": round(first.per_entry_ms, 2),
+            "note": f"the isolation pair's run without the flood against the first size; the target "
+            f"({TARGET_LINEAR} x) is for the largest size against the first",
+        },
+    )
+
+
+def _isolation(
+    ctx: BenchContext, baseline: SpikeResult, left_s: float
+) -> tuple[list[Figure], SpikeResult | None]:
+    """The isolation figures, and the smaller spike run for them when the first size's rerun did not fit."""
     name = f"isolation: billing time-to-bill p95 with a flood vs without ({baseline.size} entries)"
     # A fresh stack's set-up plus the spike, a little slower with the flood (which is not waited for).
     estimate = 1.6 * (baseline.wall_s + baseline.setup_s)
@@ -775,7 +799,7 @@ def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[
             smaller = run_spike(
                 ctx.repo_root, size=size, projects=projects, milestones=min(baseline.milestones, projects)
             )
-            return _isolation(ctx, smaller, float("inf"))
+            return _isolation(ctx, smaller, float("inf"))[0], smaller
         return [
             Figure(
                 ISOLATION,
@@ -788,7 +812,7 @@ def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[
                     f"entries at {pair:.0f} s; {left_s:.0f} s were left",
                 },
             )
-        ]
+        ], None
     flooded = run_spike(
         ctx.repo_root,
         size=baseline.size,
@@ -834,4 +858,4 @@ def _isolation(ctx: BenchContext, baseline: SpikeResult, left_s: float) -> list[
                 "by the flood",
             },
         ),
-    ]
+    ], None

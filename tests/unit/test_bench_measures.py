@@ -77,12 +77,17 @@ def test_isolation_falls_back_to_a_smaller_pair_that_fits_and_names_its_size(mon
     monkeypatch.setattr(spike, "run_spike", fake_run)
     ctx = BenchContext(repo_root=Path("."), out_dir=Path("."))
     baseline = result(5000, 500, 0)  # 500 s + 5 s set-up: a rerun needs about 800 s
-    figures = spike._isolation(ctx, baseline, left_s=300.0)
+    figures, smaller = spike._isolation(ctx, baseline, left_s=300.0)
     assert runs == [(1000, 0), (1000, 1000)]  # the smaller pair: without, then with the flood
     assert figures[0].name.endswith("(1000 entries)") and figures[0].value == 1.1
+    # The pair's run without the flood also measures growth from 1,000 to 5,000 entries (no target).
+    assert smaller is not None and smaller.size == 1000
+    growth = spike._growth_below(smaller, baseline)
+    assert growth.name == "time per entry at 5000 vs 1000 entries" and growth.value == 1.0
+    assert growth.target is None
     runs.clear()
-    unmeasured = spike._isolation(ctx, baseline, left_s=100.0)  # not even the pair fits
-    assert runs == [] and unmeasured[0].unit == "s (estimate, NOT measured)"
+    unmeasured, none = spike._isolation(ctx, baseline, left_s=100.0)  # not even the pair fits
+    assert runs == [] and unmeasured[0].unit == "s (estimate, NOT measured)" and none is None
 
 
 def test_spike_sizes_and_budget_from_the_environment_name_what_is_wrong() -> None:
