@@ -626,3 +626,81 @@ def test_an_account_switching_to_summary_mode_publishes_each_entrys_revenue_once
         if e.source_record_id.startswith("rev-time-te-maria-lopez-2026-11-16-v")
     ]
     assert len(maria) == 2 and maria[1] == -maria[0] != 0  # v1's revenue, then v2 gives it back
+
+
+class ReadCounting:
+    """A state store that counts the single-item reads of charges."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store, self.charge_reads = store, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def get(self, pk: str, sk: str) -> Any:
+        if sk.startswith("CHARGE#"):
+            self.charge_reads += 1
+        return self._store.get(pk, sk)
+
+
+@pytest.mark.parametrize("mode", ["detail", "summary"])
+def test_a_batch_reads_no_charge_of_its_own_and_a_version_recorded_meanwhile_is_not_posted_twice(
+    both: dict[str, dict[str, Any]], mode: str
+) -> None:
+    """Time and materials: an entry's stored version comes with the engagement's charges the invocation
+    read once, so the batch reads no charge item of its own. A version another invocation recorded after
+    that read is still refused (or superseded) by the charge's conditional write."""
+    world = both[mode]
+    set_up(world)
+    counting = ReadCounting(world["store"])
+    reads = InvocationReads()
+    names = [n for n in TIME_FILES if "maria-lopez-2026-11-16" not in n]
+    for name in names:
+        post_time(
+            envelope(name),
+            store=counting,  # type: ignore[arg-type]
+            audit=world["audit"],
+            erp=world["erp"],
+            mapping=world["mapping"],
+            reads=reads,
+        )
+    assert counting.charge_reads == 0
+    requests = world["erp"].time_requests()
+
+    # Another invocation records Maria's entry; this batch's copy of the charges predates it.
+    maria = "12-time-maria-lopez-2026-11-16.json"
+    post(world, maria)
+    again = post_time(
+        envelope(maria),
+        store=counting,  # type: ignore[arg-type]
+        audit=world["audit"],
+        erp=world["erp"],
+        mapping=world["mapping"],
+        reads=reads,
+    )
+    assert again["duplicate"] is True
+    charge = world["store"].get(f"ENG#{ENGAGEMENT}", "CHARGE#te-maria-lopez-2026-11-16")
+    assert charge["version"] == 1
+    actions = [r["action"] for r in world["audit"].history("time_entry", "te-maria-lopez-2026-11-16")]
+    assert len([a for a in actions if a.startswith("charge_")]) == 1
+    # A newer version through the same stale copy supersedes it (the write reads what is stored then).
+    newer = post_time(
+        envelope(maria, version=2, hours="6"),
+        store=counting,  # type: ignore[arg-type]
+        audit=world["audit"],
+        erp=world["erp"],
+        mapping=world["mapping"],
+        reads=reads,
+    )
+    assert newer.get("duplicate") is not True
+    charge = world["store"].get(f"ENG#{ENGAGEMENT}", "CHARGE#te-maria-lopez-2026-11-16")
+    assert charge["version"] == 2 and Decimal(str(charge["hours"])) == 6
+    if mode == "detail":
+        assert world["erp"].time_requests() >= requests + 2  # Maria's timeBill, then its correction
+    else:
+        period_end_flush(world)
+        summary_hours = sum(Decimal(r["hours"]) for r in world["erp"].of_type("timeBill"))
+        held = sum(
+            Decimal(str(c["hours"])) for c in world["store"].query_prefix(f"ENG#{ENGAGEMENT}", "CHARGE#")
+        )
+        assert summary_hours == held

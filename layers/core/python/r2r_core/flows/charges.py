@@ -72,15 +72,25 @@ def engagement_of(
     return deal, terms
 
 
+_UNREAD: Any = object()
+
+
 def prior_charge(
-    store: StateStore, audit: AuditLog, envelope: EventEnvelope, *, key: Mapping[str, str], kind: str
+    store: StateStore,
+    audit: AuditLog,
+    envelope: EventEnvelope,
+    *,
+    key: Mapping[str, str],
+    kind: str,
+    stored: dict[str, Any] | None = _UNREAD,
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The stored charge for the envelope's record, and a reply when its version is a duplicate or stale.
 
-    A version at most as new as the stored one changes nothing (audited).
+    A version at most as new as the stored one changes nothing (audited). ``stored``: the charge as the
+    caller already read it (None: absent); read here when not given.
     """
     version = envelope.source_record_version
-    existing = store.get(key["pk"], key["sk"])
+    existing = store.get(key["pk"], key["sk"]) if stored is _UNREAD else stored
     if existing is not None and existing["version"] >= version:
         audit.append(
             kind=kind,

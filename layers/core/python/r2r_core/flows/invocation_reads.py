@@ -32,7 +32,7 @@ class InvocationReads:
         self._items: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._terms: dict[str, tuple[ClosedWonDeal, dict[str, Any]]] = {}
         self._charges: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        self._fields: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._fields: dict[tuple[str, str], tuple[str, ...] | None] = {}
 
     def item(self, store: StateStore, pk: str, sk: str) -> dict[str, Any] | None:
         """``store.get(pk, sk)``, read once per invocation (an absent item is remembered as absent)."""
@@ -59,11 +59,11 @@ class InvocationReads:
         store: StateStore,
         engagement_id: str,
         sk_prefix: str,
-        fields: Iterable[str],
+        fields: Iterable[str] | None,
         *,
         fresh: bool = False,
     ) -> dict[str, dict[str, Any]]:
-        """The engagement's items under ``sk_prefix`` (only ``fields`` and the keys), by sort key.
+        """The engagement's items under ``sk_prefix`` by sort key: only ``fields`` and the keys, or whole.
 
         Queried once per invocation; :meth:`remember` keeps them current with this invocation's writes.
         ``fresh``: queried again now (a decision that depends on what the contract's other charges
@@ -71,7 +71,7 @@ class InvocationReads:
         """
         key = (engagement_id, sk_prefix)
         if fresh or key not in self._charges:
-            self._fields[key] = tuple(dict.fromkeys(["pk", "sk", *fields]))
+            self._fields[key] = tuple(dict.fromkeys(["pk", "sk", *fields])) if fields is not None else None
             self._charges[key] = {
                 item["sk"]: item
                 for item in store.query_prefix(f"ENG#{engagement_id}", sk_prefix, fields=self._fields[key])
@@ -87,4 +87,9 @@ class InvocationReads:
         if item is None:
             kept.pop(sk, None)
             return
-        kept[sk] = {name: item[name] for name in self._fields[key] if item.get(name) is not None}
+        fields = self._fields[key]
+        kept[sk] = (
+            dict(item)
+            if fields is None
+            else {name: item[name] for name in fields if item.get(name) is not None}
+        )

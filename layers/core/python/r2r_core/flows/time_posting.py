@@ -43,8 +43,9 @@ from r2r_core.state import AuditLog, StateStore
 
 logger = Logger(child=True)
 
-# What the decision (caps, budgets, retainer) and revenue need of the contract's other charges: reading
-# only these keeps the per-entry read small as a contract's charges grow.
+# What the decision (caps, budgets, retainer) and revenue need of the contract's other charges: where they
+# are queried for every entry (``depends_on_other_charges``), reading only these keeps that read small as a
+# contract's charges grow.
 CONSUMPTION_FIELDS = (
     "source_id",
     "time_entry_id",
@@ -189,7 +190,20 @@ def post_time(
     engagement = deal.engagement
     key = charge_key(entry.engagement_id, "time", entry.id)
     account = mapping or ErpMapping()
-    existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="time_entry")
+    if depends_on_other_charges(engagement):
+        # Queried again for every entry, so only what the decision needs; the entry's own charge is read
+        # whole, and as just read it replaces what the query saw.
+        kept = reads.charges(store, entry.engagement_id, "CHARGE#", CONSUMPTION_FIELDS, fresh=True)
+        existing, duplicate = prior_charge(store, audit, envelope, key=key, kind="time_entry")
+        reads.remember(entry.engagement_id, "CHARGE#", key["sk"], existing)
+    else:
+        # Read whole once per invocation (and kept current with what it records): the entry's own stored
+        # version comes with the others, without a read of its own. A version another invocation recorded
+        # since is caught by the charge's conditional write (``record_decision``), which reads it then.
+        kept = reads.charges(store, entry.engagement_id, "CHARGE#", None)
+        existing, duplicate = prior_charge(
+            store, audit, envelope, key=key, kind="time_entry", stored=kept.get(key["sk"])
+        )
     if duplicate is not None:
         assert existing is not None
         _complete_recorded(
@@ -206,11 +220,6 @@ def post_time(
         )
         return duplicate
 
-    kept = reads.charges(
-        store, entry.engagement_id, "CHARGE#", CONSUMPTION_FIELDS, fresh=depends_on_other_charges(engagement)
-    )
-    # The entry's own charge as just read (another invocation may have recorded a version since the query).
-    reads.remember(entry.engagement_id, "CHARGE#", key["sk"], existing)
     charges = list(kept.values())
     consumption = consumption_from(charges, exclude=entry.id)
     decision = decide_time_entry(entry, engagement, consumption, project_billable=deal.project.billable)
