@@ -23,7 +23,11 @@ with equivalents that do the same thing in time proportional to the work asked f
   and ``isdir`` of some 200 folders) and tries a few hundred URL patterns for every request; the folder
   list and each host's answer are computed once;
 - a DynamoDB ``Query`` on the table's own key (not an index): moto's code, handed only the queried
-  partition's items where it asks for all of them (moto then keeps the same items and sorts them the same).
+  partition's items where it asks for all of them (moto then keeps the same items and sorts them the same);
+- EventBridge's delivery to a rule's targets: moto builds each target's input by parsing eight JSONPath
+  expressions (the default input paths) for every event, and every parse builds a new JSONPath parser
+  (its grammar tables: yacc) — over half of moto's CPU time in a month-end spike. The parsed expressions
+  are kept (``jsonpath_ng.ext.parse`` cached by its text; a parsed path is only read when it is used).
 
 Behaviour is unchanged (``tests/integration/test_moto_speedups.py`` runs the same calls with and without
 them); only the local stack's moto process applies them.
@@ -75,14 +79,22 @@ class _Visible:
 
 
 def apply() -> None:
-    """Patch moto's SQS and DynamoDB models in this process (idempotent)."""
+    """Patch moto's SQS, DynamoDB and EventBridge models in this process (idempotent)."""
     global _APPLIED  # noqa: PLW0603 - patch once per process
     if _APPLIED:
         return
     _routing()
     _sqs()
     _dynamodb_query()
+    _event_input_paths()
     _APPLIED = True
+
+
+def _event_input_paths() -> None:
+    import jsonpath_ng.ext
+
+    # moto's EventTemplateParser imports ``parse`` from the module at every call, so it gets this one.
+    jsonpath_ng.ext.parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
 
 
 def _routing() -> None:

@@ -137,4 +137,56 @@ with mock_aws():
         )
     )
     out["scan"] = ddb.scan(TableName="t")["Count"]
+
+    # EventBridge to SQS: the default target input, and an input transformer (paths parsed per event).
+    events = boto3.client("events", region_name="us-east-1")
+    events.create_event_bus(Name="bus")
+    plain_q = sqs.create_queue(QueueName="from-rule")["QueueUrl"]
+    shaped_q = sqs.create_queue(QueueName="from-transformer")["QueueUrl"]
+
+    def arn(queue_url):
+        return sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
+    events.put_rule(
+        Name="r", EventBusName="bus", EventPattern=json.dumps({"detail-type": ["time_entry.approved"]})
+    )
+    events.put_targets(
+        Rule="r",
+        EventBusName="bus",
+        Targets=[
+            {"Id": "plain", "Arn": arn(plain_q)},
+            {
+                "Id": "shaped",
+                "Arn": arn(shaped_q),
+                "InputTransformer": {
+                    "InputPathsMap": {"entry": "$.detail.data.id", "hours": "$.detail.data.hours"},
+                    "InputTemplate": '{"entry": "<entry>", "hours": "<hours>", "what": "approved"}',
+                },
+            },
+        ],
+    )
+    for i in range(12):
+        kind = "time_entry.approved" if i % 4 else "expense.approved"
+        detail = {"data": {"id": f"te-{i}", "hours": f"{i}.5"}}
+        events.put_events(
+            Entries=[
+                {"EventBusName": "bus", "Source": "r2r", "DetailType": kind, "Detail": json.dumps(detail)}
+            ]
+        )
+
+    def bodies(queue_url):
+        got = []
+        while True:
+            r = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+            if not r.get("Messages"):
+                return got
+            for m in r["Messages"]:
+                body = json.loads(m["Body"])
+                got.append({k: v for k, v in body.items() if k not in {"id", "time"}})
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    out["rule_plain"] = sorted(bodies(plain_q), key=json.dumps)
+    out["rule_shaped"] = sorted(bodies(shaped_q), key=json.dumps)
 print(json.dumps(out))

@@ -32,6 +32,10 @@ def _run(mode: str) -> dict:
 def test_fast_sqs_answers_like_motos_own() -> None:
     plain, fast = _run("plain"), _run("fast")
     assert fast == plain
+    # EventBridge rules deliver what moto delivers, with the default input and with a transformer.
+    assert len(fast["rule_plain"]) == len(fast["rule_shaped"]) == 9
+    assert {b["detail"]["data"]["id"] for b in fast["rule_plain"]} == {f"te-{i}" for i in range(12) if i % 4}
+    assert {"entry": "te-1", "hours": "1.5", "what": "approved"} in fast["rule_shaped"]
     assert fast["initial"] == [30, 0, 1]  # the delayed message is neither visible nor received
     assert fast["first"] == [f"m{i}" for i in range(10)]
     assert fast["after_receive"] == [20, 10, 1]
