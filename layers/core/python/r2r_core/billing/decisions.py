@@ -21,15 +21,16 @@ when two entries were decided at the same moment.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Any
 
-from r2r_core.billing.rates import resolve_rate
+from r2r_core.billing.rates import RateInForce, resolve_rate
 from r2r_core.errors import BillingRuleError
+from r2r_core.memo import ObjectMemo
 from r2r_core.model.entities import (
     ApprovalStatus,
     BillingSchedule,
@@ -217,7 +218,7 @@ def _consumed(consumption: Consumption, scope: str) -> tuple[Decimal, Decimal]:
 
 
 def hours_within_caps(
-    caps: list[CapLimit], consumption: Consumption, hours: Decimal, rate: Decimal
+    caps: Sequence[CapLimit], consumption: Consumption, hours: Decimal, rate: Decimal
 ) -> tuple[Decimal, CapLimit | None]:
     """The most of ``hours`` (0.01 h steps) that fits every cap, and the cap that bound it."""
     allowed, binding = hours, None
@@ -232,6 +233,45 @@ def hours_within_caps(
             if room < allowed:
                 allowed, binding = room, cap
     return allowed, binding
+
+
+@dataclass(frozen=True, slots=True)
+class DayTerms:
+    """What an engagement says about work of a role in a region on a day: the rate in force (and its
+    plain description, part of every reason), the hard limits that apply and the budget covering it."""
+
+    rate: RateInForce
+    described: str
+    caps: tuple[CapLimit, ...]
+    budget_id: str | None
+
+
+# Per engagement object (r2r_core.memo: by identity, dropped with the engagement), per role, region,
+# day and assignment: a warm invocation decides many entries of one engagement, and resolving the rate,
+# describing it and finding the caps cost more than the rest of the decision.
+_DAY_TERMS = ObjectMemo(max_objects=64, max_keys=2048)
+_OVERRIDDEN = "assignments with an override"  # the key of their ids in an engagement's table
+
+
+def day_terms(
+    engagement: Engagement, role: str, region: str, on: date, *, assignment_id: str | None = None
+) -> DayTerms:
+    """``resolve_rate`` + ``applicable_caps`` for a day, remembered for this engagement object."""
+    table = _DAY_TERMS.table(engagement)
+    overridden: frozenset[str] | None = table.get(_OVERRIDDEN)
+    if overridden is None:
+        overridden = frozenset(o.assignment_id for o in engagement.assignment_rates)
+        _DAY_TERMS.put(table, _OVERRIDDEN, overridden)
+    # An assignment without an override of its own gets the rate cards' answer: one key for all of them.
+    key = (role, region, on, assignment_id if assignment_id in overridden else None)
+    found: DayTerms | None = table.get(key)
+    if found is not None:
+        return found
+    rate = resolve_rate(engagement, role, region, on, assignment_id=assignment_id)
+    caps, budget_id = applicable_caps(engagement, on)
+    terms = DayTerms(rate, rate.describe(), tuple(caps), budget_id)
+    _DAY_TERMS.put(table, key, terms)
+    return terms
 
 
 def decide_time_entry(
@@ -303,12 +343,11 @@ def decide_time_entry(
             "not by the hour.",
         )
 
-    rate = resolve_rate(
+    terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    caps, budget_id = applicable_caps(engagement, entry.work_date)
-    base.update(rate=rate.rate, rate_rule=rate.rule, budget_id=budget_id)
-    described = rate.describe()
+    rate, caps, described = terms.rate, terms.caps, terms.described
+    base.update(rate=rate.rate, rate_rule=rate.rule, budget_id=terms.budget_id)
     at_rate = f"{what} at {described}"
     hours = entry.hours
 

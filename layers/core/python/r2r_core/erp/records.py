@@ -74,16 +74,20 @@ def money_string(value: Decimal | int, currency: str) -> str:
 def _rate_string(value: Decimal | int, places: int) -> str:
     """A price: at least ``places`` decimals, more kept if given (a rate may be finer than cents)."""
     number = _as_decimal(value)
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -places:
-        number = number.quantize(Decimal(1).scaleb(-places))
-    return format(number, "f")
+    text = format(number, "f")  # a finite Decimal in plain notation: exactly max(0, -exponent) decimals
+    point = text.find(".")
+    if (len(text) - point - 1 if point >= 0 else 0) < places:  # the exponent is above -places
+        text = format(number.quantize(Decimal(1).scaleb(-places)), "f")
+    return text
 
 
 def _as_decimal(value: Decimal | int) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+    if type(value) is Decimal:  # the usual case, checked first: it is asked several times per record
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"money and quantities must be Decimal, got {type(value).__name__}")
-    number = value if type(value) is Decimal else Decimal(value)
+    else:
+        number = Decimal(value)
     if not number.is_finite():
         raise ValueError(f"not a finite number: {number}")
     return number
@@ -106,10 +110,15 @@ def _currency_ref(currency: str, currency_id: str | None) -> dict[str, str]:
 
 def _segment_fields(segments: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
     """Department, class and location references (``ErpMapping.segments(...).as_fields()``)."""
-    unknown = set(segments or {}) - {"department", "class", "location"}
-    if unknown:
+    if not segments:
+        return {}
+    if not _SEGMENT_NAMES.issuperset(segments):
+        unknown = set(segments) - _SEGMENT_NAMES
         raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
-    return {name: dict(ref) for name, ref in (segments or {}).items()}
+    return {name: dict(ref) for name, ref in segments.items()}
+
+
+_SEGMENT_NAMES = frozenset({"department", "class", "location"})
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
@@ -180,23 +189,27 @@ def time_bill_body(
 
     ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` (``ErpMapping.segments``).
     """
-    if _as_decimal(hours) <= 0:
+    number = _as_decimal(hours)
+    if number <= 0:
         raise ValueError("hours must be positive")
     if not employee_external_id:
         raise ValueError("employee_external_id must not be empty")
-    return _without_none(
-        {
-            "customer": _ref(job_id),
-            "employee": {"externalId": employee_external_id},
-            "tranDate": tran_date.isoformat(),
-            "hours": decimal_string(hours),
-            "isBillable": bool(is_billable),
-            "rate": _rate_string(rate, 2) if rate is not None else None,
-            "item": _ref(item_id) if item_id else None,
-            "memo": memo,
-            **_segment_fields(segments),
-        }
-    )
+    # Built in place, leaving out what is not known (one per approved entry: no second dict to filter).
+    body: dict[str, Any] = {
+        "customer": _ref(job_id),
+        "employee": {"externalId": employee_external_id},
+        "tranDate": tran_date.isoformat(),
+        "hours": format(number, "f"),  # decimal_string(hours)
+        "isBillable": bool(is_billable),
+    }
+    if rate is not None:
+        body["rate"] = _rate_string(rate, 2)
+    if item_id:
+        body["item"] = _ref(item_id)
+    if memo is not None:
+        body["memo"] = memo
+    body.update(_segment_fields(segments))
+    return body
 
 
 def expense_report_body(
