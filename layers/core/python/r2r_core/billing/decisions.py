@@ -241,9 +241,11 @@ class DayTerms:
     plain description, part of every reason), the hard limits that apply and the budget covering it."""
 
     rate: RateInForce
-    described: str
+    described: str  # rate.describe()
     caps: tuple[CapLimit, ...]
     budget_id: str | None
+    # "145.00 USD (Cloud Engineer, EMEA, <described> on 2026-11-16)": the middle of the usual reason
+    at_rate: str
 
 
 # Per engagement object (r2r_core.memo: by identity, dropped with the engagement), per role, region,
@@ -269,7 +271,9 @@ def day_terms(
         return found
     rate = resolve_rate(engagement, role, region, on, assignment_id=assignment_id)
     caps, budget_id = applicable_caps(engagement, on)
-    terms = DayTerms(rate, rate.describe(), tuple(caps), budget_id)
+    described = rate.describe()
+    at_rate = f"{rate.rate} {engagement.currency} ({role}, {region}, {described} on {on.isoformat()})"
+    terms = DayTerms(rate, described, tuple(caps), budget_id, at_rate)
     _DAY_TERMS.put(table, key, terms)
     return terms
 
@@ -298,7 +302,9 @@ def decide_time_entry(
         "region": entry.region,
         "hours": entry.hours,
     }
-    what = f"{entry.hours} h of {entry.role} ({entry.region}) on {entry.work_date.isoformat()}"
+
+    def what() -> str:  # not part of the usual reason: formatted only where it is
+        return f"{entry.hours} h of {entry.role} ({entry.region}) on {entry.work_date.isoformat()}"
 
     def decided(**changes: Any) -> ChargeDecision:
         return _charge_decision(base, changes)
@@ -310,20 +316,20 @@ def decide_time_entry(
         return not_billed(
             Decision.REJECTED,
             "approval-withdrawn",
-            f"{what}: the approval was withdrawn in the PSA, so they are not billed "
+            f"{what()}: the approval was withdrawn in the PSA, so they are not billed "
             "(anything already invoiced is credited).",
         )
     if not entry.billable:
         return not_billed(
             Decision.NON_BILLABLE,
             "entry-marked-non-billable",
-            f"{what} were approved as non-billable: recorded as cost only.",
+            f"{what()} were approved as non-billable: recorded as cost only.",
         )
     if not project_billable:
         return not_billed(
             Decision.NON_BILLABLE,
             "project-non-billable",
-            f"{what}: project {entry.project_id} is non-billable, so its time is cost only.",
+            f"{what()}: project {entry.project_id} is non-billable, so its time is cost only.",
         )
     if entry.work_date < engagement.start_date or (
         engagement.end_date is not None and entry.work_date > engagement.end_date
@@ -332,23 +338,22 @@ def decide_time_entry(
         return not_billed(
             Decision.REJECTED,
             "outside-contract-dates",
-            f"{what}: the work date is outside the contract period ({period}), so it cannot be billed "
+            f"{what()}: the work date is outside the contract period ({period}), so it cannot be billed "
             "under this contract.",
         )
     if engagement.billing_type is BillingType.FIXED_FEE:
         return not_billed(
             Decision.HELD_FOR_MILESTONE,
             "fixed-fee-billed-by-milestone",
-            f"{what}: engagement {engagement.id} is fixed fee, so time is billed through its milestones, "
+            f"{what()}: engagement {engagement.id} is fixed fee, so time is billed through its milestones, "
             "not by the hour.",
         )
 
     terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    rate, caps, described = terms.rate, terms.caps, terms.described
+    rate, caps = terms.rate, terms.caps
     base.update(rate=rate.rate, rate_rule=rate.rule, budget_id=terms.budget_id)
-    at_rate = f"{what} at {described}"
     hours = entry.hours
 
     prepaid_hours = ZERO
@@ -362,8 +367,9 @@ def decide_time_entry(
                 decision=Decision.PREPAID,
                 rule="retainer-drawdown",
                 prepaid_hours=hours,
-                reason=f"{at_rate} = {drawn} {currency}, drawn down from the prepaid retainer "
-                f"(balance before: {round_money(remaining, currency)} {currency}); not invoiced again.",
+                reason=f"{what()} at {terms.described} = {drawn} {currency}, drawn down from the prepaid "
+                f"retainer (balance before: {round_money(remaining, currency)} {currency}); "
+                "not invoiced again.",
             )
         retainer_note = (
             f" {prepaid_hours} h were drawn down from the prepaid retainer, which is now used up; "
@@ -371,7 +377,9 @@ def decide_time_entry(
         )
         hours -= prepaid_hours
 
-    billable_hours, binding = hours_within_caps(caps, consumption, hours, rate.rate)
+    billable_hours, binding = (
+        hours_within_caps(caps, consumption, hours, rate.rate) if caps else (hours, None)
+    )
     amount = round_money(billable_hours * rate.rate, currency)
     billable_from, deferral = _schedule(engagement, entry.work_date, entry.approved_at.date())
     when = (
@@ -403,9 +411,9 @@ def decide_time_entry(
             held_amount=held_amount,
             cap_policy=policy.value,
             prepaid_hours=prepaid_hours,
-            reason=f"{at_rate} reach {binding.label} (cap plus {engagement.cap_tolerance_percent} % "
-            f"tolerance): {billed}; the {held} h over ({held_amount} {currency}) are {fate}."
-            f"{retainer_note}",
+            reason=f"{what()} at {terms.described} reach {binding.label} (cap plus "
+            f"{engagement.cap_tolerance_percent} % tolerance): {billed}; the {held} h over "
+            f"({held_amount} {currency}) are {fate}.{retainer_note}",
         )
     rule = (
         "retainer-overage-at-rate"
@@ -419,8 +427,7 @@ def decide_time_entry(
         billable_hours=hours,
         amount=amount,
         prepaid_hours=prepaid_hours,
-        reason=f"{hours} h × {rate.rate} {currency} ({entry.role}, {entry.region}, {described} on "
-        f"{entry.work_date.isoformat()}) = {amount} {currency}, {when}.{retainer_note}",
+        reason=f"{hours} h × {terms.at_rate} = {amount} {currency}, {when}.{retainer_note}",
     )
 
 
