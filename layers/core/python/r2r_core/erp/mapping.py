@@ -146,7 +146,8 @@ class ErpMapping(BaseModel):
         key = (region, business_unit)
         found: Segments | None = table.get(key)
         if found is None:
-            found = _SEGMENTS.put(table, key, self._segments(region, business_unit))
+            found = self._segments(region, business_unit)
+            _SEGMENTS.put(table, key, found)
         return found
 
     def _segments(self, region: str | None, business_unit: str | None) -> Segments:

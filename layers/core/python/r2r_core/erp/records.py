@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from r2r_core.model.money import minor_units as currency_minor_units
@@ -436,6 +437,7 @@ def job_cost_forecast_body(*, labor_cost: Decimal, currency: str, hours: Decimal
     }
 
 
+@lru_cache(maxsize=4096)  # a pure function of two strings, asked once per record for a few thousand ids
 def external_id(kind: str, canonical_id: str) -> str:
     """``r2r-<kind>-<canonical id>`` restricted to ``[A-Za-z0-9_-]``, deterministic.
 

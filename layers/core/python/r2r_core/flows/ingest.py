@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -239,13 +240,20 @@ def parse_delivery(body: bytes) -> Any:
     """
     found = _TYPE_FIELD.search(body)
     if found is not None and not _has_fractional_number(body):
-        name = found.group(1).decode("ascii", "replace")
-        if name in EVENT_TYPES:
+        validate = _validate_json(found.group(1))
+        if validate is not None:
             try:
-                return delivery_model(name).model_validate_json(body)
+                return validate(body)
             except ValueError:
                 pass  # the exact path below names the problem the way it always has
     return _parse_delivery_exact(body)
+
+
+@lru_cache(maxsize=64)  # bounded: a sender may name any number of unknown types
+def _validate_json(name: bytes) -> Callable[[bytes], Any] | None:
+    """The JSON validation of a known event type's delivery model, by the type's name as sent."""
+    text = name.decode("ascii", "replace")
+    return delivery_model(text).model_validate_json if text in EVENT_TYPES else None
 
 
 # The first ``"type": "<name>"`` in the body; if it is not the top-level one, the delivery model (whose
