@@ -267,12 +267,17 @@ def day_terms(
 ) -> DayTerms:
     """``resolve_rate`` + ``applicable_caps`` for a day, remembered for this engagement object."""
     table = _DAY_TERMS.table(engagement)
-    overridden: frozenset[str] | None = table.get(_OVERRIDDEN)
-    if overridden is None:
-        overridden = frozenset(o.assignment_id for o in engagement.assignment_rates)
-        _DAY_TERMS.put(table, _OVERRIDDEN, overridden)
     # An assignment without an override of its own gets the rate cards' answer: one key for all of them.
-    key = (role, region, on, assignment_id if assignment_id in overridden else None)
+    if assignment_id is not None:
+        overridden: frozenset[str] | None = None
+        if engagement.assignment_rates:
+            overridden = table.get(_OVERRIDDEN)
+            if overridden is None:
+                overridden = frozenset(o.assignment_id for o in engagement.assignment_rates)
+                _DAY_TERMS.put(table, _OVERRIDDEN, overridden)
+        if overridden is None or assignment_id not in overridden:
+            assignment_id = None
+    key = (role, region, on, assignment_id)
     found: DayTerms | None = table.get(key)
     if found is not None:
         return found

@@ -56,8 +56,14 @@ class Segments(BaseModel):
 
     def as_fields(self) -> dict[str, dict[str, str]]:
         """``{"department": {"id": ...}, "class": ..., "location": ...}`` for what is known."""
-        fields = {"department": self.department_id, "class": self.class_id, "location": self.location_id}
-        return {name: {"id": value} for name, value in fields.items() if value}
+        fields: dict[str, dict[str, str]] = {}  # in this order; asked once per record: no loop
+        if self.department_id:
+            fields["department"] = {"id": self.department_id}
+        if self.class_id:
+            fields["class"] = {"id": self.class_id}
+        if self.location_id:
+            fields["location"] = {"id": self.location_id}
+        return fields
 
 
 class ErpMapping(BaseModel):
