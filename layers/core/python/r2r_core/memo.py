@@ -32,22 +32,24 @@ class ObjectMemo:
         self.max_keys = max_keys
         # id(obj) → (weak reference to obj, its answers)
         self._tables: dict[int, tuple[weakref.ref[Any], dict[Any, Any]]] = {}
+        self._last: tuple[weakref.ref[Any], dict[Any, Any]] | None = None  # the table asked last
 
     def table(self, obj: Any) -> dict[Any, Any]:
+        last = self._last  # one read: the pair stays consistent whatever another thread does
+        if last is not None and last[0]() is obj:
+            return last[1]
         key = id(obj)
         found = self._tables.get(key)
-        if found is not None and found[0]() is obj:
-            return found[1]
-        while len(self._tables) >= self.max_objects:
-            self._tables.pop(next(iter(self._tables)), None)
-        answers: dict[Any, Any] = {}
-        self._tables[key] = (weakref.ref(obj, self._forget(key)), answers)
-        return answers
+        if found is None or found[0]() is not obj:
+            _make_room(self._tables, self.max_objects)
+            found = (weakref.ref(obj, self._forget(key)), {})
+            self._tables[key] = found
+        self._last = found
+        return found[1]
 
     def put(self, table: dict[Any, Any], key: Any, value: Any) -> Any:
         """Keep ``value`` as the answer to ``key`` in ``table`` (bounded), and return it."""
-        while len(table) >= self.max_keys:
-            table.pop(next(iter(table)), None)
+        _make_room(table, self.max_keys)
         table[key] = value
         return value
 
@@ -63,3 +65,12 @@ class ObjectMemo:
                 tables.pop(key, None)
 
         return forget
+
+
+def _make_room(table: dict[Any, Any], most: int) -> None:
+    """Drop the oldest entries until one more fits under ``most`` (dicts keep insertion order)."""
+    for _ in range(len(table) - most + 1):
+        try:
+            table.pop(next(iter(table)), None)
+        except (StopIteration, RuntimeError):  # emptied or changed meanwhile (another thread, a callback)
+            return

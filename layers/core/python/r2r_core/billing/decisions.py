@@ -140,7 +140,7 @@ def _decision_from(values: dict[str, Any]) -> ChargeDecision:
     if not _PLAIN_INIT or len(values) != len(_DECISION_FIELDS) or not _DECISION_FIELDS.issuperset(values):
         return ChargeDecision(**values)  # its own __init__ (names a wrong or missing field)
     made = object.__new__(ChargeDecision)
-    made.__dict__.update(values)
+    object.__setattr__(made, "__dict__", values)  # a new dict made for this decision: no copy
     return made
 
 

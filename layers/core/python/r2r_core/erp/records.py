@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, cast
 
 from r2r_core.model.money import minor_units as currency_minor_units
 
@@ -109,10 +109,23 @@ def _currency_ref(currency: str, currency_id: str | None) -> dict[str, str]:
     return {"id": currency_id} if currency_id else {"externalId": code}
 
 
-def _segment_fields(segments: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
-    """Department, class and location references (``ErpMapping.segments(...).as_fields()``)."""
+class SegmentsLike(Protocol):
+    """``ErpMapping.segments(...)``: builds fresh references of the known segments only."""
+
+    def as_fields(self) -> dict[str, dict[str, str]]: ...
+
+
+def _segment_fields(
+    segments: Mapping[str, Mapping[str, str]] | SegmentsLike | None,
+) -> dict[str, dict[str, str]]:
+    """Department, class and location references (``ErpMapping.segments(...)`` or its ``as_fields()``)."""
     if not segments:
         return {}
+    as_fields = getattr(segments, "as_fields", None)
+    if as_fields is not None:
+        fields: dict[str, dict[str, str]] = as_fields()  # new dicts: nothing to check or copy
+        return fields
+    segments = cast(Mapping[str, Mapping[str, str]], segments)
     if not _SEGMENT_NAMES.issuperset(segments):
         unknown = set(segments) - _SEGMENT_NAMES
         raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
@@ -184,11 +197,11 @@ def time_bill_body(
     is_billable: bool,
     item_id: str | None,
     memo: str | None,
-    segments: Mapping[str, Mapping[str, str]] | None = None,
+    segments: Mapping[str, Mapping[str, str]] | SegmentsLike | None = None,
 ) -> dict[str, Any]:
     """A time entry against a project (``customer`` is the job), hours and rate exact.
 
-    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` (``ErpMapping.segments``).
+    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` or ``ErpMapping.segments(...)``.
     """
     number = _as_decimal(hours)
     if number <= 0:
