@@ -442,6 +442,22 @@ def test_the_rate_string_is_the_one_read_from_the_exponent(value: Decimal, place
     assert records._rate_string(value, places) == plain_rate_string(value, places)
 
 
+def test_a_remembered_rate_string_is_per_decimal_object_and_places() -> None:
+    rate = Decimal("162.5")
+    assert [records._rate_string(rate, places) for places in (2, 0, 3, 2)] == [
+        "162.50",
+        "162.5",
+        "162.500",
+        "162.50",
+    ]
+    for equal in (Decimal("145.0"), Decimal("145.00"), Decimal("145.000"), Decimal("1.45E+2")):
+        assert records._rate_string(equal, 2) == plain_rate_string(equal, 2)
+        assert records._rate_string(equal, 2) == plain_rate_string(equal, 2)  # remembered: the same
+    for n in range(records._RATE_TEXTS * 2):  # bounded
+        records._rate_string(Decimal(n) / 8, 2)
+    assert len(records._RATE_TEXT) <= records._RATE_TEXTS
+
+
 def test_remembered_external_ids_are_the_computed_ones() -> None:
     for canonical in ("res-1", "res 1/ü", "x" * 300, "res-1"):
         assert records.external_id("resource", canonical) == records.external_id.__wrapped__(
@@ -497,15 +513,3 @@ def test_decimal_strings_and_integers_keep_the_fast_path() -> None:
     assert not ingest._has_fractional_number(body)
     for number in ("7.10", "-0.5", "1e3", "-2E-1", "[1.5]"):
         assert ingest._has_fractional_number(body.replace(b"3", number.encode()))
-
-
-@BOUNDED
-@given(
-    st.sampled_from(['{"type": "', '{"type":"', '{ "type" : "', '{"data": {"type": "a.b"}, "type": "']),
-    st.text(alphabet='abz09_.-A"', min_size=0, max_size=110),
-    st.sampled_from(['"}', '", "data": {"type": "time_entry.approved"}}', ""]),
-)
-def test_the_type_name_is_the_one_the_regular_expression_finds(head: str, name: str, tail: str) -> None:
-    body = (head + name + tail).encode()
-    found = ingest._TYPE_FIELD.search(body)
-    assert ingest._type_name(body) == (found.group(1) if found else None)

@@ -74,12 +74,25 @@ def money_string(value: Decimal | int, currency: str) -> str:
 
 def _rate_string(value: Decimal | int, places: int) -> str:
     """A price: at least ``places`` decimals, more kept if given (a rate may be finer than cents)."""
+    # A rate card's rate is one Decimal object in every decision made on it: its text is remembered by
+    # that object's identity (kept alive by the entry, so the id cannot be another's) and the places.
+    found = _RATE_TEXT.get(id(value))
+    if found is not None and found[0] is value and found[1] == places:
+        return found[2]
     number = _as_decimal(value)
     text = format(number, "f")  # a finite Decimal in plain notation: exactly max(0, -exponent) decimals
     point = text.find(".")
     if (len(text) - point - 1 if point >= 0 else 0) < places:  # the exponent is above -places
         text = format(number.quantize(Decimal(1).scaleb(-places)), "f")
+    if type(value) is Decimal:
+        if len(_RATE_TEXT) >= _RATE_TEXTS:
+            _RATE_TEXT.clear()  # bounded; the rates in use come back at once
+        _RATE_TEXT[id(value)] = (value, places, text)
     return text
+
+
+_RATE_TEXTS = 256
+_RATE_TEXT: dict[int, tuple[Decimal, int, str]] = {}
 
 
 def _as_decimal(value: Decimal | int) -> Decimal:

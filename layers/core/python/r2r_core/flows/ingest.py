@@ -238,26 +238,15 @@ def parse_delivery(body: bytes) -> Any:
     turn ``7.10`` into ``7.1``), or a body with any problem at all, whose errors are then named as
     they always were (``json.loads`` with ``Decimal``, the body, then the record: ``data.hours``).
     """
-    name = _type_name(body)
-    if name is not None and not _has_fractional_number(body):
-        validate = _validate_json(name)
+    found = _TYPE_FIELD.search(body)
+    if found is not None and not _has_fractional_number(body):
+        validate = _validate_json(found.group(1))
         if validate is not None:
             try:
                 return validate(body)
             except ValueError:
                 pass  # the exact path below names the problem the way it always has
     return _parse_delivery_exact(body)
-
-
-def _type_name(body: bytes) -> bytes | None:
-    """The name of the first ``"type": "<name>"`` in the body (see ``_TYPE_FIELD``); a body that starts
-    with it as ``json.dumps`` writes it is read without the regular expression."""
-    if body.startswith(_TYPE_FIRST):
-        end = body.find(b'"', len(_TYPE_FIRST), len(_TYPE_FIRST) + 101)
-        if end > len(_TYPE_FIRST) and _TYPE_NAME.fullmatch(body, len(_TYPE_FIRST), end):
-            return body[len(_TYPE_FIRST) : end]
-    found = _TYPE_FIELD.search(body)
-    return found.group(1) if found is not None else None
 
 
 @lru_cache(maxsize=64)  # bounded: a sender may name any number of unknown types
@@ -275,8 +264,6 @@ def _validate_json(name: bytes) -> Callable[[bytes], Any] | None:
 # The first ``"type": "<name>"`` in the body; if it is not the top-level one, the delivery model (whose
 # ``type`` is that name only) refuses the body and the exact path decides.
 _TYPE_FIELD = re.compile(rb'"type"[ \t\r\n]*:[ \t\r\n]*"([a-z0-9_.]{1,100})"')
-_TYPE_FIRST = b'{"type": "'
-_TYPE_NAME = re.compile(rb"[a-z0-9_.]{1,100}")
 # A JSON number with a fraction or an exponent, found without a regular expression (which would cost half
 # the validation) and with one substring search. Digits, whitespace and ``-`` are deleted, ``.``/``e``/``E``
 # become ``\x01`` (never raw in valid JSON) and ``,``/``[`` become ``:``. A JSON number inside an object or
