@@ -21,15 +21,16 @@ when two entries were decided at the same moment.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-from r2r_core.billing.rates import resolve_rate
+from r2r_core.billing.rates import RateInForce, resolve_rate
 from r2r_core.errors import BillingRuleError
+from r2r_core.memo import ObjectMemo
 from r2r_core.model.entities import (
     ApprovalStatus,
     BillingSchedule,
@@ -39,7 +40,7 @@ from r2r_core.model.entities import (
     Expense,
     TimeEntry,
 )
-from r2r_core.model.money import round_money
+from r2r_core.model.money import minor_unit_quantum, round_money
 
 HOUR_STEP = Decimal("0.01")
 ZERO = Decimal(0)
@@ -131,11 +132,15 @@ def _charge_decision(base: Mapping[str, Any], changes: Mapping[str, Any]) -> Cha
     """``ChargeDecision(**base, **changes)`` for the warm path: the frozen dataclass's ``__init__`` sets
     its 23 fields one ``object.__setattr__`` at a time, which cost a quarter of a decision. The result is
     the same instance (equal, same fields); unknown or missing fields are refused as ``__init__`` would."""
-    values = {**_DECISION_DEFAULTS, **base, **changes}
+    return _decision_from({**_DECISION_DEFAULTS, **base, **changes})
+
+
+def _decision_from(values: dict[str, Any]) -> ChargeDecision:
+    """``ChargeDecision(**values)`` the same way (``values`` includes the defaults of what it leaves)."""
     if not _PLAIN_INIT or len(values) != len(_DECISION_FIELDS) or not _DECISION_FIELDS.issuperset(values):
-        return ChargeDecision(**{**base, **changes})  # its own __init__ (names a wrong field)
+        return ChargeDecision(**values)  # its own __init__ (names a wrong or missing field)
     made = object.__new__(ChargeDecision)
-    made.__dict__.update(values)
+    object.__setattr__(made, "__dict__", values)  # a new dict made for this decision: no copy
     return made
 
 
@@ -217,7 +222,7 @@ def _consumed(consumption: Consumption, scope: str) -> tuple[Decimal, Decimal]:
 
 
 def hours_within_caps(
-    caps: list[CapLimit], consumption: Consumption, hours: Decimal, rate: Decimal
+    caps: Sequence[CapLimit], consumption: Consumption, hours: Decimal, rate: Decimal
 ) -> tuple[Decimal, CapLimit | None]:
     """The most of ``hours`` (0.01 h steps) that fits every cap, and the cap that bound it."""
     allowed, binding = hours, None
@@ -234,6 +239,77 @@ def hours_within_caps(
     return allowed, binding
 
 
+@dataclass(frozen=True, slots=True)
+class DayTerms:
+    """What an engagement says about work of a role in a region on a day: the rate in force (and its
+    plain description, part of every reason), the hard limits that apply and the budget covering it."""
+
+    rate: RateInForce
+    described: str  # rate.describe()
+    caps: tuple[CapLimit, ...]
+    budget_id: str | None
+    # "145.00 USD (Cloud Engineer, EMEA, <described> on 2026-11-16)": the middle of the usual reason
+    at_rate: str
+    # The fields of a billable decision that come from these terms, with every field's default.
+    decision_base: Mapping[str, Any]
+    quantum: Decimal  # the contract currency's minor unit (round_money)
+
+
+# Per engagement object (r2r_core.memo: by identity, dropped with the engagement), per role, region,
+# day and assignment: a warm invocation decides many entries of one engagement, and resolving the rate,
+# describing it and finding the caps cost more than the rest of the decision.
+_DAY_TERMS = ObjectMemo(max_objects=64, max_keys=2048)
+_OVERRIDDEN = "assignments with an override"  # the key of their ids in an engagement's table
+
+
+def day_terms(
+    engagement: Engagement, role: str, region: str, on: date, *, assignment_id: str | None = None
+) -> DayTerms:
+    """``resolve_rate`` + ``applicable_caps`` for a day, remembered for this engagement object."""
+    table = _DAY_TERMS.table(engagement)
+    # An assignment without an override of its own gets the rate cards' answer: one key for all of them.
+    if assignment_id is not None:
+        overridden: frozenset[str] | None = None
+        if engagement.assignment_rates:
+            overridden = table.get(_OVERRIDDEN)
+            if overridden is None:
+                overridden = frozenset(o.assignment_id for o in engagement.assignment_rates)
+                _DAY_TERMS.put(table, _OVERRIDDEN, overridden)
+        if overridden is None or assignment_id not in overridden:
+            assignment_id = None
+    key = (role, region, on, assignment_id)
+    found: DayTerms | None = table.get(key)
+    if found is not None:
+        return found
+    rate = resolve_rate(engagement, role, region, on, assignment_id=assignment_id)
+    caps, budget_id = applicable_caps(engagement, on)
+    described = rate.describe()
+    at_rate = f"{rate.rate} {engagement.currency} ({role}, {region}, {described} on {on.isoformat()})"
+    # A plain dict (``{**proxy}`` of a read-only proxy would cost a third of a decision); only ever copied.
+    decision_base = {
+        **_DECISION_DEFAULTS,
+        "kind": "time",
+        "currency": engagement.currency,
+        "rate": rate.rate,
+        "rate_rule": rate.rule,
+        "budget_id": budget_id,
+    }
+    quantum = minor_unit_quantum(engagement.currency)
+    terms = DayTerms(rate, described, tuple(caps), budget_id, at_rate, decision_base, quantum)
+    _DAY_TERMS.put(table, key, terms)
+    return terms
+
+
+# The members the usual decision asks for, as module names: an enum class attribute costs as much as
+# eight of these lookups, and the usual decision asks six.
+_UNAPPROVED = ApprovalStatus.UNAPPROVED
+_FIXED_FEE = BillingType.FIXED_FEE
+_RETAINER = BillingType.RETAINER
+_MONTHLY = BillingSchedule.MONTHLY
+_DEFERRED = Decision.DEFERRED
+_INVOICEABLE = Decision.INVOICEABLE
+
+
 def decide_time_entry(
     entry: TimeEntry,
     engagement: Engagement,
@@ -244,97 +320,104 @@ def decide_time_entry(
     """The decision for one approved time entry, given what the contract has already consumed."""
     consumption = consumption or Consumption()
     currency = engagement.currency
-    # The decision is built once, at the end of the path taken (dataclasses.replace on every step cost
-    # more than the rest of the decision on the warm path).
-    base: dict[str, Any] = {
-        "kind": "time",
-        "source_id": entry.id,
-        "version": entry.version,
-        "currency": currency,
-        "work_date": entry.work_date,
-        "billable_from": entry.work_date,
-        "resource_id": entry.resource_id,
-        "role": entry.role,
-        "region": entry.region,
-        "hours": entry.hours,
-    }
-    what = f"{entry.hours} h of {entry.role} ({entry.region}) on {entry.work_date.isoformat()}"
 
-    def decided(**changes: Any) -> ChargeDecision:
-        return _charge_decision(base, changes)
-
-    def not_billed(kind: Decision, rule: str, reason: str) -> ChargeDecision:
-        return decided(decision=kind, rule=rule, reason=reason)
-
-    if entry.status == ApprovalStatus.UNAPPROVED:
-        return not_billed(
+    if entry.status == _UNAPPROVED:
+        return _time_not_billed(
+            entry,
+            currency,
             Decision.REJECTED,
             "approval-withdrawn",
-            f"{what}: the approval was withdrawn in the PSA, so they are not billed "
+            f"{_what(entry)}: the approval was withdrawn in the PSA, so they are not billed "
             "(anything already invoiced is credited).",
         )
     if not entry.billable:
-        return not_billed(
+        return _time_not_billed(
+            entry,
+            currency,
             Decision.NON_BILLABLE,
             "entry-marked-non-billable",
-            f"{what} were approved as non-billable: recorded as cost only.",
+            f"{_what(entry)} were approved as non-billable: recorded as cost only.",
         )
     if not project_billable:
-        return not_billed(
+        return _time_not_billed(
+            entry,
+            currency,
             Decision.NON_BILLABLE,
             "project-non-billable",
-            f"{what}: project {entry.project_id} is non-billable, so its time is cost only.",
+            f"{_what(entry)}: project {entry.project_id} is non-billable, so its time is cost only.",
         )
     if entry.work_date < engagement.start_date or (
         engagement.end_date is not None and entry.work_date > engagement.end_date
     ):
         period = f"{engagement.start_date.isoformat()} to {engagement.end_date or 'open end'}"
-        return not_billed(
+        return _time_not_billed(
+            entry,
+            currency,
             Decision.REJECTED,
             "outside-contract-dates",
-            f"{what}: the work date is outside the contract period ({period}), so it cannot be billed "
-            "under this contract.",
+            f"{_what(entry)}: the work date is outside the contract period ({period}), so it cannot be "
+            "billed under this contract.",
         )
-    if engagement.billing_type is BillingType.FIXED_FEE:
-        return not_billed(
+    if engagement.billing_type is _FIXED_FEE:
+        return _time_not_billed(
+            entry,
+            currency,
             Decision.HELD_FOR_MILESTONE,
             "fixed-fee-billed-by-milestone",
-            f"{what}: engagement {engagement.id} is fixed fee, so time is billed through its milestones, "
-            "not by the hour.",
+            f"{_what(entry)}: engagement {engagement.id} is fixed fee, so time is billed through its "
+            "milestones, not by the hour.",
         )
 
-    rate = resolve_rate(
+    terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    caps, budget_id = applicable_caps(engagement, entry.work_date)
-    base.update(rate=rate.rate, rate_rule=rate.rule, budget_id=budget_id)
-    described = rate.describe()
-    at_rate = f"{what} at {described}"
+    rate = terms.rate
     hours = entry.hours
+    # The decision is built once, at the end of the path taken, from the terms' fields and the entry's
+    # (dataclasses.replace on every step cost more than the rest of the decision on the warm path).
+    values = {
+        **terms.decision_base,
+        "source_id": entry.id,
+        "version": entry.version,
+        "work_date": entry.work_date,
+        "billable_from": entry.work_date,
+        "resource_id": entry.resource_id,
+        "role": entry.role,
+        "region": entry.region,
+        "hours": hours,
+    }
 
     prepaid_hours = ZERO
     retainer_note = ""
-    if engagement.billing_type is BillingType.RETAINER and engagement.retainer is not None:
+    if engagement.billing_type is _RETAINER and engagement.retainer is not None:
         remaining = engagement.retainer.prepaid.amount - consumption.retainer_drawn
         prepaid_hours = min(hours, _floor_hours(remaining / rate.rate)) if rate.rate > 0 else hours
         if prepaid_hours == hours:
             drawn = round_money(hours * rate.rate, currency)
-            return decided(
+            values.update(
                 decision=Decision.PREPAID,
                 rule="retainer-drawdown",
                 prepaid_hours=hours,
-                reason=f"{at_rate} = {drawn} {currency}, drawn down from the prepaid retainer "
-                f"(balance before: {round_money(remaining, currency)} {currency}); not invoiced again.",
+                reason=f"{_what(entry)} at {terms.described} = {drawn} {currency}, drawn down from the "
+                f"prepaid retainer (balance before: {round_money(remaining, currency)} {currency}); "
+                "not invoiced again.",
             )
+            return _decision_from(values)
         retainer_note = (
             f" {prepaid_hours} h were drawn down from the prepaid retainer, which is now used up; "
             f"the other {hours - prepaid_hours} h are overage billed at rate."
         )
         hours -= prepaid_hours
 
-    billable_hours, binding = hours_within_caps(caps, consumption, hours, rate.rate)
-    amount = round_money(billable_hours * rate.rate, currency)
-    billable_from, deferral = _schedule(engagement, entry.work_date, entry.approved_at.date())
+    caps = terms.caps
+    billable_hours, binding = (
+        hours_within_caps(caps, consumption, hours, rate.rate) if caps else (hours, None)
+    )
+    amount = (billable_hours * rate.rate).quantize(terms.quantum, rounding=ROUND_HALF_UP)  # round_money
+    if engagement.billing_schedule is _MONTHLY:
+        billable_from, deferral = _schedule(engagement, entry.work_date, entry.approved_at.date())
+    else:
+        billable_from, deferral = entry.work_date, None  # _schedule's answer
     when = (
         f"deferred: {deferral} (billable from {billable_from.isoformat()})"
         if deferral
@@ -354,7 +437,7 @@ def decide_time_entry(
             if billable_hours > 0
             else "nothing fits any more"
         )
-        return decided(
+        values.update(
             decision=Decision.CAPPED,
             rule=f"capped-{policy.value.replace('_', '-')}",
             billable_from=billable_from,
@@ -364,24 +447,48 @@ def decide_time_entry(
             held_amount=held_amount,
             cap_policy=policy.value,
             prepaid_hours=prepaid_hours,
-            reason=f"{at_rate} reach {binding.label} (cap plus {engagement.cap_tolerance_percent} % "
-            f"tolerance): {billed}; the {held} h over ({held_amount} {currency}) are {fate}."
-            f"{retainer_note}",
+            reason=f"{_what(entry)} at {terms.described} reach {binding.label} (cap plus "
+            f"{engagement.cap_tolerance_percent} % tolerance): {billed}; the {held} h over "
+            f"({held_amount} {currency}) are {fate}.{retainer_note}",
         )
+        return _decision_from(values)
     rule = (
-        "retainer-overage-at-rate"
-        if engagement.billing_type is BillingType.RETAINER
-        else "time-and-materials-at-rate"
+        "retainer-overage-at-rate" if engagement.billing_type is _RETAINER else "time-and-materials-at-rate"
     )
-    return decided(
-        decision=Decision.DEFERRED if deferral else Decision.INVOICEABLE,
-        rule=f"{rule}-deferred-monthly" if deferral else rule,
-        billable_from=billable_from,
-        billable_hours=hours,
-        amount=amount,
-        prepaid_hours=prepaid_hours,
-        reason=f"{hours} h × {rate.rate} {currency} ({entry.role}, {entry.region}, {described} on "
-        f"{entry.work_date.isoformat()}) = {amount} {currency}, {when}.{retainer_note}",
+    values["decision"] = _DEFERRED if deferral else _INVOICEABLE
+    values["rule"] = f"{rule}-deferred-monthly" if deferral else rule
+    values["billable_from"] = billable_from
+    values["billable_hours"] = hours
+    values["amount"] = amount
+    values["prepaid_hours"] = prepaid_hours
+    values["reason"] = f"{hours} h × {terms.at_rate} = {amount} {currency}, {when}.{retainer_note}"
+    return _decision_from(values)
+
+
+def _what(entry: TimeEntry) -> str:
+    return f"{entry.hours} h of {entry.role} ({entry.region}) on {entry.work_date.isoformat()}"
+
+
+def _time_not_billed(
+    entry: TimeEntry, currency: str, kind: Decision, rule: str, reason: str
+) -> ChargeDecision:
+    return _decision_from(
+        {
+            **_DECISION_DEFAULTS,
+            "kind": "time",
+            "source_id": entry.id,
+            "version": entry.version,
+            "currency": currency,
+            "work_date": entry.work_date,
+            "billable_from": entry.work_date,
+            "resource_id": entry.resource_id,
+            "role": entry.role,
+            "region": entry.region,
+            "hours": entry.hours,
+            "decision": kind,
+            "rule": rule,
+            "reason": reason,
+        }
     )
 
 

@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol, cast
 
 from r2r_core.model.money import minor_units as currency_minor_units
 
@@ -73,17 +74,34 @@ def money_string(value: Decimal | int, currency: str) -> str:
 
 def _rate_string(value: Decimal | int, places: int) -> str:
     """A price: at least ``places`` decimals, more kept if given (a rate may be finer than cents)."""
+    # A rate card's rate is one Decimal object in every decision made on it: its text is remembered by
+    # that object's identity (kept alive by the entry, so the id cannot be another's) and the places.
+    found = _RATE_TEXT.get(id(value))
+    if found is not None and found[0] is value and found[1] == places:
+        return found[2]
     number = _as_decimal(value)
-    exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -places:
-        number = number.quantize(Decimal(1).scaleb(-places))
-    return format(number, "f")
+    text = format(number, "f")  # a finite Decimal in plain notation: exactly max(0, -exponent) decimals
+    point = text.find(".")
+    if (len(text) - point - 1 if point >= 0 else 0) < places:  # the exponent is above -places
+        text = format(number.quantize(Decimal(1).scaleb(-places)), "f")
+    if type(value) is Decimal:
+        if len(_RATE_TEXT) >= _RATE_TEXTS:
+            _RATE_TEXT.clear()  # bounded; the rates in use come back at once
+        _RATE_TEXT[id(value)] = (value, places, text)
+    return text
+
+
+_RATE_TEXTS = 256
+_RATE_TEXT: dict[int, tuple[Decimal, int, str]] = {}
 
 
 def _as_decimal(value: Decimal | int) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+    if type(value) is Decimal:  # the usual case, checked first: it is asked several times per record
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise TypeError(f"money and quantities must be Decimal, got {type(value).__name__}")
-    number = value if type(value) is Decimal else Decimal(value)
+    else:
+        number = Decimal(value)
     if not number.is_finite():
         raise ValueError(f"not a finite number: {number}")
     return number
@@ -104,12 +122,30 @@ def _currency_ref(currency: str, currency_id: str | None) -> dict[str, str]:
     return {"id": currency_id} if currency_id else {"externalId": code}
 
 
-def _segment_fields(segments: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
-    """Department, class and location references (``ErpMapping.segments(...).as_fields()``)."""
-    unknown = set(segments or {}) - {"department", "class", "location"}
-    if unknown:
+class SegmentsLike(Protocol):
+    """``ErpMapping.segments(...)``: builds fresh references of the known segments only."""
+
+    def as_fields(self) -> dict[str, dict[str, str]]: ...
+
+
+def _segment_fields(
+    segments: Mapping[str, Mapping[str, str]] | SegmentsLike | None,
+) -> dict[str, dict[str, str]]:
+    """Department, class and location references (``ErpMapping.segments(...)`` or its ``as_fields()``)."""
+    if not segments:
+        return {}
+    as_fields = getattr(segments, "as_fields", None)
+    if as_fields is not None:
+        fields: dict[str, dict[str, str]] = as_fields()  # new dicts: nothing to check or copy
+        return fields
+    segments = cast(Mapping[str, Mapping[str, str]], segments)
+    if not _SEGMENT_NAMES.issuperset(segments):
+        unknown = set(segments) - _SEGMENT_NAMES
         raise ValueError(f"unknown segments: {', '.join(sorted(unknown))}")
-    return {name: dict(ref) for name, ref in (segments or {}).items()}
+    return {name: dict(ref) for name, ref in segments.items()}
+
+
+_SEGMENT_NAMES = frozenset({"department", "class", "location"})
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:
@@ -174,29 +210,33 @@ def time_bill_body(
     is_billable: bool,
     item_id: str | None,
     memo: str | None,
-    segments: Mapping[str, Mapping[str, str]] | None = None,
+    segments: Mapping[str, Mapping[str, str]] | SegmentsLike | None = None,
 ) -> dict[str, Any]:
     """A time entry against a project (``customer`` is the job), hours and rate exact.
 
-    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` (``ErpMapping.segments``).
+    ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` or ``ErpMapping.segments(...)``.
     """
-    if _as_decimal(hours) <= 0:
+    number = _as_decimal(hours)
+    if number <= 0:
         raise ValueError("hours must be positive")
     if not employee_external_id:
         raise ValueError("employee_external_id must not be empty")
-    return _without_none(
-        {
-            "customer": _ref(job_id),
-            "employee": {"externalId": employee_external_id},
-            "tranDate": tran_date.isoformat(),
-            "hours": decimal_string(hours),
-            "isBillable": bool(is_billable),
-            "rate": _rate_string(rate, 2) if rate is not None else None,
-            "item": _ref(item_id) if item_id else None,
-            "memo": memo,
-            **_segment_fields(segments),
-        }
-    )
+    # Built in place, leaving out what is not known (one per approved entry: no second dict to filter).
+    body: dict[str, Any] = {
+        "customer": _ref(job_id),
+        "employee": {"externalId": employee_external_id},
+        "tranDate": tran_date.isoformat(),
+        "hours": format(number, "f"),  # decimal_string(hours)
+        "isBillable": bool(is_billable),
+    }
+    if rate is not None:
+        body["rate"] = _rate_string(rate, 2)
+    if item_id:
+        body["item"] = _ref(item_id)
+    if memo is not None:
+        body["memo"] = memo
+    body.update(_segment_fields(segments))
+    return body
 
 
 def expense_report_body(
@@ -423,6 +463,7 @@ def job_cost_forecast_body(*, labor_cost: Decimal, currency: str, hours: Decimal
     }
 
 
+@lru_cache(maxsize=4096)  # a pure function of two strings, asked once per record for a few thousand ids
 def external_id(kind: str, canonical_id: str) -> str:
     """``r2r-<kind>-<canonical id>`` restricted to ``[A-Za-z0-9_-]``, deterministic.
 

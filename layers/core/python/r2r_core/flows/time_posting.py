@@ -84,7 +84,7 @@ def time_bill_request(
         is_billable=billable,
         item_id=account.item_for("time", entry.role) if billable else None,
         memo=f"{entry.role} ({entry.region}) — {decision.rule}",
-        segments=account.segments(entry.region, business_unit).as_fields(),
+        segments=account.segments(entry.region, business_unit),  # its fields, built once
     )
 
 
