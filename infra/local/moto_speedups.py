@@ -24,6 +24,11 @@ with equivalents that do the same thing in time proportional to the work asked f
   list and each host's answer are computed once;
 - a DynamoDB ``Query`` on the table's own key (not an index): moto's code, handed only the queried
   partition's items where it asks for all of them (moto then keeps the same items and sorts them the same);
+- a backend lookup (every request makes several): moto takes its global lock and compares the whole
+  registry of backends by equality before finding the account's backends there; once they exist, the
+  lookup goes straight to them;
+- SendMessage: moto computes every attribute of the queue (its three approximate counts are passes over
+  the whole queue) to read whether it deduplicates by content; while sending, the counts are not computed;
 - EventBridge's delivery to a rule's targets: moto builds each target's input by parsing eight JSONPath
   expressions (the default input paths) for every event, and every parse builds a new JSONPath parser
   (its grammar tables: yacc) — over half of moto's CPU time in a month-end spike. The parsed expressions
@@ -35,6 +40,7 @@ them); only the local stack's moto process applies them.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 import time
@@ -42,6 +48,8 @@ import weakref
 from typing import Any
 
 _APPLIED = False
+# Set while SQS sends a message (see ``_sqs``): the queue's approximate counts are then not computed.
+_SENDING: contextvars.ContextVar[bool] = contextvars.ContextVar("r2r_moto_sqs_sending", default=False)
 
 
 def _fast_unix_time(original: Any) -> Any:
@@ -84,6 +92,7 @@ def apply() -> None:
     if _APPLIED:
         return
     _routing()
+    _backends()
     _sqs()
     _dynamodb_query()
     _event_input_paths()
@@ -116,6 +125,27 @@ def _routing() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
+def _backends() -> None:
+    from moto.core.base_backend import BackendDict
+
+    # Every request reaches its service's backends through ``BackendDict[account]``, which takes moto's
+    # global backend lock and tests the dict for membership in a list of every BackendDict by equality
+    # (comparing whole dicts of backends), only to find the account's backends there already. Once an
+    # account's backends exist and the dict is registered, nothing is left to do.
+    original = BackendDict._create_account_specific_backend
+    ready: set[tuple[int, str]] = set()
+
+    def create(self: Any, account_id: str) -> None:
+        if (id(self), account_id) in ready:
+            return
+        original(self, account_id)
+        registry: list[Any] = getattr(BackendDict, "_instances")  # noqa: B009 - a class-level list
+        if dict.__contains__(self, account_id) and any(d is self for d in registry):
+            ready.add((id(self), account_id))
+
+    BackendDict._create_account_specific_backend = create  # type: ignore[method-assign]
+
+
 def _sqs() -> None:
     from moto.sqs import models as sqs
 
@@ -125,16 +155,34 @@ def _sqs() -> None:
     Queue, Message, SQSBackend = sqs.Queue, sqs.Message, sqs.SQSBackend
 
     def messages(self: Any) -> _Visible:
-        return _Visible(self._messages)
+        return _Visible([] if _SENDING.get() else self._messages)
 
     def not_visible(self: Any) -> int:
+        if _SENDING.get():
+            return 0
         now = time.time() * 1000.0
         return sum(1 for m in self._messages if not now > m.visible_at)
 
     def delayed(self: Any) -> int:
+        if _SENDING.get():
+            return 0
         now = time.time() * 1000.0
         return sum(1 for m in self._messages if now < m.delayed_until)
 
+    # SendMessage reads the queue's attributes for one of them (``ContentBasedDeduplication``), and moto
+    # builds them all, the three approximate counts among them: a pass over the whole queue per message
+    # sent. While a message is being sent the counts are not computed (read as 0); nothing in sending
+    # reads them.
+    original_send = SQSBackend.send_message
+
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = _SENDING.set(True)
+        try:
+            return original_send(self, *args, **kwargs)
+        finally:
+            _SENDING.reset(token)
+
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
     Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
     Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
     Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
