@@ -21,10 +21,11 @@ through ``resource_sync``) and rate-card changes (``rate_card.upserted`` on the 
 time, and compares the billing time-to-bill with the run without the flood.
 
 Every size must fit the section's time budget (``R2R_BENCH_SPIKE_BUDGET_S``, 900 s; 420 s with
-``--quick``): a size whose estimate (from the time per entry of the previous size) does not fit is not
+``--quick``): a size whose estimate (:func:`estimate_s`, from the first size's run) does not fit is not
 run, and its figure says so (``measured: false``) instead of a number that was never measured. The first
-size always runs, then its flooded rerun (isolation) — or, when that does not fit, a smaller pair without
-and with the flood (``ISOLATION_FALLBACK_SIZE``) — then the larger sizes that fit.
+size always runs; then the largest size that fits (the linear-growth figure compares it with the first);
+then the first size's flooded rerun (isolation) — or, when that does not fit, a smaller pair without and
+with the flood (``ISOLATION_FALLBACK_SIZE``) — then the other sizes that still fit, smallest first.
 ``R2R_BENCH_SPIKE_SIZES`` (e.g. ``1000,5000``) replaces the sizes.
 """
 
@@ -76,6 +77,7 @@ FLOOD_FUNCTIONS = ("resource_sync", "resource_allocation")
 # flood, projects in proportion) is measured instead, if it fits; never smaller than the minimum.
 ISOLATION_FALLBACK_SIZE = 1_000
 ISOLATION_MIN_SIZE = 100
+STACK_START_S = 15.0  # starting a fresh local stack (moto, the template's resources), before its set-up
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -638,8 +640,9 @@ def _not_run(name: str, estimate_s: float, budget_left_s: float, size: int) -> F
         detail={
             "measured": False,
             "entries": size,
-            "why": f"estimated {estimate_s:.0f} s from the previous size's time per entry; "
-            f"{budget_left_s:.0f} s of the section's time budget were left on this machine",
+            "why": f"estimated {estimate_s:.0f} s from the first size's run (set-up, entries in "
+            f"proportion, flush and milestones); {budget_left_s:.0f} s of the section's time budget "
+            "were left on this machine",
         },
     )
 
@@ -668,6 +671,19 @@ def spike_budget(text: str | None, default: float) -> float:
     return budget
 
 
+def estimate_s(measured: SpikeResult, size: int) -> float:
+    """How long a fresh stack takes for ``size`` entries of the measured run's shape: its set-up, its
+    entries in proportion, and its period-end flush and milestones as they were (they depend on the
+    projects and milestones, which stay the same, not on the entries)."""
+    return (
+        STACK_START_S
+        + measured.setup_s
+        + measured.entries_s * size / measured.size
+        + measured.flush_s
+        + measured.milestones_s
+    )
+
+
 def run(ctx: BenchContext) -> list[Figure]:
     sizes: tuple[int, ...] = QUICK_SIZES if ctx.quick else FULL_SIZES
     if os.environ.get("R2R_BENCH_SPIKE_SIZES"):  # e.g. "5000,20000,50000"
@@ -678,29 +694,41 @@ def run(ctx: BenchContext) -> list[Figure]:
         os.environ.get("R2R_BENCH_SPIKE_BUDGET_S"), QUICK_BUDGET_S if ctx.quick else FULL_BUDGET_S
     )
     started = time.monotonic()
+
+    def left() -> float:
+        return budget - (time.monotonic() - started)
+
+    def spike(size: int) -> SpikeResult:
+        return run_spike(ctx.repo_root, size=size, projects=min(projects, size), milestones=milestones)
+
+    # The first size always runs; then the largest size that fits (what the linear-growth target
+    # compares with the first), then the first size's flooded rerun (isolation), then the other sizes that
+    # still fit, smallest first. A size that does not fit is reported as not run, with its estimate.
+    first = spike(sizes[0])
+    measured: dict[int, SpikeResult] = {first.size: first}
+    larger = sorted(set(sizes[1:]), reverse=True)
+    for size in larger:
+        if estimate_s(first, size) <= left():
+            measured[size] = spike(size)
+            break
+    isolation, smaller = _isolation(ctx, first, left())
+    for size in sorted(larger):
+        if size not in measured and estimate_s(first, size) <= left():
+            measured[size] = spike(size)
+
     figures: list[Figure] = []
-    results: list[SpikeResult] = []
-    per_entry_s: float | None = None
-    setup_s = 0.0
-    for index, size in enumerate(sizes):
-        left = budget - (time.monotonic() - started)
-        estimate = (per_entry_s * size + setup_s) if per_entry_s is not None else 0.0
-        if per_entry_s is not None and estimate > left:
-            figures.append(_not_run(f"spike {size} entries: wall time", estimate, left, size))
-            continue
-        result = run_spike(ctx.repo_root, size=size, projects=min(projects, size), milestones=milestones)
-        results.append(result)
-        per_entry_s, setup_s = result.wall_s / size, result.setup_s
-        figures += _size_figures(result)
-        if index == 0:
-            # The flooded rerun of the first size comes before the larger sizes: it is what the budget
-            # must keep room for (a larger size without it says less than the first size with it).
-            isolation, smaller = _isolation(ctx, result, budget - (time.monotonic() - started))
-            figures += isolation
-            if smaller is not None:
-                figures.append(_growth_below(smaller, result))
-    if len(results) >= 2:
-        first, last = results[0], results[-1]
+    for size in sizes:
+        if size in measured:
+            figures += _size_figures(measured[size])
+        else:
+            estimate = estimate_s(first, size)
+            figures.append(_not_run(f"spike {size} entries: wall time", estimate, left(), size))
+    figures += isolation
+    if smaller is not None:
+        figures.append(_growth_below(smaller, first))
+    largest = max(measured)
+    if largest != first.size:
+        last = measured[largest]
         figures.append(
             Figure(
                 SECTION,
@@ -711,17 +739,17 @@ def run(ctx: BenchContext) -> list[Figure]:
                 detail={"small_ms": round(first.per_entry_ms, 2), "large_ms": round(last.per_entry_ms, 2)},
             )
         )
-    elif results:
+    else:
         figures.append(
             Figure(
                 SECTION,
-                f"time per entry at {sizes[-1]} vs {results[0].size} entries",
+                f"time per entry at {max(sizes)} vs {first.size} entries",
                 0.0,
                 "x (NOT measured)",
                 detail={
                     "measured": False,
                     "target": TARGET_LINEAR,
-                    "why": "only one size fitted the section's time budget",
+                    "why": "only the first size fitted the section's time budget",
                 },
             )
         )

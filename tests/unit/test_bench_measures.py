@@ -135,3 +135,35 @@ def test_aws_calls_a_function_makes_from_its_own_worker_threads_count_as_its_own
             ddb.list_tables()  # outside any function: not counted
         assert usage.calls["billing_period_close dynamodb:ListTables"] == 4
         assert usage.invocations["billing_period_close"] == 1
+
+
+def test_the_spike_runs_the_first_size_then_the_largest_that_fits_then_isolation(monkeypatch: Any) -> None:
+    """The largest size that fits comes right after the first (the linear-growth figure needs it); a size
+    that does not fit is reported with its estimate, never a number that was not measured."""
+    from infra.bench import spike
+    from infra.bench.figures import BenchContext
+
+    runs: list[tuple[int, int]] = []
+
+    def fake_run(_root: Any, *, size: int, projects: int, milestones: int, flood: int = 0, **_: Any) -> Any:
+        runs.append((size, flood))
+        entries_s = size * 0.01  # 10 ms an entry; flush and milestones 1 s each, whatever the size
+        return spike.SpikeResult(
+            size=size, projects=projects, milestones=milestones, mode="summary", flood=flood, setup_s=5.0,
+            wall_s=entries_s + 2.0, entries_s=entries_s, flush_s=1.0, milestones_s=1.0,
+            time_to_bill_s=[1.0, 2.0], peak_mib=1.0, erp={"total": 10, "throttled": 0}, invoices=1,
+            charges=size, usage=spike.Usage(), webhooks=5,
+        )  # fmt: skip
+
+    monkeypatch.setattr(spike, "run_spike", fake_run)
+    monkeypatch.setenv("R2R_BENCH_SPIKE_SIZES", "5000,20000,50000")
+    # 50,000 is estimated at 15 + 5 + 500 + 2 = 522 s, 20,000 at 222 s: only 20,000 fits in 300 s.
+    monkeypatch.setenv("R2R_BENCH_SPIKE_BUDGET_S", "300")
+    figures = {f.name: f for f in spike.run(BenchContext(repo_root=Path("."), out_dir=Path(".")))}
+    assert runs[:2] == [(5000, 0), (20000, 0)]
+    assert runs[2:] == [(5000, 5000)]  # then the first size's flooded rerun
+    assert figures["spike 50000 entries: wall time"].unit == "s (estimate, NOT measured)"
+    assert figures["spike 50000 entries: wall time"].value == 522.0
+    assert figures["spike 20000 entries: time per entry"].value == round((200 + 2) / 20000 * 1000, 2)
+    linear = figures["time per entry at 20000 vs 5000 entries"]
+    assert linear.target == spike.TARGET_LINEAR and linear.value < 1
