@@ -77,7 +77,7 @@ FLOOD_FUNCTIONS = ("resource_sync", "resource_allocation")
 # flood, projects in proportion) is measured instead, if it fits; never smaller than the minimum.
 ISOLATION_FALLBACK_SIZE = 1_000
 ISOLATION_MIN_SIZE = 100
-STACK_START_S = 15.0  # starting a fresh local stack (moto, the template's resources), before its set-up
+STACK_START_S = 25.0  # starting a fresh local stack (moto, the template's resources), before its set-up
 
 
 # -- measuring ------------------------------------------------------------------------------------
