@@ -184,10 +184,7 @@ def audit_charge(
 
     With ``tail`` it is written after the batch, after the message's events (``flows.batch_tail``)."""
     record = AuditRecord(
-        kind=kind,
-        entity_id=str(charge["source_id"]),
-        action=f"charge_{charge['decision']}",
-        event_id=envelope.event_id,
+        **_charge_audit_key(envelope, charge, kind=kind),
         correlation_id=envelope.correlation_id,
         detail={
             # The engagement is how an operator finds the charge from the entry's id alone
@@ -217,13 +214,18 @@ def charge_audited(
 ) -> bool:
     """Whether the charge version's audit record exists or waits in the batch's ``tail`` (then the
     current message waits on it too)."""
-    key = {
+    key = _charge_audit_key(envelope, charge, kind=kind)
+    return (tail is not None and tail.waiting(**key)) or audit.has(**key)
+
+
+def _charge_audit_key(envelope: EventEnvelope, charge: Mapping[str, Any], *, kind: str) -> dict[str, str]:
+    """What names a charge version's audit record: the entry, the event that caused it, the decision."""
+    return {
         "kind": kind,
         "entity_id": str(charge["source_id"]),
         "event_id": envelope.event_id,
         "action": f"charge_{charge['decision']}",
     }
-    return (tail is not None and tail.waiting(**key)) or audit.has(**key)
 
 
 AUDIT_KINDS = {"time": "time_entry", "expense": "expense"}
