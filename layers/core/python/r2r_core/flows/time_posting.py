@@ -117,30 +117,15 @@ class SummaryCounts:
     def defer(self, engagement_id: str, period: str, **context: Any) -> None:
         key = (engagement_id, period)
         self._deferred[key] = self._deferred.get(key, 0) + 1
-        self._context = context  # store, audit, erp, account, correlation_id: the same for the batch
+        self._context = context  # what _count_change takes but the period: the same for the batch
 
     def apply(self) -> int:
         """Count the deferred changes; flush a period that reached its threshold. The ERP requests made."""
-        requests = 0
         deferred, self._deferred = self._deferred, {}
-        for (engagement_id, period), n in deferred.items():
-            ctx = self._context
-            if (
-                mark_changed(ctx["store"], engagement_id, period, by=n)
-                >= ctx["account"].summary_flush_changes
-            ):
-                result = flush_period(
-                    ctx["store"],
-                    ctx["audit"],
-                    ctx["erp"],
-                    ctx["account"],
-                    engagement_id=engagement_id,
-                    period=period,
-                    correlation_id=ctx["correlation_id"],
-                    publisher=ctx.get("publisher"),
-                )
-                requests += result.erp_requests
-        return requests
+        return sum(
+            _count_change(engagement_id=engagement_id, period=period, by=n, **self._context)
+            for (engagement_id, period), n in deferred.items()
+        )
 
 
 def depends_on_other_charges(engagement: Engagement) -> bool:
@@ -507,30 +492,46 @@ def _count_summary_change(
         periods.append(str(erp_fields["erp_summary_period"]))
     elif not periods:
         return None
+    context: dict[str, Any] = {
+        "store": store,
+        "audit": audit,
+        "erp": erp,
+        "account": account,
+        "correlation_id": correlation_id,
+        "publisher": publisher,
+    }
     requests = 0
     for period in dict.fromkeys(periods):
         if counts is not None and not counts.first(engagement_id, period):
-            counts.defer(
-                engagement_id,
-                period,
-                store=store,
-                audit=audit,
-                erp=erp,
-                account=account,
-                correlation_id=correlation_id,
-                publisher=publisher,
-            )
+            counts.defer(engagement_id, period, **context)
             continue
-        if mark_changed(store, engagement_id, period) >= account.summary_flush_changes:
-            result = flush_period(
-                store,
-                audit,
-                erp,
-                account,
-                engagement_id=engagement_id,
-                period=period,
-                correlation_id=correlation_id,
-                publisher=publisher,
-            )
-            requests += result.erp_requests
+        requests += _count_change(engagement_id=engagement_id, period=period, **context)
     return requests
+
+
+def _count_change(
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    erp: Erp,
+    account: ErpMapping,
+    engagement_id: str,
+    period: str,
+    correlation_id: str,
+    publisher: Publisher | None,
+    by: int = 1,
+) -> int:
+    """Count ``by`` changes of the engagement's period; flush it once it reached ``summary_flush_changes``.
+    The ERP requests made."""
+    if mark_changed(store, engagement_id, period, by=by) < account.summary_flush_changes:
+        return 0
+    return flush_period(
+        store,
+        audit,
+        erp,
+        account,
+        engagement_id=engagement_id,
+        period=period,
+        correlation_id=correlation_id,
+        publisher=publisher,
+    ).erp_requests
