@@ -348,8 +348,10 @@ def flush_period(
         members: list[Mapping[str, Any]],
         project_id: str,
         values: Mapping[str, Any],
+        *,
+        revenue: Mapping[str, Decimal],
+        before: Mapping[str, Decimal],
     ) -> None:
-        revenue = group_revenue(members)
         version = _next_version(store, pk, external_id, previous)
         events = _revenue_events(
             engagement,
@@ -358,7 +360,7 @@ def flush_period(
             project_id=project_id,
             period=period,
             now=revenue,
-            before=_published_revenue(previous, members),
+            before=before,
             members=members,
         )
         group = _save_group(
@@ -380,7 +382,8 @@ def flush_period(
         fingerprint = _fingerprint(body)
         previous = posted.get(external_id)
         same_body = previous is not None and previous.get("fingerprint") == fingerprint
-        if same_body and group_revenue(members) == _published_revenue(previous, members):
+        revenue, before = group_revenue(members), _published_revenue(previous, members)
+        if same_body and revenue == before:
             result.unchanged += 1
             continue
         if same_body:
@@ -408,6 +411,8 @@ def flush_period(
                 "members": [f"{m.get('source_id')}@v{m.get('version')}" for m in members],
                 "project_id": str(members[0]["project_id"]),
             },
+            revenue=revenue,
+            before=before,
         )
     for external_id, previous in sorted(posted.items()):
         if external_id in bodies:
@@ -420,6 +425,8 @@ def flush_period(
             [],
             str(previous.get("project_id") or ""),
             {"period": period, "status": "deleted", "fingerprint": None, "hours": Decimal(0), "members": []},
+            revenue={},
+            before=_published_revenue(previous, []),
         )
     if not store.delete_if(pk, pending_sk, condition="#changes = :seen", values={":seen": seen}):
         # Changed during the flush: stays pending (for the next flush), lease released.
