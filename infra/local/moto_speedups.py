@@ -24,6 +24,10 @@ with equivalents that do the same thing in time proportional to the work asked f
   list and each host's answer are computed once;
 - a DynamoDB ``Query`` on the table's own key (not an index): moto's code, handed only the queried
   partition's items where it asks for all of them (moto then keeps the same items and sorts them the same);
+- a DynamoDB ``Scan`` page after the first (on the table, not an index): moto sorts the whole table and
+  then compares every item before the page's start key with it, one by one, to skip the pages already
+  read, so reading a table of n items in 1 MB pages costs n times the number of pages. moto's code is
+  handed the sorted items after the start key (found by bisection) instead;
 - a backend lookup (every request makes several): moto takes its global lock and compares the whole
   registry of backends by equality before finding the account's backends there; once they exist, the
   lookup goes straight to them;
@@ -95,6 +99,7 @@ def apply() -> None:
     _backends()
     _sqs()
     _dynamodb_query()
+    _dynamodb_scan()
     _event_input_paths()
     _APPLIED = True
 
@@ -244,4 +249,63 @@ def _dynamodb_query() -> None:
         return list(found.values()) if self.range_key_attr else [found]
 
     Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def _sort_key(item: Any, ranged: bool) -> tuple[Any, ...]:
+    """An item's keys as moto compares them (``cast_value``), kept on the item: its keys never change (a
+    write with the same keys makes a new item)."""
+    cached: tuple[Any, ...] | None = getattr(item, "_r2r_sort_key", None)
+    if cached is None:
+        cached = (
+            (item.hash_key.cast_value, item.range_key.cast_value) if ranged else (item.hash_key.cast_value,)
+        )
+        item._r2r_sort_key = cached
+    return cached
+
+
+def _dynamodb_scan() -> None:
+    import bisect
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    # The start key of the Scan page a server thread is reading (moto serves requests in threads).
+    reading = threading.local()
+    original_scan, original_all_items = Table.scan, Table.all_items
+
+    def scan(self: Any, filters: Any, limit: Any, exclusive_start_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[1] if len(args) > 1 else kwargs.get("index_name")
+        segments = args[4] if len(args) > 4 else kwargs.get("segments", (None, None))
+        if index_name or exclusive_start_key is None or tuple(segments or (None, None)) != (None, None):
+            return original_scan(self, filters, limit, exclusive_start_key, *args, **kwargs)
+        reading.start = (self, exclusive_start_key)
+        try:
+            return original_scan(self, filters, limit, exclusive_start_key, *args, **kwargs)
+        finally:
+            reading.start = None
+
+    def all_items(self: Any) -> Any:
+        start = getattr(reading, "start", None)
+        if start is None or start[0] is not self:
+            return original_all_items(self)
+        # moto's order (``all_items``): by hash key, then range key, compared as DynamoType compares them
+        # (their ``cast_value``; a key attribute has one type), each key cast once instead of at every
+        # comparison. The start key is the last item of the page before: what follows it is this page's.
+        key = start[1]
+        if self.range_key_attr:
+            keyed = sorted(
+                (_sort_key(x, True), x) for partition in self.items.values() for x in partition.values()
+            )
+            target: Any = (
+                DynamoType(key[self.hash_key_attr]).cast_value,
+                DynamoType(key[self.range_key_attr]).cast_value,
+            )
+        else:
+            keyed = sorted((_sort_key(x, False), x) for x in self.items.values())
+            target = (DynamoType(key[self.hash_key_attr]).cast_value,)
+        after = bisect.bisect_right(keyed, target, key=lambda pair: pair[0])
+        return [item for _, item in keyed[after:]]
+
+    Table.scan = scan  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]

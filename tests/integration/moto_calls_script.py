@@ -138,6 +138,47 @@ with mock_aws():
     )
     out["scan"] = ddb.scan(TableName="t")["Count"]
 
+    def scan(table, **kw):
+        pages, start = [], None
+        while True:
+            args = dict(TableName=table, **kw)
+            if start:
+                args["ExclusiveStartKey"] = start
+            r = ddb.scan(**args)
+            pages.append([(i["pk"]["S"], i["sk"]["S"] if "sk" in i else None) for i in r["Items"]])
+            start = r.get("LastEvaluatedKey")
+            if not start:
+                return pages
+
+    # Paged scans: every page after the first starts after its start key (moto's order: hash, range key).
+    out["scan_paged"] = scan("t", Limit=7)
+    out["scan_paged_filtered"] = scan(
+        "t",
+        Limit=9,
+        FilterExpression="begins_with(sk, :s) AND n > :n",
+        ExpressionAttributeValues={":s": {"S": "CHARGE#"}, ":n": {"N": "6"}},
+    )
+    # A start key that is no item's: the page starts at the next item.
+    out["scan_from_gap"] = ddb.scan(
+        TableName="t", Limit=4, ExclusiveStartKey={"pk": {"S": "ENG#2"}, "sk": {"S": "CHARGE#05x"}}
+    )["Items"]
+    out["scan_from_gap"] = [(i["pk"]["S"], i["sk"]["S"]) for i in out["scan_from_gap"]]
+    ddb.create_table(
+        TableName="h",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(11):
+        ddb.put_item(TableName="h", Item={"pk": {"S": f"k{(i * 7) % 11:02d}"}})
+    out["scan_hash_only"] = scan("h", Limit=3)
+    # Items written between pages are found by the pages after them, as in moto.
+    first = ddb.scan(TableName="h", Limit=4)
+    ddb.put_item(TableName="h", Item={"pk": {"S": "k99"}})
+    ddb.delete_item(TableName="h", Key={"pk": {"S": "k05"}})
+    rest = scan("h", ExclusiveStartKey=first["LastEvaluatedKey"])
+    out["scan_changed_between_pages"] = [[i["pk"]["S"] for i in first["Items"]], rest]
+
     # EventBridge to SQS: the default target input, and an input transformer (paths parsed per event).
     events = boto3.client("events", region_name="us-east-1")
     events.create_event_bus(Name="bus")

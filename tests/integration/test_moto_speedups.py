@@ -67,3 +67,20 @@ def test_fast_sqs_answers_like_motos_own() -> None:
     assert fast["query_missing"] == [[]]
     assert sum(fast["query_index"]) == 30
     assert fast["scan"] == 60
+    # Paged scans read every item once, in moto's key order, whatever the page size and filter.
+    every = [(f"ENG#{p}", sk) for p in range(5) for _pk, sk, _ in fast["query_all"][0]]
+    assert [tuple(item) for page in fast["scan_paged"] for item in page] == every
+    assert [len(page) for page in fast["scan_paged"]] == [7] * 8 + [4]
+    assert [tuple(item) for page in fast["scan_paged_filtered"] for item in page] == [
+        (pk, sk) for pk, sk in every if sk.startswith("CHARGE#") and int(sk[-2:]) > 6
+    ]
+    assert [tuple(item) for item in fast["scan_from_gap"]] == [
+        ("ENG#2", "CHARGE#07"),
+        ("ENG#2", "CHARGE#08"),
+        ("ENG#2", "CHARGE#10"),
+        ("ENG#2", "CHARGE#11"),
+    ]
+    assert [pk for page in fast["scan_hash_only"] for pk, _ in page] == [f"k{i:02d}" for i in range(11)]
+    before, after = fast["scan_changed_between_pages"]
+    assert before == ["k00", "k01", "k02", "k03"]
+    assert [pk for page in after for pk, _ in page] == ["k04", *(f"k{i:02d}" for i in range(6, 11)), "k99"]
