@@ -199,6 +199,19 @@ def failed(answer: dict[str, Any]) -> set[str]:
     return {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
 
 
+def syncs(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
+    """The sync KPIs printed (EMF) since the last call: SyncSuccess / SyncFailure, counted."""
+    counted: Counter[str] = Counter()
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document:
+            counted.update(name for name in ("SyncSuccess", "SyncFailure") if name in document)
+    return counted
+
+
 def audited(world: dict[str, Any], envelope: EventEnvelope, kind: str = "time_entry") -> bool:
     return any(
         a["action"].startswith("charge_") and a["event_id"] == envelope.event_id
@@ -232,16 +245,20 @@ def test_a_batch_puts_its_events_10_and_writes_its_audit_records_25_per_call(wor
 
 
 def test_an_event_the_bus_refuses_fails_only_its_message_and_the_redelivery_completes_it_once(
-    world: dict[str, Any],
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a batch of 12 entries whose 4th entry's revenue event EventBridge refuses
     entries = [time_entry(n) for n in range(1, 13)]
     records = [sqs_record(e) for e in entries]
     bad = entries[3]
     world["bus"].refuse = {bad.source_record_id}
+    syncs(capsys)
 
     # When time_posting processes the batch
     answer = world["time_posting"]({"Records": records}, Context())
+
+    # Then the sync KPI counts the 11 entries done, not the one whose last writes failed (SQS retries it)
+    assert syncs(capsys) == Counter({"SyncSuccess": 11})
 
     # Then only that entry's message is reported failed, its audit record is absent and the others' present
     assert failed(answer) == {records[3]["messageId"]}
@@ -256,6 +273,7 @@ def test_an_event_the_bus_refuses_fails_only_its_message_and_the_redelivery_comp
 
     # Then it completes: the same event (same id) put once more, the audit record written, nothing re-posted
     assert again == {"batchItemFailures": []}
+    assert syncs(capsys) == Counter({"SyncSuccess": 1})  # counted now that it is done
     assert world["bus"].put.count(refused) == 1
     assert len(world["bus"].put) == len(set(world["bus"].put)) == 12
     assert audited(world, bad)
@@ -323,15 +341,19 @@ def test_audit_records_dynamodb_keeps_refusing_fail_exactly_their_messages(world
 
 
 def test_last_writes_failing_on_the_last_receive_become_an_exception_for_finance(
-    world: dict[str, Any],
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given an entry on its last receive whose revenue event the bus refuses
     entry = time_entry(1)
     world["bus"].refuse = {entry.source_record_id}
     record = sqs_record(entry, receive_count=MAX_RECEIVE_COUNT)
+    syncs(capsys)
 
     # When time_posting processes it
     answer = world["time_posting"]({"Records": [record, sqs_record(time_entry(2))]}, Context())
+
+    # Then the sync KPI counts it failed (it goes to the DLQ) and the other entry succeeded
+    assert syncs(capsys) == Counter({"SyncSuccess": 1, "SyncFailure": 1})
 
     # Then it goes to the DLQ recorded as an exception that names the event and why
     assert failed(answer) == {record["messageId"]}

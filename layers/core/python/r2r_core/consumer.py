@@ -36,7 +36,7 @@ from r2r_core.errors import Permanent, TailNotWritten
 from r2r_core.flows.exceptions import record_event_failure
 from r2r_core.flows.ownership_guard import Audit, record_ignored
 from r2r_core.idempotency import once
-from r2r_core.kpis import region_of, sync_kpi
+from r2r_core.kpis import Kpi, region_of, sync_kpi
 from r2r_core.model.events import EventEnvelope
 from r2r_core.runtime import environ
 from r2r_core.settings import ConsumerSettings
@@ -55,6 +55,23 @@ class Tail(Protocol):
 
     def flush(self, skip: Collection[str] = ()) -> Mapping[str, str]:
         """Write it all (but what only ``skip``'s messages handed over); the messages not done, with why."""
+
+
+@dataclass(frozen=True)
+class SyncOf:
+    """Where a record's sync counts (``SyncSuccess`` / ``SyncFailure``): its source, region and unit."""
+
+    source_system: str
+    region: str | None
+    business_unit: str | None
+
+    def kpi(self, *, succeeded: bool) -> Kpi:
+        return sync_kpi(
+            succeeded=succeeded,
+            source_system=self.source_system,
+            region=self.region,
+            business_unit=self.business_unit,
+        )
 
 
 def envelope_from_body(body: str) -> EventEnvelope:
@@ -84,6 +101,7 @@ def consume(
     """
     run = _once(name, idempotency_table)
     received: dict[str, tuple[SQSRecord, EventEnvelope]] = {}
+    succeeded: dict[str, SyncOf] = {}  # with a tail: the records processed, counted once it is written
     config = getattr(run, "_r2r_config", None)
     if config is not None and context is not None:
         config.register_lambda_context(context)
@@ -97,7 +115,7 @@ def consume(
             source_record_id=envelope.source_record_id,
         )
         annotate(envelope.correlation_id, event_type=envelope.type, consumer=name)
-        region, business_unit = region_of(envelope.data)
+        where = SyncOf(envelope.source_system, *region_of(envelope.data))
         verdict = ownership.check(envelope.type, envelope.source_system, envelope.data)
         if not verdict.accepted:
             detail = record_ignored(
@@ -124,29 +142,15 @@ def consume(
                 "permanent failure" if permanent else "retries exhausted: the message goes to the DLQ",
                 extra={"error_type": type(exc).__name__, "error": str(exc)},
             )
-            emit(
-                [
-                    sync_kpi(
-                        succeeded=False,
-                        source_system=envelope.source_system,
-                        region=region,
-                        business_unit=business_unit,
-                    )
-                ]
-            )
+            emit([where.kpi(succeeded=False)])
             raise
         finally:
             logger.remove_keys(["event_id", "event_type", "source_record_id"])
-        emit(
-            [
-                sync_kpi(
-                    succeeded=True,
-                    source_system=envelope.source_system,
-                    region=region,
-                    business_unit=business_unit,
-                )
-            ]
-        )
+        if tail is not None:
+            # Not a success before its last writes are written (after the batch, in ``_flush_tail``).
+            succeeded[record.message_id] = where
+        else:
+            emit([where.kpi(succeeded=True)])
         return result
 
     response: dict[str, Any] = process_partial_response(  # type: ignore[assignment]
@@ -160,6 +164,7 @@ def consume(
             tail,
             response=response,
             received=received,
+            succeeded=succeeded,
             logger=logger,
             max_receive_count=max_receive_count,
             on_permanent=on_permanent,
@@ -172,14 +177,21 @@ def _flush_tail(
     *,
     response: dict[str, Any],
     received: Mapping[str, tuple[SQSRecord, EventEnvelope]],
+    succeeded: Mapping[str, SyncOf],
     logger: Logger,
     max_receive_count: int | None,
     on_permanent: Callable[[EventEnvelope, Exception], object],
 ) -> dict[str, Any]:
-    """Flush the batch's tail; add the records whose writes there failed to the batch item failures."""
+    """Flush the batch's tail; add the records whose writes there failed to the batch item failures.
+
+    ``SyncSuccess`` counts the records processed whose last writes were written; a record whose last
+    writes failed counts once it is completed on a redelivery, or as a ``SyncFailure`` on its last receive.
+    """
     failures = list(response.get("batchItemFailures", []))
     failed_in_processing = {failure["itemIdentifier"] for failure in failures}
-    for message_id, why in tail.flush(skip=failed_in_processing).items():
+    not_written = tail.flush(skip=failed_in_processing)
+    emit(where.kpi(succeeded=True) for message, where in succeeded.items() if message not in not_written)
+    for message_id, why in not_written.items():
         if message_id not in received:
             continue
         record, envelope = received[message_id]
@@ -195,6 +207,8 @@ def _flush_tail(
         )
         if last_receive(record, max_receive_count):
             on_permanent(envelope, TailNotWritten(why))
+            if message_id in succeeded:
+                emit([succeeded[message_id].kpi(succeeded=False)])
         failures.append({"itemIdentifier": message_id})
     return {**response, "batchItemFailures": failures}
 
