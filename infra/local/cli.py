@@ -65,6 +65,18 @@ def up(
     ] = True,
     template: _Template = None,
     verbose: _Verbose = False,
+    scenario: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Post this scenario's deliveries (as 'run' does) once the stack is up, then keep serving; "
+            "repeatable. local.json is written after they ran.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(help="With --scenario: seconds to wait for the stack to settle per file.")
+    ] = DEFAULT_SCENARIO_DRAIN_S,
 ) -> None:
     """Run the local stack in the foreground until Ctrl-C; describe it in .r2r/local.json."""
     _logging(verbose)
@@ -89,6 +101,14 @@ def up(
             schedules=schedules,
         ) as stack:
             description = stack.describe()
+            for directory in scenario or []:
+                _run_in(
+                    stack,
+                    directory,
+                    console=console,
+                    metrics=state_dir / "metrics.jsonl",
+                    drain_timeout=drain_timeout,
+                )
             write_json(description_file, description)
             summary.print_up(console, description, stack.startup_s)
             console.print(f"wrote {description_file}", style="dim", markup=False)
@@ -100,6 +120,23 @@ def up(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     console.print("stopped.")
+
+
+def _run_in(
+    stack: LocalStack, directory: Path, *, console: Console, metrics: Path, drain_timeout: float
+) -> None:
+    """Post a scenario's deliveries to the running stack and print what happened (a bad scenario is
+    reported and skipped: the stack keeps serving)."""
+    console.print(f"running {directory}", style="dim", markup=False)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Handlers print their EMF metrics to stdout (as in Lambda): into a file, not over the summary.
+        with metrics.open("a", encoding="utf-8") as emf, contextlib.redirect_stdout(emf):
+            outcome = stack.run_scenario(directory, drain_timeout=drain_timeout)
+    except ScenarioError as exc:
+        console.print(f"scenario error: {exc}", style="bold red", markup=False)
+        return
+    summary.print_report(console, outcome)
 
 
 @app.command()

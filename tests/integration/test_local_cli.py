@@ -109,6 +109,65 @@ def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
     assert not (state_dir / "local.json").exists()
 
 
+def test_up_runs_a_scenario_then_serves_what_it_left_to_the_billing_cli(tmp_path: Path):
+    state_dir = tmp_path / "state"
+    process = subprocess.Popen(
+        [
+            *_r2r(),
+            "local",
+            "up",
+            "--port-base",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--no-schedules",
+            "--scenario",
+            str(SCENARIO),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        # local.json appears once the scenario ran: its decisions are there to explain
+        _wait_for(state_dir / "local.json", process, timeout=150)
+        explained = subprocess.run(
+            [
+                *_r2r(),
+                "billing",
+                "explain",
+                "te-maria-lopez-2026-11-16",
+                "--local-json",
+                str(state_dir / "local.json"),
+                "--json",
+            ],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert explained.returncode == 0, explained.stderr
+        decision = json.loads(explained.stdout)
+        assert decision["decision"] == "invoiceable" and decision["status"] == "invoiced"
+        assert decision["source_id"] == "te-maria-lopez-2026-11-16"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            out, err = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"r2r local up did not stop on SIGINT:\n{out}\n{err}")
+    assert process.returncode == 0, err
+    # the scenario's summary was printed before the stack's description
+    assert out.index(f"running {SCENARIO}") < out.index("stopped.")
+    assert "r2r-invoice-eng-acme-cloud-2026-ms-discovery-signoff" in out and "43969.38" in out
+    assert (state_dir / "metrics.jsonl").stat().st_size > 0  # the handlers' EMF lines, not on the console
+
+
 def test_run_posts_a_scenario_reports_and_fails_on_an_unexpected_status(tmp_path: Path):
     scenario = tmp_path / "scenario"
     scenario.mkdir()
