@@ -9,6 +9,7 @@ from r2r_core.consumer import ConsumerPorts, consume_canonical
 from r2r_core.erp_access import erp_client, erp_mapping
 from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.invocation_reads import InvocationReads
+from r2r_core.flows.resource_status import worker_status_keys
 from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.model.events import EventEnvelope
 from r2r_core.telemetry import handler_metrics, service_logger, tracer
@@ -24,6 +25,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # What this invocation (one SQS batch) read: terms, worker status, the engagement's charges. New at
     # every call, so nothing read crosses invocations.
     reads = InvocationReads()
+    # The batch's workers' HRIS status, read together when the first entry needs it.
+    reads.expect(worker_status_keys(record.get("body", "") for record in event.get("Records", [])))
     # Summary mode: one counter update per engagement and period of the batch, the rest after it.
     counts = SummaryCounts()
     # Each entry's revenue event and audit record, written after the batch (batched; the audit record last).

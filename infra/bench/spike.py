@@ -235,6 +235,13 @@ def _dynamodb_units(
         return 1.0
     if operation == "GetItem":
         return float(max(1, math.ceil(_item_size(response.get("Item") or {}) / 4096)))
+    if operation == "BatchGetItem":
+        # Each key read counts as a GetItem of it: its item per 4 KB, an absent item one unit.
+        asked = sum(len(r.get("Keys") or []) for r in (params.get("RequestItems") or {}).values())
+        left = sum(len(r.get("Keys") or []) for r in (response.get("UnprocessedKeys") or {}).values())
+        found = [item for items in (response.get("Responses") or {}).values() for item in items]
+        units = sum(max(1, math.ceil(_item_size(item) / 4096)) for item in found)
+        return float(units + max(0, asked - left - len(found)))
     if operation in {"Query", "Scan"}:
         items = response.get("Items") or []
         size = len(items) * avg_item if "ProjectionExpression" in params else _items_size(items)

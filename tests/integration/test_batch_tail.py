@@ -426,3 +426,43 @@ def test_append_many_overwrites_nothing_it_was_not_given_and_reports_what_it_cou
         missing = AuditLog("no-such-table", ddb, sleep=lambda _: None).append_many(records[:2])
         assert [m.record for m in missing] == records[:2]
         assert "ResourceNotFoundException" in missing[0].why
+
+
+def test_a_batch_reads_its_workers_hris_status_together_and_still_refuses_a_terminated_one(
+    world: dict[str, Any],
+) -> None:
+    # Given 12 entries of 4 workers in one batch, one of them terminated the day before the entries' day
+    entries = []
+    for n in range(12):
+        entry = time_entry(n)
+        data = {**entry.data, "resource_id": f"res-tail-{n % 4}"}
+        entries.append(entry.model_copy(update={"data": data}))
+    world["store"].put(
+        {
+            "pk": "RES#res-tail-3",
+            "sk": "HRIS",
+            "version": 1,
+            "status": "terminated",
+            "termination_date": "2026-11-15",
+        }
+    )
+    world["store"].put({"pk": "RES#res-tail-1", "sk": "HRIS", "version": 1, "status": "active"})
+    read_one_by_one: list[str] = []
+    aws_client("dynamodb").meta.events.register(
+        "before-parameter-build.dynamodb.GetItem",
+        lambda params, **_: read_one_by_one.append(params["Key"]["pk"]["S"]),
+    )
+
+    # When time_posting processes the batch
+    records = [sqs_record(e) for e in entries]
+    answer = world["time_posting"]({"Records": records}, Context())
+
+    # Then the four workers' status was read in one BatchGetItem (two of them have none), not per entry
+    assert world["dynamo"].count("BatchGetItem", "state") == 1
+    assert not [pk for pk in read_one_by_one if pk.startswith("RES#")]
+    # and the terminated worker's three entries are refused as before, exceptions for finance, the rest posted
+    refused = {e.source_record_id for n, e in enumerate(entries) if n % 4 == 3}
+    # (a permanent failure: recorded once, its message reported failed, so it rests in the DLQ)
+    assert failed(answer) == {r["messageId"] for n, r in enumerate(records) if n % 4 == 3}
+    assert {x["source_record_id"] for x in world["store"].exceptions()} == refused
+    assert all(audited(world, e) for e in entries if e.source_record_id not in refused)

@@ -40,6 +40,17 @@ def test_a_batch_write_costs_the_units_of_the_items_dynamodb_processed() -> None
     assert _dynamodb_units("BatchWriteItem", sent, left, 0, 0) == 1
 
 
+def test_a_batch_get_costs_each_key_read_as_a_get_of_it() -> None:
+    keys = [{"pk": {"S": k}} for k in ("a", "b", "c", "d")]
+    sent = {"RequestItems": {"state": {"Keys": keys, "ConsistentRead": True}}}
+    found = {"Responses": {"state": [{"pk": {"S": "a"}}, {"pk": {"S": "b"}, "d": {"S": "y" * 9000}}]}}
+    # a: 1, b: 3 (9 KB), c and d absent: 1 each
+    assert _dynamodb_units("BatchGetItem", sent, found, 0, 0) == 1 + 3 + 1 + 1
+    # A key DynamoDB left unprocessed was not read by this call (it is asked, and counted, again).
+    left = {**found, "UnprocessedKeys": {"state": {"Keys": [keys[3]]}}}
+    assert _dynamodb_units("BatchGetItem", sent, left, 0, 0) == 1 + 3 + 1
+
+
 def test_item_size_follows_dynamodbs_rule_not_the_wire_json() -> None:
     # Names plus values: a string by its UTF-8 bytes, a number a byte per two significant digits plus one.
     assert _item_size({"pk": {"S": "ENG#1"}}) == 2 + 5

@@ -57,6 +57,10 @@ def _conditional_failed(exc: ClientError) -> bool:
     }
 
 
+BATCH_GET_MAX = 100  # BatchGetItem takes at most 100 keys per call
+BATCH_GET_ATTEMPTS = 3  # a first call and two more for the keys DynamoDB left unprocessed
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -85,6 +89,37 @@ class StateStore(_Table):
         )
         item = response.get("Item")
         return _from_item(item) if item else None
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """Many :meth:`get` at once (``BatchGetItem``, ``BATCH_GET_MAX`` keys per call, consistent reads):
+        each key read, with its item or None when absent.
+
+        Keys DynamoDB leaves unprocessed are asked again (``BATCH_GET_ATTEMPTS`` calls at most, no wait:
+        the caller reads what is still missing one by one); a key not read is not in the answer.
+        """
+        found: dict[tuple[str, str], dict[str, Any] | None] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), BATCH_GET_MAX):
+            asked = wanted[start : start + BATCH_GET_MAX]
+            request: dict[str, Any] = {
+                "Keys": [_to_item({"pk": pk, "sk": sk}) for pk, sk in asked],
+                "ConsistentRead": True,
+            }
+            left = set(asked)
+            for _attempt in range(BATCH_GET_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems={self.table_name: request})
+                for raw in (response.get("Responses") or {}).get(self.table_name, []):
+                    item = _from_item(raw)
+                    found[(str(item["pk"]), str(item["sk"]))] = item
+                request = (response.get("UnprocessedKeys") or {}).get(self.table_name) or {}
+                unprocessed = {(key["pk"]["S"], key["sk"]["S"]) for key in request.get("Keys", [])}
+                left = unprocessed
+                if not unprocessed:
+                    break
+            for key in asked:
+                if key not in found and key not in left:
+                    found[key] = None  # read: absent
+        return found
 
     def put(self, item: Mapping[str, Any]) -> None:
         """Put an item unconditionally (derived data that is recomputed as a whole)."""

@@ -30,15 +30,25 @@ class InvocationReads:
 
     def __init__(self) -> None:
         self._items: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._expected: set[tuple[str, str]] = set()
         self._terms: dict[str, tuple[ClosedWonDeal, dict[str, Any]]] = {}
         self._charges: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._fields: dict[tuple[str, str], tuple[str, ...] | None] = {}
 
+    def expect(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Items the batch's records will ask :meth:`item` for: the first such ask reads them all together
+        (``BatchGetItem``), instead of one ``GetItem`` per record."""
+        self._expected.update(key for key in keys if key not in self._items)
+
     def item(self, store: StateStore, pk: str, sk: str) -> dict[str, Any] | None:
         """``store.get(pk, sk)``, read once per invocation (an absent item is remembered as absent)."""
-        if (pk, sk) not in self._items:
-            self._items[(pk, sk)] = store.get(pk, sk)
-        return self._items[(pk, sk)]
+        key = (pk, sk)
+        if key not in self._items and key in self._expected:
+            self._items.update(store.get_many(sorted(self._expected)))
+            self._expected.clear()
+        if key not in self._items:
+            self._items[key] = store.get(pk, sk)
+        return self._items[key]
 
     def terms(
         self,

@@ -10,6 +10,8 @@ timeBill is written (never a silent drop).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -132,6 +134,21 @@ def record_resource(
             for project_id in projects_of(store, resource.id)
         ]
     return result
+
+
+def worker_status_keys(bodies: Iterable[str]) -> list[tuple[str, str]]:
+    """The HRIS status keys of the workers of an SQS batch's time entries, for ``InvocationReads.expect``
+    (a body that cannot be read here is skipped: the consumer reports it when it parses it)."""
+    keys = []
+    for body in bodies:
+        try:
+            event = json.loads(body)
+            resource = (event.get("detail", event).get("data") or {}).get("resource_id")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(resource, str) and resource:
+            keys.append((f"RES#{resource}", STATUS_SK))
+    return keys
 
 
 def refuse_time_after_termination(
