@@ -144,6 +144,17 @@ def _decision_from(values: dict[str, Any]) -> ChargeDecision:
     return made
 
 
+def _decision_made(values: dict[str, Any]) -> ChargeDecision:
+    """``ChargeDecision(**values)`` for a dict whose keys are the fields by construction (the usual
+    decision's: ``DayTerms.plain_base`` plus the entry's, checked by the tests), without checking them
+    again on every entry."""
+    if not _PLAIN_INIT:
+        return ChargeDecision(**values)
+    made = object.__new__(ChargeDecision)
+    object.__setattr__(made, "__dict__", values)
+    return made
+
+
 def _period_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
@@ -253,6 +264,11 @@ class DayTerms:
     # The fields of a billable decision that come from these terms, with every field's default.
     decision_base: Mapping[str, Any]
     quantum: Decimal  # the contract currency's minor unit (round_money)
+    # The usual decision (``plain``: no retainer, no caps, no monthly schedule, so every entry of the day
+    # is invoiceable at the rate, whole): its fields from these terms, and the end of its reason.
+    plain: bool
+    plain_base: Mapping[str, Any]
+    plain_tail: str  # " USD, invoiceable with the next invoice for the engagement."
 
 
 # Per engagement object (r2r_core.memo: by identity, dropped with the engagement), per role, region,
@@ -295,10 +311,38 @@ def day_terms(
         "budget_id": budget_id,
     }
     quantum = minor_unit_quantum(engagement.currency)
-    terms = DayTerms(rate, described, tuple(caps), budget_id, at_rate, decision_base, quantum)
+    plain = (
+        not caps
+        and engagement.billing_type is not BillingType.RETAINER
+        and engagement.billing_schedule is not BillingSchedule.MONTHLY
+    )
+    # Without the fields the entry gives (_PLAIN_ENTRY_FIELDS): the dict is filled, never overwritten.
+    plain_base = {
+        **{name: value for name, value in decision_base.items() if name not in _PLAIN_ENTRY_FIELDS},
+        "decision": Decision.INVOICEABLE,
+        "rule": "time-and-materials-at-rate",
+        "prepaid_hours": ZERO,
+    }
+    plain_tail = f" {engagement.currency}, invoiceable with the next invoice for the engagement."
+    # By construction the base and the entry's fields are every field once; checked here, once per terms
+    # (were a field added to ChargeDecision and not here, the general path would decide instead).
+    given = set(plain_base)
+    every_field_once = (
+        given.isdisjoint(_PLAIN_ENTRY_FIELDS) and given | _PLAIN_ENTRY_FIELDS == _DECISION_FIELDS
+    )
+    terms = DayTerms(
+        rate, described, tuple(caps), budget_id, at_rate, decision_base, quantum,
+        plain and every_field_once, plain_base, plain_tail,
+    )  # fmt: skip
     _DAY_TERMS.put(table, key, terms)
     return terms
 
+
+# The fields of the usual decision that come from the entry (``decide_time_entry``'s plain path).
+_PLAIN_ENTRY_FIELDS = frozenset(
+    {"source_id", "version", "work_date", "billable_from", "resource_id", "role", "region", "hours"}
+    | {"billable_hours", "amount", "reason"}
+)
 
 # The members the usual decision asks for, as module names: an enum class attribute costs as much as
 # eight of these lookups, and the usual decision asks six.
@@ -371,8 +415,29 @@ def decide_time_entry(
     terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    rate = terms.rate
     hours = entry.hours
+    if terms.plain:
+        # The usual decision, as the general path below makes it when there is no retainer, no cap and
+        # no monthly schedule: invoiceable at the rate, whole, from the work date (one dict, built once).
+        work_date = entry.work_date
+        amount = (hours * terms.rate.rate).quantize(terms.quantum, rounding=ROUND_HALF_UP)  # round_money
+        return _decision_made(
+            {
+                **terms.plain_base,
+                "source_id": entry.id,
+                "version": entry.version,
+                "work_date": work_date,
+                "billable_from": work_date,
+                "resource_id": entry.resource_id,
+                "role": entry.role,
+                "region": entry.region,
+                "hours": hours,
+                "billable_hours": hours,
+                "amount": amount,
+                "reason": f"{hours} h × {terms.at_rate} = {amount}{terms.plain_tail}",
+            }
+        )
+    rate = terms.rate
     # The decision is built once, at the end of the path taken, from the terms' fields and the entry's
     # (dataclasses.replace on every step cost more than the rest of the decision on the warm path).
     values = {

@@ -216,14 +216,18 @@ def time_bill_body(
 
     ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` or ``ErpMapping.segments(...)``.
     """
-    number = _as_decimal(hours)
+    # One body per approved entry, so the helpers' checks are made here, inline, in the same order:
+    # _as_decimal (a finite Decimal as it is), then _ref for the job and the item.
+    number = hours if type(hours) is Decimal and hours.is_finite() else _as_decimal(hours)
     if number <= 0:
         raise ValueError("hours must be positive")
     if not employee_external_id:
         raise ValueError("employee_external_id must not be empty")
-    # Built in place, leaving out what is not known (one per approved entry: no second dict to filter).
+    if not job_id:
+        raise ValueError("a reference needs an internal id")
+    # Built in place, leaving out what is not known (no second dict to filter).
     body: dict[str, Any] = {
-        "customer": _ref(job_id),
+        "customer": {"id": job_id if type(job_id) is str else str(job_id)},  # _ref(job_id)
         "employee": {"externalId": employee_external_id},
         "tranDate": tran_date.isoformat(),
         "hours": format(number, "f"),  # decimal_string(hours)
@@ -232,10 +236,11 @@ def time_bill_body(
     if rate is not None:
         body["rate"] = _rate_string(rate, 2)
     if item_id:
-        body["item"] = _ref(item_id)
+        body["item"] = {"id": item_id if type(item_id) is str else str(item_id)}  # _ref(item_id)
     if memo is not None:
         body["memo"] = memo
-    body.update(_segment_fields(segments))
+    if segments:
+        body.update(_segment_fields(segments))
     return body
 
 
