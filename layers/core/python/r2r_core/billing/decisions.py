@@ -420,7 +420,8 @@ def decide_time_entry(
         # The usual decision, as the general path below makes it when there is no retainer, no cap and
         # no monthly schedule: invoiceable at the rate, whole, from the work date (one dict, built once).
         work_date = entry.work_date
-        amount = (hours * terms.rate.rate).quantize(terms.quantum, rounding=ROUND_HALF_UP)  # round_money
+        # round_money; the rounding passed by position (a keyword costs a C method as much as the product)
+        amount = (hours * terms.rate.rate).quantize(terms.quantum, ROUND_HALF_UP)
         return _decision_made(
             {
                 **terms.plain_base,
@@ -434,7 +435,8 @@ def decide_time_entry(
                 "hours": hours,
                 "billable_hours": hours,
                 "amount": amount,
-                "reason": f"{hours} h × {terms.at_rate} = {amount}{terms.plain_tail}",
+                # ``!s``: a Decimal's text without format()'s spec parsing (the same text: str is format "")
+                "reason": f"{hours!s} h × {terms.at_rate} = {amount!s}{terms.plain_tail}",
             }
         )
     rate = terms.rate
