@@ -263,7 +263,8 @@ def time_bill_body(
     if memo is not None:
         body["memo"] = memo
     if segments:
-        body.update(_segment_fields(segments))
+        as_fields = getattr(segments, "as_fields", None)  # _segment_fields(segments), its usual case inline
+        body.update(as_fields() if as_fields is not None else _segment_fields(segments))
     return body
 
 
