@@ -267,7 +267,7 @@ class DayTerms:
     # The usual decision (``plain``: no retainer, no caps, no monthly schedule, so every entry of the day
     # is invoiceable at the rate, whole): its fields from these terms, and the end of its reason.
     plain: bool
-    plain_base: Mapping[str, Any]
+    plain_base: dict[str, Any]  # only ever copied
     plain_tail: str  # " USD, invoiceable with the next invoice for the engagement."
 
 
@@ -415,30 +415,9 @@ def decide_time_entry(
     terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    hours = entry.hours
     if terms.plain:
-        # The usual decision, as the general path below makes it when there is no retainer, no cap and
-        # no monthly schedule: invoiceable at the rate, whole, from the work date (one dict, built once).
-        work_date = entry.work_date
-        # round_money; the rounding passed by position (a keyword costs a C method as much as the product)
-        amount = (hours * terms.rate.rate).quantize(terms.quantum, ROUND_HALF_UP)
-        return _decision_made(
-            {
-                **terms.plain_base,
-                "source_id": entry.id,
-                "version": entry.version,
-                "work_date": work_date,
-                "billable_from": work_date,
-                "resource_id": entry.resource_id,
-                "role": entry.role,
-                "region": entry.region,
-                "hours": hours,
-                "billable_hours": hours,
-                "amount": amount,
-                # ``!s``: a Decimal's text without format()'s spec parsing (the same text: str is format "")
-                "reason": f"{hours!s} h × {terms.at_rate} = {amount!s}{terms.plain_tail}",
-            }
-        )
+        return _plain_time_decision(entry, terms)
+    hours = entry.hours
     rate = terms.rate
     # The decision is built once, at the end of the path taken, from the terms' fields and the entry's
     # (dataclasses.replace on every step cost more than the rest of the decision on the warm path).
@@ -530,6 +509,31 @@ def decide_time_entry(
     values["prepaid_hours"] = prepaid_hours
     values["reason"] = f"{hours} h × {terms.at_rate} = {amount} {currency}, {when}.{retainer_note}"
     return _decision_from(values)
+
+
+def _plain_time_decision(entry: TimeEntry, terms: DayTerms) -> ChargeDecision:
+    """The usual decision, as ``decide_time_entry``'s general path makes it when there is no retainer, no
+    cap and no monthly schedule (``terms.plain``): invoiceable at the rate, whole, from the work date."""
+    hours = entry.hours
+    work_date = entry.work_date
+    # round_money; the rounding passed by position (a keyword costs a C method as much as the product)
+    amount = (hours * terms.rate.rate).quantize(terms.quantum, ROUND_HALF_UP)
+    # A copy of the terms' fields with the entry's stored into it (building a second dict to merge costs
+    # half as much again); the keys stored are _PLAIN_ENTRY_FIELDS, as day_terms checked.
+    values = terms.plain_base.copy()
+    values["source_id"] = entry.id
+    values["version"] = entry.version
+    values["work_date"] = work_date
+    values["billable_from"] = work_date
+    values["resource_id"] = entry.resource_id
+    values["role"] = entry.role
+    values["region"] = entry.region
+    values["hours"] = hours
+    values["billable_hours"] = hours
+    values["amount"] = amount
+    # ``!s``: a Decimal's text without format()'s spec parsing (the same text: str is format "")
+    values["reason"] = f"{hours!s} h × {terms.at_rate} = {amount!s}{terms.plain_tail}"
+    return _decision_made(values)
 
 
 def _what(entry: TimeEntry) -> str:
