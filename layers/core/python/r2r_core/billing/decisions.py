@@ -144,17 +144,6 @@ def _decision_from(values: dict[str, Any]) -> ChargeDecision:
     return made
 
 
-def _decision_made(values: dict[str, Any]) -> ChargeDecision:
-    """``ChargeDecision(**values)`` for a dict whose keys are the fields by construction (the usual
-    decision's: ``DayTerms.plain_base`` plus the entry's, checked by the tests), without checking them
-    again on every entry."""
-    if not _PLAIN_INIT:
-        return ChargeDecision(**values)
-    made = object.__new__(ChargeDecision)
-    object.__setattr__(made, "__dict__", values)
-    return made
-
-
 def _period_end(day: date) -> date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
@@ -533,7 +522,12 @@ def _plain_time_decision(entry: TimeEntry, terms: DayTerms) -> ChargeDecision:
     values["amount"] = amount
     # ``!s``: a Decimal's text without format()'s spec parsing (the same text: str is format "")
     values["reason"] = f"{hours!s} h × {terms.at_rate} = {amount!s}{terms.plain_tail}"
-    return _decision_made(values)
+    # _decision_from(values) without checking the keys again on every entry
+    if not _PLAIN_INIT:
+        return ChargeDecision(**values)
+    made = object.__new__(ChargeDecision)
+    object.__setattr__(made, "__dict__", values)  # a new dict made for this decision: no copy
+    return made
 
 
 def _what(entry: TimeEntry) -> str:

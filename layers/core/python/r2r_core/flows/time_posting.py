@@ -76,8 +76,8 @@ def time_bill_request(
 ) -> dict[str, Any]:
     """The NetSuite ``timeBill`` body for an entry and its decision (rate and item only when billable)."""
     billable = decision.billable
-    role, region, rule = entry.role, entry.region, decision.rule
-    item_id, memo, segments = _time_bill_refs(account, role, region, business_unit, rule, billable=billable)
+    key = (entry.role, entry.region, business_unit, decision.rule, billable)
+    item_id, memo, segments = _TIME_BILL_REFS.table(account).get(key) or _time_bill_refs(account, key)
     return records.time_bill_body(
         job_id=job_id,
         employee_external_id=records.external_id("resource", entry.resource_id),
@@ -95,23 +95,19 @@ def time_bill_request(
 # unit, rule and billable: what a timeBill body takes of the account and the decision's words, asked for
 # every entry and the same for every entry of a role in a region.
 _TIME_BILL_REFS = ObjectMemo(max_objects=16, max_keys=1024)
+_TimeBillRefs = tuple[str | None, str, Segments]
 
 
-def _time_bill_refs(
-    account: ErpMapping, role: str, region: str, business_unit: str | None, rule: str, *, billable: bool
-) -> tuple[str | None, str, Segments]:
-    """(the service item when billable, the memo, the segments), remembered for this mapping object."""
-    table = _TIME_BILL_REFS.table(account)
-    key = (role, region, business_unit, rule, billable)
-    found: tuple[str | None, str, Segments] | None = table.get(key)
-    if found is None:
-        found = (
-            account.item_for("time", role) if billable else None,
-            f"{role} ({region}) — {rule}",
-            account.segments(region, business_unit),
-        )
-        _TIME_BILL_REFS.put(table, key, found)
-    return found
+def _time_bill_refs(account: ErpMapping, key: tuple[str, str, str | None, str, bool]) -> _TimeBillRefs:
+    """(the service item when billable, the memo, the segments) of ``key`` = (role, region, business unit,
+    rule, billable), remembered for this mapping object."""
+    role, region, business_unit, rule, billable = key
+    found = (
+        account.item_for("time", role) if billable else None,
+        f"{role} ({region}) — {rule}",
+        account.segments(region, business_unit),
+    )
+    return _TIME_BILL_REFS.put(_TIME_BILL_REFS.table(account), key, found)
 
 
 class SummaryCounts:
