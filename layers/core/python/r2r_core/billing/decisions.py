@@ -253,6 +253,11 @@ class DayTerms:
     # The fields of a billable decision that come from these terms, with every field's default.
     decision_base: Mapping[str, Any]
     quantum: Decimal  # the contract currency's minor unit (round_money)
+    # The usual decision (``plain``: no retainer, no caps, no monthly schedule, so every entry of the day
+    # is invoiceable at the rate, whole): its fields from these terms, and the end of its reason.
+    plain: bool
+    plain_base: dict[str, Any]  # only ever copied
+    plain_tail: str  # " USD, invoiceable with the next invoice for the engagement."
 
 
 # Per engagement object (r2r_core.memo: by identity, dropped with the engagement), per role, region,
@@ -295,10 +300,38 @@ def day_terms(
         "budget_id": budget_id,
     }
     quantum = minor_unit_quantum(engagement.currency)
-    terms = DayTerms(rate, described, tuple(caps), budget_id, at_rate, decision_base, quantum)
+    plain = (
+        not caps
+        and engagement.billing_type is not BillingType.RETAINER
+        and engagement.billing_schedule is not BillingSchedule.MONTHLY
+    )
+    # Without the fields the entry gives (_PLAIN_ENTRY_FIELDS): the dict is filled, never overwritten.
+    plain_base = {
+        **{name: value for name, value in decision_base.items() if name not in _PLAIN_ENTRY_FIELDS},
+        "decision": Decision.INVOICEABLE,
+        "rule": "time-and-materials-at-rate",
+        "prepaid_hours": ZERO,
+    }
+    plain_tail = f" {engagement.currency}, invoiceable with the next invoice for the engagement."
+    # By construction the base and the entry's fields are every field once; checked here, once per terms
+    # (were a field added to ChargeDecision and not here, the general path would decide instead).
+    given = set(plain_base)
+    every_field_once = (
+        given.isdisjoint(_PLAIN_ENTRY_FIELDS) and given | _PLAIN_ENTRY_FIELDS == _DECISION_FIELDS
+    )
+    terms = DayTerms(
+        rate, described, tuple(caps), budget_id, at_rate, decision_base, quantum,
+        plain and every_field_once, plain_base, plain_tail,
+    )  # fmt: skip
     _DAY_TERMS.put(table, key, terms)
     return terms
 
+
+# The fields of the usual decision that come from the entry (``decide_time_entry``'s plain path).
+_PLAIN_ENTRY_FIELDS = frozenset(
+    {"source_id", "version", "work_date", "billable_from", "resource_id", "role", "region", "hours"}
+    | {"billable_hours", "amount", "reason"}
+)
 
 # The members the usual decision asks for, as module names: an enum class attribute costs as much as
 # eight of these lookups, and the usual decision asks six.
@@ -371,8 +404,10 @@ def decide_time_entry(
     terms = day_terms(
         engagement, entry.role, entry.region, entry.work_date, assignment_id=entry.assignment_id
     )
-    rate = terms.rate
+    if terms.plain:
+        return _plain_time_decision(entry, terms)
     hours = entry.hours
+    rate = terms.rate
     # The decision is built once, at the end of the path taken, from the terms' fields and the entry's
     # (dataclasses.replace on every step cost more than the rest of the decision on the warm path).
     values = {
@@ -463,6 +498,36 @@ def decide_time_entry(
     values["prepaid_hours"] = prepaid_hours
     values["reason"] = f"{hours} h × {terms.at_rate} = {amount} {currency}, {when}.{retainer_note}"
     return _decision_from(values)
+
+
+def _plain_time_decision(entry: TimeEntry, terms: DayTerms) -> ChargeDecision:
+    """The usual decision, as ``decide_time_entry``'s general path makes it when there is no retainer, no
+    cap and no monthly schedule (``terms.plain``): invoiceable at the rate, whole, from the work date."""
+    hours = entry.hours
+    work_date = entry.work_date
+    # round_money; the rounding passed by position (by keyword it nearly doubles what quantize costs)
+    amount = (hours * terms.rate.rate).quantize(terms.quantum, ROUND_HALF_UP)
+    # A copy of the terms' fields with the entry's stored into it (building a second dict to merge costs
+    # half as much again); the keys stored are _PLAIN_ENTRY_FIELDS, as day_terms checked.
+    values = terms.plain_base.copy()
+    values["source_id"] = entry.id
+    values["version"] = entry.version
+    values["work_date"] = work_date
+    values["billable_from"] = work_date
+    values["resource_id"] = entry.resource_id
+    values["role"] = entry.role
+    values["region"] = entry.region
+    values["hours"] = hours
+    values["billable_hours"] = hours
+    values["amount"] = amount
+    # ``!s``: a Decimal's text without format()'s spec parsing (the same text: str is format "")
+    values["reason"] = f"{hours!s} h × {terms.at_rate} = {amount!s}{terms.plain_tail}"
+    # _decision_from(values) without checking the keys again on every entry
+    if not _PLAIN_INIT:
+        return ChargeDecision(**values)
+    made = object.__new__(ChargeDecision)
+    object.__setattr__(made, "__dict__", values)  # a new dict made for this decision: no copy
+    return made
 
 
 def _what(entry: TimeEntry) -> str:

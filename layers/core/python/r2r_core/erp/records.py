@@ -95,6 +95,29 @@ _RATE_TEXTS = 256
 _RATE_TEXT: dict[int, tuple[Decimal, int, str]] = {}
 
 
+def _plain_text(number: Decimal) -> str:
+    """``format(number, "f")`` of a finite Decimal: its ``str`` when that has no exponent (the same text,
+    for half the cost of format's spec parsing), else the format."""
+    text = str(number)
+    return format(number, "f") if "E" in text or "e" in text else text
+
+
+def _day_text(day: date) -> str:
+    """``day.isoformat()``, remembered per day: the entries of a month have a few dozen work dates."""
+    if type(day) is not date:  # a datetime (its text has a time and zone), a subclass: asked each time
+        return day.isoformat()
+    text = _DAY_TEXT.get(day)
+    if text is None:
+        if len(_DAY_TEXT) >= _DAY_TEXTS:
+            _DAY_TEXT.clear()  # bounded; the days in use come back at once
+        text = _DAY_TEXT[day] = day.isoformat()
+    return text
+
+
+_DAY_TEXTS = 1024
+_DAY_TEXT: dict[date, str] = {}
+
+
 def _as_decimal(value: Decimal | int) -> Decimal:
     if type(value) is Decimal:  # the usual case, checked first: it is asked several times per record
         number = value
@@ -216,26 +239,32 @@ def time_bill_body(
 
     ``segments`` is ``{"department"|"class"|"location": {"id": ...}}`` or ``ErpMapping.segments(...)``.
     """
-    number = _as_decimal(hours)
+    # One body per approved entry, so the helpers' checks are made here, inline, in the same order:
+    # _as_decimal (a finite Decimal as it is), then _ref for the job and the item.
+    number = hours if type(hours) is Decimal and hours.is_finite() else _as_decimal(hours)
     if number <= 0:
         raise ValueError("hours must be positive")
     if not employee_external_id:
         raise ValueError("employee_external_id must not be empty")
-    # Built in place, leaving out what is not known (one per approved entry: no second dict to filter).
+    if not job_id:
+        raise ValueError("a reference needs an internal id")
+    # Built in place, leaving out what is not known (no second dict to filter).
     body: dict[str, Any] = {
-        "customer": _ref(job_id),
+        "customer": {"id": job_id if type(job_id) is str else str(job_id)},  # _ref(job_id)
         "employee": {"externalId": employee_external_id},
-        "tranDate": tran_date.isoformat(),
-        "hours": format(number, "f"),  # decimal_string(hours)
+        "tranDate": _day_text(tran_date),
+        "hours": _plain_text(number),  # decimal_string(hours)
         "isBillable": bool(is_billable),
     }
     if rate is not None:
         body["rate"] = _rate_string(rate, 2)
     if item_id:
-        body["item"] = _ref(item_id)
+        body["item"] = {"id": item_id if type(item_id) is str else str(item_id)}  # _ref(item_id)
     if memo is not None:
         body["memo"] = memo
-    body.update(_segment_fields(segments))
+    if segments:
+        as_fields = getattr(segments, "as_fields", None)  # _segment_fields(segments), its usual case inline
+        body.update(as_fields() if as_fields is not None else _segment_fields(segments))
     return body
 
 

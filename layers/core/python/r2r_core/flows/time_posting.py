@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger
 from r2r_core.billing.decisions import ZERO, ChargeDecision, Decision, decide_time_entry
 from r2r_core.billing.revenue import revenue_for_time
 from r2r_core.erp import records
-from r2r_core.erp.mapping import ErpMapping
+from r2r_core.erp.mapping import ErpMapping, Segments
 from r2r_core.flows.batch_tail import BatchTail
 from r2r_core.flows.charges import (
     Publisher,
@@ -37,6 +37,7 @@ from r2r_core.flows.charges import (
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.resource_status import refuse_time_after_termination
 from r2r_core.flows.time_summary import flush_period, mark_changed, summary_fields
+from r2r_core.memo import ObjectMemo
 from r2r_core.model.entities import BillingType, Engagement, RevenueMethod, TimeEntry
 from r2r_core.model.events import EventEnvelope
 from r2r_core.state import AuditLog, StateStore
@@ -75,6 +76,8 @@ def time_bill_request(
 ) -> dict[str, Any]:
     """The NetSuite ``timeBill`` body for an entry and its decision (rate and item only when billable)."""
     billable = decision.billable
+    key = (entry.role, entry.region, business_unit, decision.rule, billable)
+    item_id, memo, segments = _TIME_BILL_REFS.table(account).get(key) or _time_bill_refs(account, key)
     return records.time_bill_body(
         job_id=job_id,
         employee_external_id=records.external_id("resource", entry.resource_id),
@@ -82,10 +85,29 @@ def time_bill_request(
         hours=entry.hours,
         rate=decision.rate if billable else None,
         is_billable=billable,
-        item_id=account.item_for("time", entry.role) if billable else None,
-        memo=f"{entry.role} ({entry.region}) — {decision.rule}",
-        segments=account.segments(entry.region, business_unit),  # its fields, built once
+        item_id=item_id,
+        memo=memo,
+        segments=segments,  # its fields, built once
     )
+
+
+# Per ErpMapping object (r2r_core.memo: by identity, dropped with the mapping), per role, region, business
+# unit, rule and billable: what a timeBill body takes of the account and the decision's words, asked for
+# every entry and the same for every entry of a role in a region.
+_TIME_BILL_REFS = ObjectMemo(max_objects=16, max_keys=1024)
+_TimeBillRefs = tuple[str | None, str, Segments]
+
+
+def _time_bill_refs(account: ErpMapping, key: tuple[str, str, str | None, str, bool]) -> _TimeBillRefs:
+    """(the service item when billable, the memo, the segments) of ``key`` = (role, region, business unit,
+    rule, billable), remembered for this mapping object."""
+    role, region, business_unit, rule, billable = key
+    found = (
+        account.item_for("time", role) if billable else None,
+        f"{role} ({region}) — {rule}",
+        account.segments(region, business_unit),
+    )
+    return _TIME_BILL_REFS.put(_TIME_BILL_REFS.table(account), key, found)
 
 
 class SummaryCounts:
