@@ -14,7 +14,7 @@ from typing import Any
 from r2r_core import settings as settings_module
 from r2r_core.bus import EventPublisher
 from r2r_core.erp_access import erp_client, erp_mapping
-from r2r_core.flows.period_close import close_billing_periods, tick_from
+from r2r_core.flows.period_close import close_billing_periods, period_end_items, tick_from
 from r2r_core.flows.time_summary import flush_ended_periods
 from r2r_core.runtime import aws_client, environ
 from r2r_core.settings import ConsumerSettings
@@ -44,12 +44,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     store, audit = StateStore(settings.state_table_name), AuditLog(settings.audit_table_name)
     try:
         tick = tick_from(r["body"] for r in records)
+        # One scan of StateTable for both steps, returning only what they use.
+        items = period_end_items(store)
         result = close_billing_periods(
             store=store,
             audit=audit,
             sfn=aws_client("stepfunctions"),
             state_machine_arn=settings.state_machine_arn,
             tick=tick,
+            items=items,
         )
         if settings.erp_base_url and settings.erp_secret_arn:
             # Both steps are idempotent: a retried tick starts nothing twice and re-posts nothing unchanged.
@@ -64,6 +67,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 deadline=_deadline(context),
                 # The revenue of each summary posting (``revenue.recognized`` per group).
                 publisher=EventPublisher(settings.event_bus_name) if settings.event_bus_name else None,
+                items=items,
             )
             result["time_summaries_flushed"] = sum(1 for f in flushed.results if f.flushed)
             result["time_summary_erp_requests"] = sum(f.erp_requests for f in flushed.results)

@@ -28,7 +28,13 @@ from r2r_core.errors import ContractInvalid
 from r2r_core.flows.cap_release import ReleaseRefused, release_held_time
 from r2r_core.flows.exceptions import record_execution_failure
 from r2r_core.flows.invoicing import STEPS, InvoiceSteps
-from r2r_core.flows.period_close import Tick, close_billing_periods, due_periods, last_ended_period
+from r2r_core.flows.period_close import (
+    Tick,
+    close_billing_periods,
+    due_periods,
+    last_ended_period,
+    period_end_items,
+)
 from r2r_core.flows.project_setup import set_up_project
 from r2r_core.flows.time_posting import post_time
 from r2r_core.model.events import EventEnvelope, WebhookPayload, build_envelope, event_type
@@ -574,3 +580,68 @@ def test_credits_larger_than_the_charges_go_on_a_credit_memo(
     else:
         assert november["document"] == "credit_memo" and november["erp_invoice_id"] is None
         assert len(invoices) == 1 and new_events == []
+
+
+def test_the_tick_reads_only_what_its_two_steps_use_in_one_scan(world: dict[str, Any]) -> None:
+    store = world["store"]
+    # Given an engagement's items of every kind beside its terms (set up by the fixture)
+    pk = "ENG#eng-globex-ops-2026"
+    kept = {
+        ("MILESTONE#ms-1", "completed"),
+        ("CHARGE#te-open", "unbilled"),
+        ("EXPENSE#exp-open", "unbilled"),
+        ("ADJUST#time#te-old#v1", "pending"),
+        ("TIMESUM#PENDING#2026-10", None),
+    }
+    left = {
+        ("CHARGE#te-billed", "invoiced"),
+        ("CHARGE#te-cost", "not_billable"),
+        ("EXPENSE#exp-billed", "invoiced"),
+        ("ADJUST#time#te-older#v1", "credited"),
+        ("TIMESUM#GROUP#x", None),
+        ("REVENUE#rev-1", None),
+        ("INVOICE#ms-1", "created"),
+    }
+    for sk, status in kept | left:
+        store.put(
+            {
+                "pk": pk,
+                "sk": sk,
+                "status": status,
+                "engagement_id": "eng-globex-ops-2026",
+                "period": "2026-10",
+                "billable_from": "2026-11-01",
+                "notes": "x" * 500,
+            }
+        )
+    store.put({"pk": "XWALK#customer#c-1", "sk": "SYS#netsuite", "internal_id": "7", "status": "unbilled"})
+    scans: list[dict[str, Any]] = []
+    store.client.meta.events.register(
+        "before-parameter-build.dynamodb.Scan", lambda params, **_: scans.append(params)
+    )
+
+    # When the tick reads StateTable
+    items = period_end_items(store)
+
+    # Then in one scan (one page here) it gets its terms, completed milestones, unbilled charges, pending
+    # credits and pending summaries, with only the attributes its steps use, and nothing else
+    assert len(scans) == 1
+    mine = {item["sk"] for item in items if item["pk"] == pk}
+    assert mine == {sk for sk, _ in kept} | {"TERMS"}
+    assert {item["pk"] for item in items} == {
+        pk,
+        "ENG#eng-acme-cloud-2026",  # the other engagement's terms
+    }
+    assert all("notes" not in item for item in items)
+    # and both steps decide from them as from their own reads
+    today = date(2026, 12, 1)
+    assert due_periods(store, today=today, items=items) == due_periods(store, today=today)
+    assert [i for i in items if i["sk"].startswith("TIMESUM#PENDING#")] == [
+        {
+            "pk": pk,
+            "sk": "TIMESUM#PENDING#2026-10",
+            "engagement_id": "eng-globex-ops-2026",
+            "period": "2026-10",
+            "billable_from": "2026-11-01",
+        }
+    ]

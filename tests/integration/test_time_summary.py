@@ -22,6 +22,7 @@ from r2r_core.erp.mapping import ErpMapping
 from r2r_core.flows.charges import charge_of
 from r2r_core.flows.invocation_reads import InvocationReads
 from r2r_core.flows.invoicing import InvoiceSteps
+from r2r_core.flows.period_close import period_end_items
 from r2r_core.flows.project_setup import set_up_project
 from r2r_core.flows.time_posting import SummaryCounts, post_time
 from r2r_core.flows.time_summary import PENDING_SK, flush_ended_periods, flush_period, pending_periods
@@ -132,6 +133,7 @@ def post(world: dict[str, Any], file_name: str, **overrides: Any) -> dict[str, A
 
 
 def period_end_flush(world: dict[str, Any], today: date = date(2026, 12, 1)) -> int:
+    """The flush as the tick makes it: from the items the tick read for both its steps."""
     flushed = flush_ended_periods(
         world["store"],
         world["audit"],
@@ -140,6 +142,7 @@ def period_end_flush(world: dict[str, Any], today: date = date(2026, 12, 1)) -> 
         today=today,
         correlation_id="tick-1",
         publisher=world["publisher"],
+        items=period_end_items(world["store"]),
     )
     assert flushed.remaining == 0
     return sum(r.erp_requests for r in flushed.results)

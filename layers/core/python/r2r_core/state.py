@@ -12,6 +12,7 @@ pk                              sk                     what
 ``ENG#<engagement id>``          ``ADJUST#<kind>#<id>#v<n>``  an invoiced version to credit (changed since)
 ``ENG#<engagement id>``          ``REVENUE#<id>``       a revenue event recognised (milestone, invoice)
 ``ENG#<engagement id>``          ``CAPWARN#<id>``       a cap early warning raised (once)
+``ENG#<engagement id>``          ``TIMESUM#PENDING#<p>``  summary mode: period ``p`` has changes to flush
 ``ENTRY#<kind>#<id>``            ``LOOKUP``             legacy: an entry's engagement (now in its audit)
 ``ENG#<engagement id>``          ``MILESTONE#<id>``     a completed milestone
 ``ENG#<engagement id>``          ``INVOICE#<ms id>``    the invoice drafted for a milestone
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +39,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from r2r_core.runtime import aws_client
+
+# ``ENG#<engagement id>`` / ``TIMESUM#PENDING#<period>``: a period's time summaries wait for the flush
+# (``flows.time_summary``); here because the period-end tick reads them too (``flows.period_close``).
+SUMMARY_PENDING_SK = "TIMESUM#PENDING#"
 
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
@@ -209,6 +215,32 @@ class StateStore(_Table):
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def scan_where(
+        self, condition: str, values: Mapping[str, Any], *, fields: Iterable[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every item for which ``condition`` (a filter expression; ``#name`` for every attribute it
+        names) holds; with ``fields``, only those and the keys. DynamoDB reads the whole table and
+        returns only these: what a caller does not need never leaves it."""
+        names = _names_in(condition)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "FilterExpression": condition,
+            "ExpressionAttributeValues": _to_item(dict(values)),
+        }
+        if fields is not None:
+            projected = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
+            kwargs["ProjectionExpression"] = ", ".join(projected)
+            names |= projected
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def scan_prefix(self, pk_prefix: str, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
@@ -321,11 +353,11 @@ class StateStore(_Table):
 
 
 def _names_in(condition: str) -> dict[str, str]:
-    return {
-        token: token[1:]
-        for token in condition.replace("(", " ").replace(")", " ").split()
-        if token[:1] == "#"
-    }
+    """The ``#name`` placeholders of an expression, each standing for the attribute of its name."""
+    return {token: token[1:] for token in _NAME_TOKEN.findall(condition)}
+
+
+_NAME_TOKEN = re.compile(r"#[A-Za-z0-9_]+")
 
 
 def exception_id(*parts: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger
 
 from r2r_core.flows.milestones import execution_name
 from r2r_core.model.entities import BillingSchedule, ClosedWonDeal, Engagement
-from r2r_core.state import AuditLog, StateStore
+from r2r_core.state import SUMMARY_PENDING_SK, AuditLog, StateStore
 
 logger = Logger(child=True)
 
@@ -74,15 +74,58 @@ def period_billed(engagement: Engagement, completed_milestones: Iterable[str]) -
     return not {m.id for m in engagement.milestones} - set(completed_milestones)
 
 
-def due_periods(store: StateStore, *, today: date) -> list[DuePeriod]:
+# What the period-end tick reads of StateTable, in one scan for both of its steps: per engagement its terms,
+# completed milestones, pending credits, unbilled charges (the invoice runs due) and pending time summaries
+# (the flush, ``flows.time_summary``), with the attributes they use. DynamoDB reads every item of the table
+# (and bills the reads) but returns only these: the charges already invoiced, by far the most items of a
+# table that grows every month, never leave it.
+PERIOD_END_CONDITION = (
+    "begins_with(pk, :engagement) AND (sk = :terms OR begins_with(sk, :milestone)"
+    " OR begins_with(sk, :summary_pending)"
+    " OR (begins_with(sk, :adjust) AND #status = :pending)"
+    " OR ((begins_with(sk, :charge) OR begins_with(sk, :expense)) AND #status = :unbilled))"
+)
+PERIOD_END_VALUES = {
+    ":engagement": "ENG#",
+    ":terms": "TERMS",
+    ":milestone": "MILESTONE#",
+    ":summary_pending": SUMMARY_PENDING_SK,
+    ":adjust": "ADJUST#",
+    ":pending": "pending",
+    ":charge": "CHARGE#",
+    ":expense": "EXPENSE#",
+    ":unbilled": "unbilled",
+}
+PERIOD_END_FIELDS = (
+    "status",
+    "billable_from",
+    "work_date",
+    "source_id",
+    "time_entry_id",
+    "deal",
+    "engagement_id",
+    "period",
+)
+
+
+def period_end_items(store: StateStore) -> list[dict[str, Any]]:
+    """The items both steps of the period-end tick need (:data:`PERIOD_END_CONDITION`), in one scan."""
+    return list(store.scan_where(PERIOD_END_CONDITION, PERIOD_END_VALUES, fields=PERIOD_END_FIELDS))
+
+
+def due_periods(
+    store: StateStore, *, today: date, items: Iterable[Mapping[str, Any]] | None = None
+) -> list[DuePeriod]:
     """Engagements billed monthly (or with the next invoice, without an open milestone) with unbilled
-    charges billable by the day after the last ended period, or with credits pending."""
+    charges billable by the day after the last ended period, or with credits pending.
+
+    ``items``: what :func:`period_end_items` read (read now when not given)."""
     period_end = last_ended_period(today)
     through = period_end + timedelta(days=1)
     engagements: dict[str, Engagement] = {}
     completed: dict[str, set[str]] = defaultdict(set)
     due: dict[str, list[str]] = defaultdict(list)
-    for item in store.scan_prefix("ENG#"):
+    for item in period_end_items(store) if items is None else items:
         engagement_id = str(item["pk"]).removeprefix("ENG#")
         sk = str(item["sk"])
         if sk == "TERMS":
@@ -104,12 +147,20 @@ def due_periods(store: StateStore, *, today: date) -> list[DuePeriod]:
 
 
 def close_billing_periods(
-    *, store: StateStore, audit: AuditLog, sfn: Any, state_machine_arn: str, tick: Tick
+    *,
+    store: StateStore,
+    audit: AuditLog,
+    sfn: Any,
+    state_machine_arn: str,
+    tick: Tick,
+    items: Iterable[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Start one period-end invoice run per due engagement (``ExecutionAlreadyExists``: already started)."""
+    """Start one period-end invoice run per due engagement (``ExecutionAlreadyExists``: already started).
+
+    ``items``: what :func:`period_end_items` read for this tick (read now when not given)."""
     started: list[str] = []
     already: list[str] = []
-    for period in due_periods(store, today=tick.at.date()):
+    for period in due_periods(store, today=tick.at.date(), items=items):
         name = period_execution_name(period.engagement_id, period.period_end)
         execution_input = {
             "engagement_id": period.engagement_id,

@@ -57,12 +57,12 @@ from r2r_core.flows.charges import Publisher, publish_event
 from r2r_core.flows.project_setup import load_terms
 from r2r_core.model.entities import Engagement, RevenueEvent
 from r2r_core.model.money import Money, round_money
-from r2r_core.state import AuditLog, StateStore, now_iso
+from r2r_core.state import SUMMARY_PENDING_SK, AuditLog, StateStore, now_iso
 
 logger = Logger(child=True)
 
 RECORD_TYPE = "timeBill"
-PENDING_SK = "TIMESUM#PENDING#"
+PENDING_SK = SUMMARY_PENDING_SK
 GROUP_SK = "TIMESUM#GROUP#"
 LEASE_SECONDS = 120  # longer than a consumer's timeout: a crashed flush frees the period after it
 
@@ -500,17 +500,20 @@ def flush_ended_periods(
     workers: int = 4,
     deadline: float | None = None,
     publisher: Publisher | None = None,
+    items: Iterable[Mapping[str, Any]] | None = None,
 ) -> PeriodEndFlush:
     """The period-end flush: every engagement's pending periods that ended before ``today``.
 
     ``workers`` periods are flushed at a time (keep it within the account's ERP concurrency share); no
     new period is started after ``deadline`` (``time.monotonic()``), and what is left is counted in
-    ``remaining`` for the caller to come back for.
+    ``remaining`` for the caller to come back for. ``items``: StateTable items the tick already read
+    (``flows.period_close.period_end_items``), its pending summaries among them; else they are read now.
     """
+    pending = store.scan_prefix("ENG#", PENDING_SK) if items is None else items
     due = sorted(
         (str(item["engagement_id"]), str(item["period"]))
-        for item in store.scan_prefix("ENG#", PENDING_SK)
-        if period_end(str(item["period"])) < today
+        for item in pending
+        if str(item["sk"]).startswith(PENDING_SK) and period_end(str(item["period"])) < today
     )
 
     def flush(engagement_id: str, period: str) -> FlushResult | None:
