@@ -24,10 +24,11 @@ with equivalents that do the same thing in time proportional to the work asked f
   list and each host's answer are computed once;
 - a DynamoDB ``Query`` on the table's own key (not an index): moto's code, handed only the queried
   partition's items where it asks for all of them (moto then keeps the same items and sorts them the same);
-- a DynamoDB ``Scan`` page after the first (on the table, not an index): moto sorts the whole table and
-  then compares every item before the page's start key with it, one by one, to skip the pages already
-  read, so reading a table of n items in 1 MB pages costs n times the number of pages. moto's code is
-  handed the sorted items after the start key (found by bisection) instead;
+- a DynamoDB ``Scan`` page (on the table, not an index; a segment of a parallel scan too): moto sorts the
+  whole table comparing keys as DynamoType objects, and then compares every item before the page's start
+  key with it, one by one, to skip the pages already read, so reading a table of n items in 1 MB pages
+  costs n times the number of pages. moto's code is handed the items sorted by their keys' values (cast
+  once per item) and, after the first page, only those after the start key (found by bisection);
 - a backend lookup (every request makes several): moto takes its global lock and compares the whole
   registry of backends by equality before finding the account's backends there; once they exist, the
   lookup goes straight to them;
@@ -276,8 +277,7 @@ def _dynamodb_scan() -> None:
 
     def scan(self: Any, filters: Any, limit: Any, exclusive_start_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[1] if len(args) > 1 else kwargs.get("index_name")
-        segments = args[4] if len(args) > 4 else kwargs.get("segments", (None, None))
-        if index_name or exclusive_start_key is None or tuple(segments or (None, None)) != (None, None):
+        if index_name:
             return original_scan(self, filters, limit, exclusive_start_key, *args, **kwargs)
         reading.start = (self, exclusive_start_key)
         try:
@@ -291,19 +291,21 @@ def _dynamodb_scan() -> None:
             return original_all_items(self)
         # moto's order (``all_items``): by hash key, then range key, compared as DynamoType compares them
         # (their ``cast_value``; a key attribute has one type), each key cast once instead of at every
-        # comparison. The start key is the last item of the page before: what follows it is this page's.
-        key = start[1]
-        if self.range_key_attr:
+        # comparison. The start key is the last item of the page before: what follows it is this page's
+        # (moto then skips the items of other segments of a parallel scan, as before).
+        ranged = bool(self.range_key_attr)
+        if ranged:
             keyed = sorted(
                 (_sort_key(x, True), x) for partition in self.items.values() for x in partition.values()
             )
-            target: Any = (
-                DynamoType(key[self.hash_key_attr]).cast_value,
-                DynamoType(key[self.range_key_attr]).cast_value,
-            )
         else:
             keyed = sorted((_sort_key(x, False), x) for x in self.items.values())
-            target = (DynamoType(key[self.hash_key_attr]).cast_value,)
+        key = start[1]
+        if key is None:
+            return [item for _, item in keyed]
+        target: tuple[Any, ...] = (DynamoType(key[self.hash_key_attr]).cast_value,)
+        if ranged:
+            target += (DynamoType(key[self.range_key_attr]).cast_value,)
         after = bisect.bisect_right(keyed, target, key=lambda pair: pair[0])
         return [item for _, item in keyed[after:]]
 

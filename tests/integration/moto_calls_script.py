@@ -158,6 +158,8 @@ with mock_aws():
         FilterExpression="begins_with(sk, :s) AND n > :n",
         ExpressionAttributeValues={":s": {"S": "CHARGE#"}, ":n": {"N": "6"}},
     )
+    # A parallel scan: each segment paged on its own.
+    out["scan_segments"] = [scan("t", Limit=5, Segment=n, TotalSegments=3) for n in range(3)]
     # A start key that is no item's: the page starts at the next item.
     out["scan_from_gap"] = ddb.scan(
         TableName="t", Limit=4, ExclusiveStartKey={"pk": {"S": "ENG#2"}, "sk": {"S": "CHARGE#05x"}}

@@ -623,9 +623,11 @@ def test_the_tick_reads_only_what_its_two_steps_use_in_one_scan(world: dict[str,
     # When the tick reads StateTable
     items = period_end_items(store)
 
-    # Then in one scan (one page here) it gets its terms, completed milestones, unbilled charges, pending
-    # credits and pending summaries, with only the attributes its steps use, and nothing else
-    assert len(scans) == 1
+    # Then in one parallel scan (its four segments, one page each here) it gets its terms, completed
+    # milestones, unbilled charges, pending credits and pending summaries, with only the attributes its
+    # steps use, and nothing else, each item once
+    assert sorted((p.get("Segment"), p.get("TotalSegments")) for p in scans) == [(n, 4) for n in range(4)]
+    assert len({(i["pk"], i["sk"]) for i in items}) == len(items)
     mine = {item["sk"] for item in items if item["pk"] == pk}
     assert mine == {sk for sk, _ in kept} | {"TERMS"}
     assert {item["pk"] for item in items} == {

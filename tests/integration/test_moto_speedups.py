@@ -74,6 +74,9 @@ def test_fast_sqs_answers_like_motos_own() -> None:
     assert [tuple(item) for page in fast["scan_paged_filtered"] for item in page] == [
         (pk, sk) for pk, sk in every if sk.startswith("CHARGE#") and int(sk[-2:]) > 6
     ]
+    segments = [[tuple(item) for page in pages for item in page] for pages in fast["scan_segments"]]
+    assert sorted(item for segment in segments for item in segment) == sorted(every)  # each item once
+    assert all(segment for segment in segments)
     assert [tuple(item) for item in fast["scan_from_gap"]] == [
         ("ENG#2", "CHARGE#07"),
         ("ENG#2", "CHARGE#08"),
