@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -126,6 +127,8 @@ def results_document(
 
 
 def format_value(value: float) -> str:
+    if not math.isfinite(value):  # e.g. a ratio to a floor of zero (no ERP request was made)
+        return "n/a" if math.isnan(value) else ("∞" if value > 0 else "-∞")
     if value == int(value) and abs(value) >= 1000:
         return f"{int(value):,}"
     if abs(value) >= 100:

@@ -90,6 +90,13 @@ def test_markdown_table_has_one_row_per_figure_with_its_target(tmp_path: Path) -
     assert table[4] == "| fake | no target | 0.004 | USD |  |  |"
 
 
+def test_a_value_that_is_not_a_number_is_written_as_such_not_a_crash() -> None:
+    # e.g. a spike whose run made no ERP request: its ratio to the ERP floor (zero) is infinite
+    assert harness.format_value(float("inf")) == "∞"
+    assert harness.format_value(float("nan")) == "n/a"
+    assert harness.format_value(1234.0) == "1,234"
+
+
 @pytest.mark.usefixtures("fake_sections")
 def test_main_writes_both_files_and_fails_only_on_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
