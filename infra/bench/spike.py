@@ -128,8 +128,10 @@ class Usage:
     measured item sizes (by DynamoDB's rule: attribute names plus values): a write is one WRU per KB
     of the item written (an UpdateItem, whose item size is not sent, at the average size of the items the
     same function puts), a strongly consistent read
-    one RRU per 4 KB read (at least one); a projected Query is billed on whole items, so its items count at
-    the average size of the items written. ``log_bytes`` is what each function printed (logs and EMF).
+    one RRU per 4 KB read (at least one); a Query or Scan is billed on every item it evaluated, whole (a
+    filter or a projection lowers what is returned, not what is read), so a filtered or projected one counts
+    its ``ScannedCount`` items at the average size of the items written. ``log_bytes`` is what each function
+    printed (logs and EMF).
     """
 
     invocations: Counter[str] = field(default_factory=Counter)
@@ -243,8 +245,14 @@ def _dynamodb_units(
         units = sum(max(1, math.ceil(_item_size(item) / 4096)) for item in found)
         return float(units + max(0, asked - left - len(found)))
     if operation in {"Query", "Scan"}:
+        # DynamoDB bills what it read, before the filter and the projection: every item it evaluated
+        # (ScannedCount). Items it did not return whole count at the average size of the items written.
         items = response.get("Items") or []
-        size = len(items) * avg_item if "ProjectionExpression" in params else _items_size(items)
+        scanned = int(response.get("ScannedCount", len(items)))
+        if scanned > len(items) or "ProjectionExpression" in params:
+            size = scanned * avg_item
+        else:
+            size = _items_size(items)
         return float(max(1, math.ceil(size / 4096)))
     return 0.0
 

@@ -29,6 +29,10 @@ def test_writes_cost_a_unit_per_kilobyte_and_consistent_reads_a_unit_per_four() 
     projected = {"ProjectionExpression": "#p0"}
     assert _dynamodb_units("Query", projected, {"Items": [{}] * 10}, 2048, 0) == 5
     assert _dynamodb_units("Query", {}, {"Items": []}, 2048, 0) == 1
+    # A filter does not lower the bill: every item evaluated (ScannedCount) is read, at the average size.
+    filtered = {"FilterExpression": "#s = :s"}
+    assert _dynamodb_units("Scan", filtered, {"Items": [{}], "ScannedCount": 400}, 2048, 0) == 200
+    assert _dynamodb_units("Query", filtered, {"Items": [], "ScannedCount": 20}, 1024, 0) == 5
 
 
 def test_a_batch_write_costs_the_units_of_the_items_dynamodb_processed() -> None:
