@@ -44,16 +44,32 @@ def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float) -> dic
     pytest.fail(f"{path} did not appear within {timeout} s")
 
 
-def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
-    state_dir = tmp_path / "state"
-    process = subprocess.Popen(
-        [*_r2r(), "local", "up", "--port-base", "0", "--state-dir", str(state_dir)],
+def _up(state_dir: Path, *options: str) -> subprocess.Popen[str]:
+    """``r2r local up`` on any free ports, in the background."""
+    return subprocess.Popen(
+        [*_r2r(), "local", "up", "--port-base", "0", "--state-dir", str(state_dir), *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C, as a user stops it; what it printed."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"r2r local up did not stop on SIGINT:\n{out}\n{err}")
+
+
+def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
+    state_dir = tmp_path / "state"
+    process = _up(state_dir)
     try:
         described = _wait_for(state_dir / "local.json", process, timeout=120)
         template = json.loads((ROOT / "cdk.out" / "r2r-dev.template.json").read_text())
@@ -97,13 +113,7 @@ def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
             assert ticked.returncode == 0, ticked.stderr
             assert f"ticked {name}" in ticked.stdout
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            out, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-            pytest.fail(f"r2r local up did not stop on SIGINT:\n{out}\n{err}")
+        out, err = _stop(process)
     assert process.returncode == 0, err
     assert "stopped." in out
     assert not (state_dir / "local.json").exists()
@@ -111,25 +121,7 @@ def test_up_serves_every_template_queue_and_stops_on_sigint(tmp_path: Path):
 
 def test_up_runs_a_scenario_then_serves_what_it_left_to_the_billing_cli(tmp_path: Path):
     state_dir = tmp_path / "state"
-    process = subprocess.Popen(
-        [
-            *_r2r(),
-            "local",
-            "up",
-            "--port-base",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--no-schedules",
-            "--scenario",
-            str(SCENARIO),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = _up(state_dir, "--no-schedules", "--scenario", str(SCENARIO))
     try:
         # local.json appears once the scenario ran: its decisions are there to explain
         _wait_for(state_dir / "local.json", process, timeout=150)
@@ -154,13 +146,7 @@ def test_up_runs_a_scenario_then_serves_what_it_left_to_the_billing_cli(tmp_path
         assert decision["decision"] == "invoiceable" and decision["status"] == "invoiced"
         assert decision["source_id"] == "te-maria-lopez-2026-11-16"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            out, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
-            pytest.fail(f"r2r local up did not stop on SIGINT:\n{out}\n{err}")
+        out, err = _stop(process)
     assert process.returncode == 0, err
     # the scenario's summary was printed before the stack's description
     assert out.index(f"running {SCENARIO}") < out.index("stopped.")

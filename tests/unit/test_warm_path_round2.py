@@ -25,6 +25,7 @@ from r2r_core.erp.mapping import ErpMapping, Segments
 from r2r_core.flows import time_posting
 from r2r_core.flows.time_posting import time_bill_request
 from r2r_core.model.entities import Engagement, TimeEntry
+from tests.unit.test_warm_caches import entry  # an approved entry of the engagements below
 
 BOUNDED = settings(max_examples=200, deadline=None)
 FIELD_NAMES = [f.name for f in fields(ChargeDecision)]
@@ -51,24 +52,6 @@ def engagement(currency: str = "EUR", rate: str = "100.00", **terms: Any) -> Eng
     }
     doc.update(terms)
     return Engagement.model_validate(doc)
-
-
-def entry(**fields: Any) -> TimeEntry:
-    doc: dict[str, Any] = {
-        "id": "te-1",
-        "version": 1,
-        "engagement_id": "eng-1",
-        "project_id": "prj-1",
-        "resource_id": "res-1",
-        "assignment_id": "asg-1",
-        "role": "Consultant",
-        "region": "EMEA",
-        "work_date": date(2026, 3, 31),
-        "hours": Decimal("7.50"),
-        "approved_at": datetime(2026, 4, 2, 9, tzinfo=UTC),
-    }
-    doc.update(fields)
-    return TimeEntry.model_validate(doc)
 
 
 def general_path(
