@@ -113,17 +113,17 @@ class StateStore(_Table):
                 "Keys": [_to_item({"pk": pk, "sk": sk}) for pk, sk in asked],
                 "ConsistentRead": True,
             }
-            left = set(asked)
+            left: set[tuple[str, str]] = set()
             for _attempt in range(BATCH_GET_ATTEMPTS):
                 response = self.client.batch_get_item(RequestItems={self.table_name: request})
                 for raw in (response.get("Responses") or {}).get(self.table_name, []):
                     item = _from_item(raw)
                     found[(str(item["pk"]), str(item["sk"]))] = item
-                request = (response.get("UnprocessedKeys") or {}).get(self.table_name) or {}
-                unprocessed = {(key["pk"]["S"], key["sk"]["S"]) for key in request.get("Keys", [])}
-                left = unprocessed
-                if not unprocessed:
+                again = (response.get("UnprocessedKeys") or {}).get(self.table_name) or {}
+                left = {(key["pk"]["S"], key["sk"]["S"]) for key in again.get("Keys", [])}
+                if not left:
                     break
+                request = {"Keys": again["Keys"], "ConsistentRead": True}
             for key in asked:
                 if key not in found and key not in left:
                     found[key] = None  # read: absent
@@ -274,13 +274,7 @@ class StateStore(_Table):
         if sk_prefix is not None:
             kwargs["FilterExpression"] += " AND begins_with(sk, :sk_prefix)"
             kwargs["ExpressionAttributeValues"] = _to_item({":prefix": pk_prefix, ":sk_prefix": sk_prefix})
-        while True:
-            page = self.client.scan(**kwargs)
-            for item in page.get("Items", []):
-                yield _from_item(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._pages(kwargs)
 
     def update_if(
         self, pk: str, sk: str, *, set_values: Mapping[str, Any], condition: str, values: Mapping[str, Any]
