@@ -206,16 +206,8 @@ class StateStore(_Table):
             "ConsistentRead": True,
         }
         if fields is not None:
-            names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
-            kwargs["ProjectionExpression"] = ", ".join(names)
-            kwargs["ExpressionAttributeNames"] = names
-        while True:
-            page = self.client.query(**kwargs)
-            for item in page.get("Items", []):
-                yield _from_item(item)
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["ProjectionExpression"], kwargs["ExpressionAttributeNames"] = _projection(fields)
+        return self._pages("query", kwargs)
 
     def scan_where(
         self,
@@ -236,29 +228,30 @@ class StateStore(_Table):
             "ExpressionAttributeValues": _to_item(dict(values)),
         }
         if fields is not None:
-            projected = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
-            kwargs["ProjectionExpression"] = ", ".join(projected)
+            kwargs["ProjectionExpression"], projected = _projection(fields)
             names |= projected
         if names:
             kwargs["ExpressionAttributeNames"] = names
         if segments <= 1:
-            return list(self._pages(kwargs))
+            return list(self._pages("scan", kwargs))
         client = self.client  # created once, before the threads (a boto3 client is thread-safe)
         context = contextvars.copy_context()
 
         def segment(number: int) -> list[dict[str, Any]]:
             asked = {**kwargs, "Segment": number, "TotalSegments": segments}
-            return context.copy().run(lambda: list(self._pages(asked, client)))
+            return context.copy().run(lambda: list(self._pages("scan", asked, client)))
 
         with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="r2r-scan") as pool:
             return [item for part in pool.map(segment, range(segments)) for item in part]
 
-    def _pages(self, kwargs: dict[str, Any], client: Any | None = None) -> Iterator[dict[str, Any]]:
-        """The items of a Scan, page after page."""
-        client = client or self.client
+    def _pages(
+        self, operation: str, kwargs: dict[str, Any], client: Any | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The items of a ``query`` or ``scan``, page after page (the client is asked for when iterated)."""
+        call = getattr(client or self.client, operation)
         asked = dict(kwargs)
         while True:
-            page = client.scan(**asked)
+            page = call(**asked)
             for item in page.get("Items", []):
                 yield _from_item(item)
             if "LastEvaluatedKey" not in page:
@@ -274,7 +267,7 @@ class StateStore(_Table):
         if sk_prefix is not None:
             kwargs["FilterExpression"] += " AND begins_with(sk, :sk_prefix)"
             kwargs["ExpressionAttributeValues"] = _to_item({":prefix": pk_prefix, ":sk_prefix": sk_prefix})
-        return self._pages(kwargs)
+        return self._pages("scan", kwargs)
 
     def update_if(
         self, pk: str, sk: str, *, set_values: Mapping[str, Any], condition: str, values: Mapping[str, Any]
@@ -368,6 +361,12 @@ class StateStore(_Table):
 
     def exceptions(self) -> list[dict[str, Any]]:
         return sorted(self.scan_prefix("EXC#"), key=lambda item: item.get("created_at", ""))
+
+
+def _projection(fields: Iterable[str]) -> tuple[str, dict[str, str]]:
+    """A ProjectionExpression of the keys and ``fields`` (each through a ``#p<n>`` name), and its names."""
+    names = {f"#p{i}": name for i, name in enumerate(dict.fromkeys(["pk", "sk", *fields]))}
+    return ", ".join(names), names
 
 
 def _names_in(condition: str) -> dict[str, str]:
