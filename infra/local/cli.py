@@ -122,17 +122,24 @@ def up(
     console.print("stopped.")
 
 
+def _scenario(
+    stack: LocalStack, directory: Path, *, metrics: Path, mode: str, drain_timeout: float
+) -> dict[str, Any]:
+    """``stack.run_scenario``, the handlers' EMF metrics (printed to stdout, as in Lambda) written to
+    ``metrics`` (opened with ``mode``) instead of over the summary."""
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    with metrics.open(mode, encoding="utf-8") as emf, contextlib.redirect_stdout(emf):
+        return stack.run_scenario(directory, drain_timeout=drain_timeout)
+
+
 def _run_in(
     stack: LocalStack, directory: Path, *, console: Console, metrics: Path, drain_timeout: float
 ) -> None:
     """Post a scenario's deliveries to the running stack and print what happened (a bad scenario is
     reported and skipped: the stack keeps serving)."""
     console.print(f"running {directory}", style="dim", markup=False)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # Handlers print their EMF metrics to stdout (as in Lambda): into a file, not over the summary.
-        with metrics.open("a", encoding="utf-8") as emf, contextlib.redirect_stdout(emf):
-            outcome = stack.run_scenario(directory, drain_timeout=drain_timeout)
+        outcome = _scenario(stack, directory, metrics=metrics, mode="a", drain_timeout=drain_timeout)
     except ScenarioError as exc:
         console.print(f"scenario error: {exc}", style="bold red", markup=False)
         return
@@ -181,10 +188,7 @@ def run(
             console.print(
                 f"local stack up in {stack.startup_s:.1f} s; running {scenario}", style="dim", markup=False
             )
-            # Handlers print their EMF metrics to stdout (as in Lambda): into a file, not over the summary.
-            metrics.parent.mkdir(parents=True, exist_ok=True)
-            with metrics.open("w", encoding="utf-8") as emf, contextlib.redirect_stdout(emf):
-                outcome = stack.run_scenario(scenario, drain_timeout=drain_timeout)
+            outcome = _scenario(stack, scenario, metrics=metrics, mode="w", drain_timeout=drain_timeout)
             if html is not None:
                 write_stack_report(stack, html)
     except ScenarioError as exc:
